@@ -1,0 +1,8 @@
+"""mtls-operator: runs the whole life of mutual-TLS client certificates on Kubernetes."""
+
+__version__ = "0.1.0"
+
+GROUP = "mtls.dev"
+VERSION = "v1alpha1"
+PLURAL = "mtlscertificates"
+KIND = "MtlsCertificate"

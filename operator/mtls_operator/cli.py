@@ -1,0 +1,68 @@
+"""`mtls-operator run`: starts kopf with our handlers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtls-operator", description="Kubernetes operator for mTLS certificates")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the operator against the cluster in KUBECONFIG (or in-cluster)")
+    scope = run.add_mutually_exclusive_group(required=True)
+    scope.add_argument("-n", "--namespace", action="append", help="watch this namespace (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    run.add_argument("--metrics-address", default="0.0.0.0", help="listen address for /metrics and /healthz")
+    run.add_argument("--metrics-port", type=int, default=8080, help="port for /metrics and /healthz (8080)")
+    run.add_argument("--workers", type=int, default=4, help="concurrent reconciles (4)")
+    run.add_argument("--cpu-threads", type=int, default=0, help="threads for key generation (default: cores)")
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="kopf peering object for active/standby replicas (default: standalone)",
+    )
+    run.add_argument("--priority", type=int, default=0, help="kopf peering priority of this replica")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging (never logs key material)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return run(args)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    import kopf
+
+    from . import handlers  # noqa: F401 - registers the handlers
+    from .controller import Controller
+    from .kube import KubeIO, load_client_config
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+    kopf.configure(verbose=args.verbose)
+    load_client_config()
+    cpu_threads = args.cpu_threads or os.cpu_count() or 2
+    controller = Controller(KubeIO(), workers=args.workers, cpu_threads=cpu_threads)
+    memo = kopf.Memo(controller=controller, metrics_address=args.metrics_address, metrics_port=args.metrics_port)
+    kopf.run(
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        priority=args.priority,
+        clusterwide=args.all_namespaces,
+        namespaces=args.namespace or [],
+        memo=memo,
+    )
+    return 0

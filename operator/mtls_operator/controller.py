@@ -1,0 +1,126 @@
+"""Ties the pieces together: a cache of MtlsCertificates fed by watch events, an index from Secret names to the
+certificates that read them, the work queue that runs reconciles, and the metrics.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from .kube import KubeIO
+from .metrics import Metrics
+from .reconciler import Outcome, Reconciler
+from .spec import CertificateSpec
+from .workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+CertKey = tuple[str, str]  # (namespace, name)
+
+
+def _resource_version(body: Mapping[str, Any]) -> int:
+    try:
+        return int(body["metadata"].get("resourceVersion", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def referenced_secrets(body: Mapping[str, Any]) -> set[str]:
+    """Names of the Secrets whose changes matter to this certificate (read from the raw body: no parsing)."""
+    spec = body.get("spec") or {}
+    name = body["metadata"]["name"]
+    names = set()
+    if spec.get("secretName"):
+        names |= {spec["secretName"], f"{spec['secretName']}-next"}
+    signer = spec.get("signer") or {"manual": {}}
+    if "manual" in signer:
+        names.add((signer.get("manual") or {}).get("signedSecretName") or f"{name}-signed")
+    if "ca" in signer and (signer.get("ca") or {}).get("secretName"):
+        names.add(signer["ca"]["secretName"])
+    return names
+
+
+class Controller:
+    def __init__(self, kube: KubeIO, *, workers: int = 4, cpu_threads: int = 2) -> None:
+        self.metrics = Metrics()
+        self.reconciler = Reconciler(kube, cpu_threads=cpu_threads, on_outcome=self._observed)
+        self.queue = WorkQueue(self._process, workers=workers)
+        self.cache: dict[CertKey, Mapping[str, Any]] = {}
+        self._refs: dict[CertKey, set[str]] = {}
+        self._secret_index: dict[tuple[str, str], set[CertKey]] = {}
+
+    def start(self) -> None:
+        self.queue.start()
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+
+    # --- watch events -------------------------------------------------------------------------------------
+
+    def certificate_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED" or meta.get("deletionTimestamp"):
+            self._forget(key)
+            return
+        old = self.cache.get(key)
+        if old is not None and _resource_version(old) > _resource_version(body):
+            return  # an older event than what our own status patch already returned
+        self._store(key, body)
+        self.queue.add(key)
+
+    def secret_changed(self, namespace: str, name: str) -> None:
+        for key in self._secret_index.get((namespace, name), ()):
+            self.queue.add(key)
+
+    def watches_secret(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._secret_index
+
+    # --- internals ------------------------------------------------------------------------------------------
+
+    def _store(self, key: CertKey, body: Mapping[str, Any]) -> None:
+        self.cache[key] = body
+        refs = referenced_secrets(body)
+        old_refs = self._refs.get(key, set())
+        if refs != old_refs:
+            for secret in old_refs - refs:
+                self._unindex(key, secret)
+            for secret in refs - old_refs:
+                self._secret_index.setdefault((key[0], secret), set()).add(key)
+            self._refs[key] = refs
+
+    def _unindex(self, key: CertKey, secret: str) -> None:
+        holders = self._secret_index.get((key[0], secret))
+        if holders is not None:
+            holders.discard(key)
+            if not holders:
+                del self._secret_index[(key[0], secret)]
+
+    def _forget(self, key: CertKey) -> None:
+        self.cache.pop(key, None)
+        for secret in self._refs.pop(key, set()):
+            self._unindex(key, secret)
+        self.queue.forget(key)
+        self.metrics.remove(*key)
+
+    async def _process(self, key: Any) -> datetime.datetime | None:
+        body = self.cache.get(key)
+        if body is None:
+            return None
+        with self.metrics.reconcile_duration.time():
+            updated, wake_at = await self.reconciler.reconcile(body)
+        if updated is not None and key in self.cache:
+            self.certificate_changed_from_write(key, updated)
+        return wake_at
+
+    def certificate_changed_from_write(self, key: CertKey, body: Mapping[str, Any]) -> None:
+        current = self.cache.get(key)
+        if current is None or _resource_version(body) >= _resource_version(current):
+            self._store(key, body)
+
+    def _observed(self, body: Mapping[str, Any], outcome: Outcome, spec: CertificateSpec | None) -> None:
+        meta = body["metadata"]
+        if (meta["namespace"], meta["name"]) in self.cache:
+            self.metrics.observe(body, outcome.events)

@@ -1,0 +1,51 @@
+"""kopf handlers: thin adapters from watch events to the Controller. No decisions are made here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from . import GROUP, PLURAL, VERSION
+from .controller import Controller
+from .httpserver import start_http_server
+
+log = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Our own Events are posted by the reconciler; kopf's log-to-Event mirroring would duplicate them.
+    settings.posting.enabled = False
+    # Long server-side watches with a client-side guard, so a silently dropped connection is noticed.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    # Resources are known in advance: no need to watch CRDs/namespaces (and no RBAC for it).
+    settings.scanning.disabled = True
+    settings.networking.request_timeout = 60
+    controller: Controller = memo.controller
+    controller.start()
+    memo.http_runner = await start_http_server(controller, memo.metrics_address, memo.metrics_port)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await memo.controller.stop()
+    if memo.get("http_runner") is not None:
+        await memo.http_runner.cleanup()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def certificate_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.certificate_changed(event.get("type"), dict(body))
+
+
+def _watched_secret(namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any) -> bool:
+    return bool(namespace and name) and memo.controller.watches_secret(namespace, name)
+
+
+@kopf.on.event("", "v1", "secrets", when=_watched_secret)
+async def secret_event(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.secret_changed(namespace, name)

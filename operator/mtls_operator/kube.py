@@ -1,0 +1,243 @@
+"""The one small Kubernetes I/O layer: Secrets, the MtlsCertificate status, and Events.
+
+Everything blocking runs in a thread pool so the event loop stays free. Responses are read as raw JSON
+(`_preload_content=False`): faster than the client's models, and Secret bytes stay plain bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import json
+import socket
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from . import GROUP, KIND, PLURAL, VERSION
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "mtls-operator"
+CERTIFICATE_LABEL = "mtls.dev/certificate"
+COMPONENT = "mtls-operator"
+
+T = TypeVar("T")
+
+
+class Conflict(Exception):
+    """Someone else changed or created the object first; re-read and decide again."""
+
+
+@dataclass
+class SecretView:
+    name: str
+    namespace: str
+    data: dict[str, bytes]
+    labels: dict[str, str]
+    owner_uids: list[str]
+    resource_version: str
+    type: str = "Opaque"
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def managed_for(self, uid: str) -> bool:
+        return self.labels.get(MANAGED_BY) == MANAGER and uid in self.owner_uids
+
+
+def secret_from_json(obj: Mapping[str, Any]) -> SecretView:
+    meta = obj.get("metadata", {})
+    return SecretView(
+        name=meta["name"],
+        namespace=meta.get("namespace", ""),
+        data={k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()},
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+        owner_uids=[o.get("uid", "") for o in meta.get("ownerReferences") or []],
+        resource_version=meta.get("resourceVersion", ""),
+        type=obj.get("type", "Opaque"),
+    )
+
+
+def _encode(data: Mapping[str, bytes]) -> dict[str, str]:
+    return {k: base64.b64encode(v).decode() for k, v in data.items()}
+
+
+def load_client_config() -> None:
+    """In-cluster service account when running in a pod, else KUBECONFIG / ~/.kube/config."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+class KubeIO:
+    def __init__(self, api_client: kubernetes.client.ApiClient | None = None, threads: int = 8) -> None:
+        self.api_client = api_client or kubernetes.client.ApiClient()
+        self.core = kubernetes.client.CoreV1Api(self.api_client)
+        self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-io")
+        self.instance = socket.gethostname()
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    @staticmethod
+    def _json(response: Any) -> dict[str, Any]:
+        return json.loads(response.data)  # type: ignore[no-any-return]
+
+    async def get_secret(self, namespace: str, name: str) -> SecretView | None:
+        try:
+            resp = await self._run(self.core.read_namespaced_secret, name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return secret_from_json(self._json(resp))
+
+    def _owned_metadata(self, name: str, owner: Mapping[str, Any]) -> dict[str, Any]:
+        meta = owner["metadata"]
+        return {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": {MANAGED_BY: MANAGER, CERTIFICATE_LABEL: meta["name"]},
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": KIND,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        }
+
+    async def create_secret(
+        self, owner: Mapping[str, Any], name: str, secret_type: str, data: Mapping[str, bytes]
+    ) -> SecretView:
+        """Create only: a create cannot silently replace a key someone else stored first."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": self._owned_metadata(name, owner),
+            "type": secret_type,
+            "data": _encode(data),
+        }
+        try:
+            resp = await self._run(
+                self.core.create_namespaced_secret,
+                owner["metadata"]["namespace"],
+                body,
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(f"Secret {name} already exists") from None
+            raise
+        return secret_from_json(self._json(resp))
+
+    async def replace_secret_data(self, secret: SecretView, data: Mapping[str, bytes]) -> SecretView:
+        """One atomic write of all keys, guarded by resourceVersion (optimistic concurrency)."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": secret.name,
+                "namespace": secret.namespace,
+                "resourceVersion": secret.resource_version,
+            },
+            "data": _encode(data),
+        }
+        try:
+            resp = await self._run(
+                self.core.patch_namespaced_secret,
+                secret.name,
+                secret.namespace,
+                body,
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(f"Secret {secret.name} changed while we wrote it") from None
+            raise
+        return secret_from_json(self._json(resp))
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        try:
+            await self._run(self.core.delete_namespaced_secret, name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Merge-patches status (a None value removes a field); returns the updated object or None if gone."""
+        try:
+            resp = await self._run(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": dict(status)},
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._json(resp)
+
+    async def get_certificate(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            resp = await self._run(
+                self.custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._json(resp)
+
+    async def post_event(self, involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the MtlsCertificate. Messages are built by us and never contain key bytes."""
+        meta = involved["metadata"]
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": f"{GROUP}/{COMPONENT}",
+            "reportingInstance": self.instance,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._run(self.core.create_namespaced_event, meta["namespace"], body, _preload_content=False)

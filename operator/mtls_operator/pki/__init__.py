@@ -1,0 +1,1 @@
+"""PKI primitives built on `cryptography` only. Nothing in this package knows about Kubernetes."""

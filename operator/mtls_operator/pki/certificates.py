@@ -1,0 +1,106 @@
+"""Reading certificates: PEM bundles, the facts we publish in status, and chain checks."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """What status and metrics show about a certificate. Contains no key material."""
+
+    common_name: str
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+    serial_number: str  # upper-case hex, as `openssl x509 -serial` prints it
+    issuer: str  # RFC 4514
+    fingerprint_sha256: str  # colon-separated upper-case hex, as `openssl x509 -fingerprint -sha256` prints it
+
+
+def load_pem_bundle(data: bytes) -> list[x509.Certificate]:
+    """Every certificate in a PEM bundle, in order. Raises ValueError when there is none or one is broken."""
+    if not data or not data.strip():
+        raise ValueError("no certificate: the data is empty")
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise ValueError("not a PEM certificate (the data does not parse as one)") from exc
+
+
+def to_pem(certs: list[x509.Certificate]) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def common_name_of(cert: x509.Certificate) -> str:
+    values = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(values[0].value) if values else ""
+
+
+def describe_certificate(cert: x509.Certificate) -> CertificateInfo:
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex().upper()
+    return CertificateInfo(
+        common_name=common_name_of(cert),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        serial_number=f"{cert.serial_number:X}",
+        issuer=cert.issuer.rfc4514_string(),
+        fingerprint_sha256=":".join(fingerprint[i : i + 2] for i in range(0, len(fingerprint), 2)),
+    )
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        # Old v1 CA certificates (still seen from hand-run CAs) carry no extensions at all.
+        return cert.version == x509.Version.v1
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if issuer.subject != cert.issuer:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def chain_problem(chain: list[x509.Certificate], trust_anchors: list[x509.Certificate]) -> str | None:
+    """Walks leaf -> intermediates -> one of the trust anchors; returns why that fails, or None.
+
+    A deliberately small check (issuer name, signature, CA flag), like `openssl verify -CAfile`, rather than
+    a full web-PKI policy: partner CAs made by hand often lack extensions such a policy insists on.
+    """
+    current, intermediates = chain[0], list(chain[1:])
+    while True:
+        anchor = next((a for a in trust_anchors if _issued_by(current, a)), None)
+        issuer = anchor or next((c for c in intermediates if _issued_by(current, c)), None)
+        if issuer is None:
+            return (
+                f"certificate {current.subject.rfc4514_string()!r} is not signed by the given CA "
+                f"(its issuer is {current.issuer.rfc4514_string()!r})"
+            )
+        if not is_ca(issuer):
+            return f"issuer {issuer.subject.rfc4514_string()!r} is not a CA certificate"
+        if anchor is not None:
+            return None
+        intermediates.remove(issuer)
+        current = issuer
+
+
+def allows_client_auth(cert: x509.Certificate) -> bool:
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True  # no EKU means any usage
+    return (
+        x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in usages
+        or x509.oid.ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages
+    )

@@ -1,0 +1,140 @@
+"""Certificate signing requests: building ours from a stored key, and checking a partner's before we sign it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .keys import PrivateKey, same_public_key
+
+MIN_RSA_BITS = 2048  # the partner's rule: RSA, at least 2048 bits
+
+
+@dataclass(frozen=True)
+class Subject:
+    common_name: str
+    country: str
+    organization: str
+    state: str | None = None
+    locality: str | None = None
+    organizational_unit: str | None = None
+
+    def to_x509_name(self) -> x509.Name:
+        # Order as `openssl req` prompts for it: C, ST, L, O, OU, CN.
+        parts = [
+            (NameOID.COUNTRY_NAME, self.country),
+            (NameOID.STATE_OR_PROVINCE_NAME, self.state),
+            (NameOID.LOCALITY_NAME, self.locality),
+            (NameOID.ORGANIZATION_NAME, self.organization),
+            (NameOID.ORGANIZATIONAL_UNIT_NAME, self.organizational_unit),
+            (NameOID.COMMON_NAME, self.common_name),
+        ]
+        return x509.Name([x509.NameAttribute(oid, value) for oid, value in parts if value])
+
+
+def key_usage_for(key: PrivateKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> x509.KeyUsage:
+    is_rsa = isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey)
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=is_rsa,  # RSA key exchange; meaningless for ECDSA
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def build_csr(key: PrivateKey, subject: Subject, dns_names: list[str]) -> bytes:
+    """A PEM CSR for a TLS client certificate (clientAuth), signed with SHA-256 by `key`."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject.to_x509_name())
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
+        .add_extension(key_usage_for(key), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def load_csr(pem: bytes | str) -> x509.CertificateSigningRequest:
+    data = pem.encode() if isinstance(pem, str) else pem
+    try:
+        return x509.load_pem_x509_csr(data)
+    except ValueError as exc:
+        raise ValueError("not a PEM certificate signing request") from exc
+
+
+def csr_dns_names(csr: x509.CertificateSigningRequest) -> list[str]:
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return san.get_values_for_type(x509.DNSName)
+
+
+def csr_matches(pem: str | None, key: PrivateKey, subject: Subject, dns_names: list[str]) -> bool:
+    """True when a published CSR already asks for exactly this key, subject and names (so it can stay)."""
+    if not pem:
+        return False
+    try:
+        csr = load_csr(pem)
+    except ValueError:
+        return False
+    return (
+        same_public_key(csr.public_key(), key)  # type: ignore[arg-type]
+        and csr.subject == subject.to_x509_name()
+        and csr_dns_names(csr) == dns_names
+    )
+
+
+@dataclass(frozen=True)
+class PartnerCsrProblem:
+    message: str
+
+
+def check_partner_csr(
+    csr_pem: str, expected_common_name: str
+) -> tuple[x509.CertificateSigningRequest | None, PartnerCsrProblem | None]:
+    """Checks a partner's CSR against the requirements we publish before signing it.
+
+    Returns (csr, None) when it may be signed, else (None, problem) with a message naming what is wrong.
+    """
+    try:
+        csr = load_csr(csr_pem)
+    except ValueError:
+        return None, PartnerCsrProblem("spec.csr is not a PEM certificate signing request")
+    if not csr.is_signature_valid:
+        return None, PartnerCsrProblem("the CSR's signature is invalid (it was altered or not signed by its key)")
+    public = csr.public_key()
+    if isinstance(public, rsa.RSAPublicKey):
+        if public.key_size < MIN_RSA_BITS:
+            return None, PartnerCsrProblem(
+                f"the CSR's RSA key has {public.key_size} bits; at least {MIN_RSA_BITS} are required"
+            )
+    elif not isinstance(public, ec.EllipticCurvePublicKey):
+        return None, PartnerCsrProblem(f"the CSR's key type {type(public).__name__} is not RSA or ECDSA")
+    missing = [
+        label
+        for label, oid in (
+            ("Country (C)", NameOID.COUNTRY_NAME),
+            ("Organisation (O)", NameOID.ORGANIZATION_NAME),
+            ("Common Name (CN)", NameOID.COMMON_NAME),
+        )
+        if not any(str(a.value).strip() for a in csr.subject.get_attributes_for_oid(oid))
+    ]
+    if missing:
+        return None, PartnerCsrProblem("the CSR's subject is missing required field(s): " + ", ".join(missing))
+    common_name = str(csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+    if common_name != expected_common_name:
+        return None, PartnerCsrProblem(
+            f"the CSR's Common Name {common_name!r} does not match spec.commonName {expected_common_name!r}"
+        )
+    return csr, None

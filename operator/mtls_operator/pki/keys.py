@@ -1,0 +1,67 @@
+"""Private keys: generation, PEM round trips and the algorithm/size a key has."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+_CURVES: dict[int, ec.EllipticCurve] = {256: ec.SECP256R1(), 384: ec.SECP384R1()}
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    algorithm: str  # "RSA" | "ECDSA"
+    size: int  # RSA modulus bits, or the ECDSA curve size
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}-{self.size}"
+
+
+def generate_private_key(spec: KeySpec) -> PrivateKey:
+    """CPU-heavy for RSA (an RSA-4096 key takes seconds): call it off the event loop."""
+    if spec.algorithm == "RSA":
+        return rsa.generate_private_key(public_exponent=65537, key_size=spec.size)
+    if spec.algorithm == "ECDSA":
+        return ec.generate_private_key(_CURVES[spec.size])
+    raise ValueError(f"unsupported key algorithm {spec.algorithm!r}")
+
+
+def private_key_to_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def load_private_key(pem: bytes) -> PrivateKey:
+    """Raises ValueError for anything that is not an unencrypted RSA or ECDSA PEM key.
+
+    The error message never contains key material.
+    """
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("not a readable unencrypted PEM private key") from exc
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError(f"unsupported private key type {type(key).__name__}")
+    return key
+
+
+def key_spec_of(key: PrivateKey | PublicKey) -> KeySpec:
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return KeySpec("RSA", key.key_size)
+    return KeySpec("ECDSA", key.curve.key_size)
+
+
+def public_key_der(key: PrivateKey | PublicKey) -> bytes:
+    """SubjectPublicKeyInfo DER: two keys are the same key exactly when these bytes are equal."""
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
+    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def same_public_key(a: PrivateKey | PublicKey, b: PrivateKey | PublicKey) -> bool:
+    return public_key_der(a) == public_key_der(b)

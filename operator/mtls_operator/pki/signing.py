@@ -1,0 +1,85 @@
+"""Signing with our own CA: our CSR (signer `ca`) and a partner's CSR (outbound direction)."""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from .certificates import is_ca, load_pem_bundle
+from .csr import csr_dns_names, key_usage_for
+from .keys import PrivateKey, load_private_key, same_public_key
+
+BACKDATE = datetime.timedelta(minutes=1)  # tolerate small clock skew between us and the peer
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    certificate: x509.Certificate
+    key: PrivateKey
+
+
+def load_ca(tls_crt: bytes | None, tls_key: bytes | None) -> CertificateAuthority:
+    """Raises ValueError with a message naming the problem (never the key bytes)."""
+    if not tls_crt or not tls_key:
+        raise ValueError("the CA Secret needs both tls.crt and tls.key")
+    try:
+        certificate = load_pem_bundle(tls_crt)[0]
+    except ValueError as exc:
+        raise ValueError(f"the CA's tls.crt is unreadable: {exc}") from exc
+    try:
+        key = load_private_key(tls_key)
+    except ValueError as exc:
+        raise ValueError(f"the CA's tls.key is unreadable: {exc}") from exc
+    if not same_public_key(certificate.public_key(), key):  # type: ignore[arg-type]
+        raise ValueError("the CA's tls.key does not belong to its tls.crt")
+    if not is_ca(certificate):
+        raise ValueError("the CA's tls.crt is not a CA certificate (basicConstraints CA:FALSE)")
+    return CertificateAuthority(certificate=certificate, key=key)
+
+
+def random_serial_number() -> int:
+    """128 random bits (RFC 5280 allows up to 20 octets; CA/B asks for at least 64 bits of entropy)."""
+    return secrets.randbits(128) or 1
+
+
+def sign_csr(
+    csr: x509.CertificateSigningRequest,
+    ca: CertificateAuthority,
+    duration: datetime.timedelta,
+    now: datetime.datetime,
+) -> x509.Certificate:
+    """Issues a clientAuth certificate for `csr`, like `openssl x509 -req -CA ca.crt -CAkey ca.key -sha256`."""
+    public_key = csr.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(ca.certificate.subject)
+        .public_key(public_key)
+        .serial_number(random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + duration)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(key_usage_for(public_key), critical=True)  # type: ignore[arg-type]
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
+        .add_extension(_authority_key_identifier(ca.certificate), critical=False)
+    )
+    dns_names = csr_dns_names(csr)
+    if dns_names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
+        )
+    return builder.sign(ca.key, hashes.SHA256())
+
+
+def _authority_key_identifier(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    try:
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key())  # type: ignore[arg-type]

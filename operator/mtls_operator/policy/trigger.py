@@ -1,0 +1,87 @@
+"""When does a certificate need a new issuance, and why (the trigger)."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from dataclasses import dataclass
+
+from ..pki.certificates import CertificateInfo
+from ..pki.keys import KeySpec
+
+MAX_JITTER_FRACTION = 0.10
+
+
+def renewal_jitter(uid: str, renew_before: datetime.timedelta) -> datetime.timedelta:
+    """Deterministic per certificate, in [0, 10% of renewBefore): a fleet issued together does not renew at once."""
+    fraction = int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "big") / 2**64
+    return datetime.timedelta(seconds=int(renew_before.total_seconds() * MAX_JITTER_FRACTION * fraction))
+
+
+def renewal_time(not_after: datetime.datetime, renew_before: datetime.timedelta, uid: str) -> datetime.datetime:
+    """notAfter - renewBefore - jitter: never later than notAfter - renewBefore."""
+    return not_after - renew_before - renewal_jitter(uid, renew_before)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    reason: str  # NoCertificate | KeySpecChanged | CommonNameChanged | RenewalDue | Expired
+    message: str
+
+
+def issuance_trigger(
+    current: CertificateInfo | None,
+    current_key: KeySpec | None,
+    *,
+    common_name: str,
+    wanted_key: KeySpec | None,
+    renew_before: datetime.timedelta,
+    uid: str,
+    now: datetime.datetime,
+) -> Trigger | None:
+    """Why a new certificate must be issued now, or None when the one in service is good.
+
+    `wanted_key` is None for outbound certificates, whose key belongs to the partner.
+    """
+    if current is None:
+        return Trigger("NoCertificate", "no certificate has been issued yet")
+    if now >= current.not_after:
+        return Trigger("Expired", f"the certificate expired at {current.not_after:%Y-%m-%dT%H:%M:%SZ}")
+    if wanted_key is not None and current_key is not None and current_key != wanted_key:
+        return Trigger("KeySpecChanged", f"spec.privateKey asks for {wanted_key}, the key in service is {current_key}")
+    if current.common_name != common_name:
+        return Trigger(
+            "CommonNameChanged",
+            f"spec.commonName is {common_name!r}, the certificate in service is for {current.common_name!r}",
+        )
+    due = renewal_time(current.not_after, renew_before, uid)
+    if now >= due:
+        days = (current.not_after - now).days
+        return Trigger(
+            "RenewalDue",
+            f"certificate expires in {days} days (notAfter {current.not_after:%Y-%m-%dT%H:%M:%SZ})",
+        )
+    return None
+
+
+EXPIRY_EVENT_DAYS = (14, 7, 3, 1)
+
+
+def expiry_warning_threshold(not_after: datetime.datetime, now: datetime.datetime) -> int | None:
+    """The smallest of 14/7/3/1 days-left thresholds already crossed, or None: one Warning per threshold."""
+    left = not_after - now
+    crossed = [d for d in EXPIRY_EVENT_DAYS if left <= datetime.timedelta(days=d)]
+    return min(crossed) if crossed else None
+
+
+def next_wakeup(
+    current: CertificateInfo | None, renew_at: datetime.datetime | None, now: datetime.datetime
+) -> datetime.datetime | None:
+    """The next instant at which a decision about this certificate can change by the clock alone."""
+    if current is None:
+        return None
+    instants = [current.not_after] + [current.not_after - datetime.timedelta(days=d) for d in EXPIRY_EVENT_DAYS]
+    if renew_at is not None:
+        instants.append(renew_at)
+    future = [t for t in instants if t > now]
+    return min(future) if future else None

@@ -1,0 +1,119 @@
+"""The MtlsCertificate spec as typed Python values (parsed from the custom resource's body)."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .pki.csr import Subject
+from .pki.keys import KeySpec
+
+DEFAULT_DURATION = datetime.timedelta(hours=8760)
+DEFAULT_RENEW_BEFORE = datetime.timedelta(hours=720)  # the partner's rule: renew at least 30 days before expiry
+DEFAULT_KEY_SIZES = {"RSA": 2048, "ECDSA": 256}
+
+# Go's time.ParseDuration syntax, which the CRD's CEL rules also accept.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> datetime.timedelta:
+    """Parses '8760h', '1h50m', '90s' like Go's time.ParseDuration. Raises ValueError."""
+    if not text or _DURATION_PART.sub("", text) != "":
+        raise ValueError(f"invalid duration {text!r} (use Go syntax such as 8760h or 1h30m)")
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    return datetime.timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class Signer:
+    kind: str  # "manual" | "ca" | "kubernetes"
+    secret_name: str | None = None  # manual: the signed Secret; ca: the CA Secret
+    signer_name: str | None = None  # kubernetes
+    expiration_seconds: int | None = None  # kubernetes
+
+
+@dataclass(frozen=True)
+class CertificateSpec:
+    name: str
+    namespace: str
+    uid: str
+    secret_name: str
+    subject: Subject
+    dns_names: list[str]
+    key: KeySpec
+    rotation_policy: str  # "Always" | "Never"
+    duration: datetime.timedelta
+    renew_before: datetime.timedelta
+    signer: Signer
+    partner_csr: str | None = None  # outbound: a partner's CSR that our CA signs
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def outbound(self) -> bool:
+        return self.partner_csr is not None
+
+    @property
+    def next_secret_name(self) -> str:
+        """Where the next key waits during a manual renewal, apart from the key in service."""
+        return f"{self.secret_name}-next"
+
+
+def parse_spec(body: Mapping[str, Any]) -> CertificateSpec:
+    """Raises ValueError naming the field when the body is unusable (the CRD schema catches most before us)."""
+    meta = body.get("metadata", {})
+    spec = body.get("spec") or {}
+    name = meta["name"]
+    subject = spec.get("subject") or {}
+    common_name = spec.get("commonName") or ""
+    if not common_name:
+        raise ValueError("spec.commonName is required")
+    if not subject.get("country") or not subject.get("organization"):
+        raise ValueError("spec.subject.country and spec.subject.organization are required")
+    key = spec.get("privateKey") or {}
+    algorithm = key.get("algorithm", "RSA")
+    if algorithm not in DEFAULT_KEY_SIZES:
+        raise ValueError(f"spec.privateKey.algorithm {algorithm!r} is not RSA or ECDSA")
+    size = int(key.get("size") or DEFAULT_KEY_SIZES[algorithm])
+    duration = parse_duration(spec.get("duration", "8760h"))
+    renew_before = parse_duration(spec.get("renewBefore", "720h"))
+    if renew_before >= duration:
+        raise ValueError("spec.renewBefore must be shorter than spec.duration")
+    return CertificateSpec(
+        name=name,
+        namespace=meta.get("namespace", "default"),
+        uid=meta.get("uid", ""),
+        secret_name=spec["secretName"],
+        subject=Subject(
+            common_name=common_name,
+            country=subject["country"],
+            organization=subject["organization"],
+            state=subject.get("state"),
+            locality=subject.get("locality"),
+            organizational_unit=subject.get("organizationalUnit"),
+        ),
+        dns_names=list(spec.get("dnsNames") or [common_name]),
+        key=KeySpec(algorithm, size),
+        rotation_policy=key.get("rotationPolicy", "Always"),
+        duration=duration,
+        renew_before=renew_before,
+        signer=_parse_signer(name, spec.get("signer") or {}),
+        partner_csr=spec.get("csr"),
+        labels=dict(meta.get("labels") or {}),
+    )
+
+
+def _parse_signer(name: str, signer: Mapping[str, Any]) -> Signer:
+    chosen = [k for k in ("manual", "ca", "kubernetes") if k in signer]
+    if len(chosen) > 1:
+        raise ValueError("spec.signer must set exactly one of manual, ca or kubernetes")
+    if "ca" in signer:
+        return Signer("ca", secret_name=signer["ca"]["secretName"])
+    if "kubernetes" in signer:
+        k8s = signer["kubernetes"]
+        return Signer("kubernetes", signer_name=k8s["signerName"], expiration_seconds=k8s.get("expirationSeconds"))
+    manual = signer.get("manual") or {}
+    return Signer("manual", secret_name=manual.get("signedSecretName") or f"{name}-signed")

@@ -1,0 +1,310 @@
+"""Start and stop a real local Kubernetes control plane (etcd + kube-apiserver), like controller-runtime's envtest.
+
+Used by the pytest session fixture and by `make cluster-up` / `make cluster-down`:
+
+    python tests/controlplane/controlplane.py up --dir .cluster     # starts in the background, writes kubeconfig
+    python tests/controlplane/controlplane.py down --dir .cluster   # stops it; no process is left behind
+
+The binaries are built once per machine by build.sh and cached outside the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+HERE = Path(__file__).resolve().parent
+STATE_FILE = "controlplane.json"
+
+
+def build_binaries() -> Path:
+    """Builds (or finds in the cache) kube-apiserver and etcd; returns the directory holding both."""
+    out = subprocess.run([str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    path.chmod(0o600)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _issue(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        ).add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    elif not ca:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def make_pki(pki: Path) -> None:
+    """CA, apiserver serving cert, admin client cert (group system:masters) and service-account signing keys."""
+    pki.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mtls-operator-test-ca")])
+    ca_cert = _issue(ca_name, ca_key, ca_name, ca_key, ca=True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = _issue(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+        server_key,
+        ca_name,
+        ca_key,
+        server=True,
+    )
+    admin_key = ec.generate_private_key(ec.SECP256R1())
+    admin_cert = _issue(
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
+            ]
+        ),
+        admin_key,
+        ca_name,
+        ca_key,
+    )
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = serialization.Encoding.PEM
+    _write(pki / "ca.crt", ca_cert.public_bytes(pem))
+    _write(pki / "apiserver.crt", server_cert.public_bytes(pem))
+    _write(pki / "apiserver.key", _key_pem(server_key))
+    _write(pki / "admin.crt", admin_cert.public_bytes(pem))
+    _write(pki / "admin.key", _key_pem(admin_key))
+    _write(pki / "sa.key", _key_pem(sa_key))
+    _write(
+        pki / "sa.pub",
+        sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo),
+    )
+
+
+def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
+    # Paths, not inline data: every client (kopf, kubernetes, kubectl, helm) reads them the same way.
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}],
+        "users": [
+            {
+                "name": "admin",
+                "user": {
+                    "client-certificate": str(pki / "admin.crt"),
+                    "client-key": str(pki / "admin.key"),
+                },
+            }
+        ],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin", "namespace": "default"}}],
+        "current-context": "local",
+    }
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+
+
+@dataclass
+class ControlPlane:
+    directory: Path
+    server: str
+    kubeconfig: Path
+    pids: list[int]
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        """Waits for /readyz; returns the seconds it took."""
+        pki = self.directory / "pki"
+        context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        start = time.monotonic()
+        last_error: Exception | None = None
+        while time.monotonic() - start < timeout:
+            for pid in self.pids:
+                if not _alive(pid):
+                    raise RuntimeError(f"control-plane process {pid} exited; see logs in {self.directory}")
+            try:
+                with urllib.request.urlopen(f"{self.server}/readyz", context=context, timeout=5) as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - start
+            except Exception as exc:
+                last_error = exc
+            time.sleep(0.25)
+        raise TimeoutError(f"kube-apiserver not ready after {timeout}s: {last_error}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child counts as dead.
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return status != "Z"
+
+
+def start(directory: Path) -> ControlPlane:
+    """Starts etcd and kube-apiserver in the background (own process groups) and waits until ready."""
+    binaries = build_binaries()
+    directory = directory.resolve()
+    if (directory / STATE_FILE).exists():
+        stop(directory)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    pki = directory / "pki"
+    make_pki(pki)
+    etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+    etcd_url = f"http://127.0.0.1:{etcd_port}"
+    server = f"https://127.0.0.1:{api_port}"
+    etcd_cmd = [
+        str(binaries / "etcd"),
+        f"--data-dir={directory / 'etcd'}",
+        f"--listen-client-urls={etcd_url}",
+        f"--advertise-client-urls={etcd_url}",
+        f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+        f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+        f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
+        "--unsafe-no-fsync=true",
+        "--quota-backend-bytes=8589934592",
+        "--log-level=warn",
+    ]
+    apiserver_cmd = [
+        str(binaries / "kube-apiserver"),
+        f"--etcd-servers={etcd_url}",
+        f"--cert-dir={directory / 'certs'}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        "--endpoint-reconciler-type=none",  # no kubernetes Service endpoints for a loopback address
+        f"--secure-port={api_port}",
+        f"--tls-cert-file={pki / 'apiserver.crt'}",
+        f"--tls-private-key-file={pki / 'apiserver.key'}",
+        f"--client-ca-file={pki / 'ca.crt'}",
+        "--authorization-mode=RBAC",
+        "--service-cluster-ip-range=10.0.0.0/24",
+        "--allow-privileged=true",
+        "--disable-admission-plugins=ServiceAccount",
+        f"--service-account-issuer={server}/",
+        f"--service-account-key-file={pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki / 'sa.key'}",
+        "--v=1",
+    ]
+    pids = []
+    for name, cmd in (("etcd", etcd_cmd), ("kube-apiserver", apiserver_cmd)):
+        log = open(directory / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it from here
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        pids.append(proc.pid)
+        log.close()
+    kubeconfig = directory / "kubeconfig"
+    write_kubeconfig(kubeconfig, server, pki)
+    plane = ControlPlane(directory=directory, server=server, kubeconfig=kubeconfig, pids=pids)
+    (directory / STATE_FILE).write_text(json.dumps({"server": server, "pids": pids}))
+    try:
+        seconds = plane.wait_ready()
+    except Exception:
+        stop(directory)
+        raise
+    (directory / "ready-seconds").write_text(f"{seconds:.2f}\n")
+    return plane
+
+
+def stop(directory: Path, timeout: float = 15.0) -> None:
+    """Stops every process of the control plane in `directory` (TERM, then KILL); idempotent."""
+    state_file = directory / STATE_FILE
+    if not state_file.exists():
+        return
+    pids = json.loads(state_file.read_text())["pids"]
+    for pid in reversed(pids):  # apiserver first, then etcd
+        _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        _reap(pids)
+        time.sleep(0.1)
+    for pid in pids:
+        if _alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+    _reap(pids)
+    state_file.unlink()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _reap(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["build", "up", "down"])
+    parser.add_argument("--dir", default=".cluster", type=Path, help="state directory (default .cluster)")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        print(build_binaries())
+    elif args.command == "up":
+        plane = start(args.dir)
+        seconds = (plane.directory / "ready-seconds").read_text().strip()
+        print(f"control plane ready at {plane.server} in {seconds}s; KUBECONFIG={plane.kubeconfig}")
+    else:
+        stop(args.dir)
+        print("control plane stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
