@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from . import __version__
 
@@ -47,12 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from .controller import Controller
     from .kube import KubeIO, load_client_config
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
     kopf.configure(verbose=args.verbose)
+    if not args.verbose:
+        # kopf logs every handled watch event at INFO: noise at 10,000 objects.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     load_client_config()
     cpu_threads = args.cpu_threads or os.cpu_count() or 2
     controller = Controller(KubeIO(), workers=args.workers, cpu_threads=cpu_threads)
