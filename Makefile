@@ -1,0 +1,64 @@
+# mtls-operator: `make run` (set up and run the operator) and `make test` (every test) are the front door.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+PY          := $(VENV)/bin/python
+CLUSTER_DIR := .cluster
+TOOLS_BIN   := $(HOME)/.cache/mtls-operator/bin
+export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
+
+.PHONY: help venv tools controlplane cluster-up cluster-down run test unit e2e lint fmt manifests check-manifests clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## create .venv with the operator and test tools
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+tools: venv ## kubectl and helm into ~/.cache/mtls-operator/bin
+	@PYTHON=$(PY) hack/tools.sh >/dev/null
+
+controlplane: ## build kube-apiserver + etcd once (cached in ~/.cache/mtls-operator/controlplane)
+	tests/controlplane/build.sh
+
+cluster-up: venv tools controlplane ## start the local control plane; kubeconfig in .cluster/kubeconfig
+	$(PY) tests/controlplane/controlplane.py up --dir $(CLUSTER_DIR)
+
+cluster-down: ## stop the local control plane
+	@if [ -x $(PY) ]; then $(PY) tests/controlplane/controlplane.py down --dir $(CLUSTER_DIR); fi
+
+run: venv tools ## run the operator against KUBECONFIG's cluster, or the local control plane when there is none
+	hack/run.sh
+
+test: venv tools controlplane lint ## lint, unit tests and e2e tests against a real kube-apiserver
+	$(PY) -m pytest -ra
+
+unit: venv ## unit tests only (no cluster)
+	$(PY) -m pytest -ra tests/unit
+
+e2e: venv tools controlplane ## e2e tests only
+	$(PY) -m pytest -ra tests/e2e
+
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/ruff format --check operator tests hack
+	$(VENV)/bin/mypy
+
+fmt: venv
+	$(VENV)/bin/ruff check --fix operator tests hack
+	$(VENV)/bin/ruff format operator tests hack
+
+manifests: tools ## regenerate manifests/ from the Helm chart
+	$(PY) hack/gen_manifests.py $(TOOLS_BIN)/helm
+
+check-manifests: manifests ## fail when manifests/ and the chart drift apart
+	@git diff --exit-code -- manifests charts || { echo "manifests/ drifted from the chart: run make manifests"; exit 1; }
+
+clean: cluster-down
+	rm -rf $(VENV) $(CLUSTER_DIR)

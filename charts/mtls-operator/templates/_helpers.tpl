@@ -1,0 +1,36 @@
+{{- define "mtls-operator.name" -}}mtls-operator{{- end -}}
+
+{{- define "mtls-operator.fullname" -}}
+{{- if contains "mtls-operator" .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else -}}{{ printf "%s-mtls-operator" .Release.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+
+{{- define "mtls-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}{{ default (include "mtls-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else -}}{{ default "default" .Values.serviceAccount.name }}{{- end -}}
+{{- end -}}
+
+{{- define "mtls-operator.selectorLabels" -}}
+app.kubernetes.io/name: mtls-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "mtls-operator.labels" -}}
+{{ include "mtls-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end -}}
+
+{{- define "mtls-operator.rules" -}}
+- apiGroups: ["mtls.dev"]
+  resources: ["mtlscertificates"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["mtls.dev"]
+  resources: ["mtlscertificates/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
