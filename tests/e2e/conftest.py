@@ -1,0 +1,55 @@
+"""Session fixtures: a real control plane (etcd + kube-apiserver), the CRD, and the operator really running."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import ROOT, Kubectl, OperatorProcess, Partner
+
+sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
+import controlplane  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlplane.ControlPlane]:
+    plane = controlplane.start(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield plane
+    finally:
+        controlplane.stop(plane.directory)
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: controlplane.ControlPlane) -> Kubectl:
+    kube = Kubectl(cluster.kubeconfig)
+    kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
+    kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+    return kube
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: controlplane.ControlPlane, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator-logs"))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> str:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    kubectl.run("create", "namespace", name)
+    return name
+
+
+@pytest.fixture
+def partner(tmp_path: Path) -> Partner:
+    return Partner(tmp_path / "partner")

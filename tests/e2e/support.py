@@ -1,0 +1,197 @@
+"""Helpers for e2e tests: kubectl, the operator as a real process, openssl as the partner, and waiting."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+TOOLS_BIN = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mtls-operator" / "bin"
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.25, what: str = "") -> T:
+    """Polls until `check` returns something truthy; fails with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}; last value: {last!r}")
+
+
+class Kubectl:
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PATH": f"{VENV_BIN}:{TOOLS_BIN}:{os.environ['PATH']}"}
+
+    def run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(TOOLS_BIN / "kubectl"), *args], input=input, capture_output=True, text=True, env=self.env
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    def apply(self, manifest: str, namespace: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("apply", "-n", namespace, "-f", "-", input=manifest, check=check)
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        proc = self.run("get", kind, name, "-n", namespace, "-o", "json", check=False)
+        if proc.returncode != 0:
+            return None
+        return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+    def secret_data(self, name: str, namespace: str) -> dict[str, bytes] | None:
+        obj = self.get("secret", name, namespace)
+        if obj is None:
+            return None
+        return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+
+    def events(self, namespace: str, name: str | None = None) -> list[dict[str, Any]]:
+        items = json.loads(self.run("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+        return [e for e in items if name is None or e["involvedObject"]["name"] == name]
+
+    def plugin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(VENV_BIN / "kubectl-mtls"), *args], capture_output=True, text=True, env=self.env)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl mtls {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OperatorProcess:
+    """The operator really running, as `mtls-operator run`, logging to a file the tests can read."""
+
+    def __init__(self, kubeconfig: Path, log_dir: Path, args: list[str] | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_dir = log_dir
+        self.args = args or ["--all-namespaces"]
+        self.metrics_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def log_files(self) -> list[Path]:
+        return sorted(self.log_dir.glob("operator-*.log"))
+
+    def logs(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.log_files)
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115 - owned by the child
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "mtls-operator"), "run", *self.args, "--metrics-port", str(self.metrics_port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+        wait_for(self.healthy, timeout=60, what="operator /healthz")
+
+    def healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
+            return resp.read().decode()  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+class Partner:
+    """The partner, played by real openssl commands in a working directory."""
+
+    def __init__(self, workdir: Path, name: str = "Partner Test CA") -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ca_crt = self.dir / "ca.crt"
+        self.ca_key = self.dir / "ca.key"
+        self.openssl(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.ca_key), "-out", str(self.ca_crt),
+            "-days", "3650", "-subj", f"/C=IE/O=Partner/CN={name}",
+        )  # fmt: skip
+
+    def openssl(self, *args: str, input: bytes | None = None) -> bytes:
+        proc = subprocess.run(["openssl", *args], input=input, capture_output=True, cwd=self.dir)
+        if proc.returncode != 0:
+            raise AssertionError(f"openssl {' '.join(args)} failed: {proc.stderr.decode()}")
+        return proc.stdout
+
+    def sign(self, csr_pem: str | bytes, days: int = 365, out: str = "client.crt", extra: list[str] | None = None) -> Path:
+        """openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days N -sha256"""
+        csr = self.dir / "client.csr"
+        csr.write_bytes(csr_pem.encode() if isinstance(csr_pem, str) else csr_pem)
+        self.openssl(
+            "x509", "-req", "-in", str(csr), "-CA", str(self.ca_crt), "-CAkey", str(self.ca_key),
+            "-CAcreateserial", "-out", out, "-days", str(days), "-sha256", *(extra or []),
+        )  # fmt: skip
+        return self.dir / out
+
+
+def certificate_manifest(
+    name: str,
+    *,
+    common_name: str = "client.example.com",
+    secret_name: str | None = None,
+    extra_spec: str = "",
+) -> str:
+    return f"""
+apiVersion: mtls.dev/v1alpha1
+kind: MtlsCertificate
+metadata:
+  name: {name}
+spec:
+  secretName: {secret_name or name + "-tls"}
+  commonName: {common_name}
+  subject:
+    country: IE
+    state: Dublin
+    locality: Dublin
+    organization: My Company Inc.
+    organizationalUnit: IT
+{extra_spec}
+"""
+
+
+def condition(obj: dict[str, Any] | None, type_: str = "Ready") -> dict[str, Any]:
+    if not obj:
+        return {}
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
