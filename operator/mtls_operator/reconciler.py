@@ -133,14 +133,14 @@ class Reconciler:
         if current is not None:
             base = _certificate_status(current, renew_at)
         if trigger is None:
-            if live is not None and spec.signer.kind == "manual":
-                await self.kube.delete_secret(spec.namespace, spec.next_secret_name)
-            assert current is not None
+            assert current is not None and live is not None
             outcome = Outcome(
                 phases.READY,
                 Condition("Ready", "True", "Ready", f"certificate is valid until {_ts(current.not_after)}"),
                 status={**base, "csr": None, "csrPublishedTime": None},
             )
+            if spec.signer.kind == "manual" and not spec.outbound:
+                outcome = await self._replacement(body, spec, live, outcome, now)
         else:
             outcome = await self._issue(body, spec, status, live, trigger, now)
             if outcome.phase != phases.READY:
@@ -172,6 +172,25 @@ class Reconciler:
         if spec.signer.kind == "ca":
             return await self._sign_with_ca(body, spec, live, pending, trigger, now)
         return await self._manual(body, spec, status, live, pending, trigger, now)
+
+    async def _replacement(
+        self, body: Mapping[str, Any], spec: CertificateSpec, live: SecretView, ready: Outcome, now: datetime.datetime
+    ) -> Outcome:
+        """A new hand-signed certificate for the key in service (e.g. the partner re-signed with a longer
+        validity) replaces the current one once verified; a bad one only raises a condition and an Event."""
+        assert spec.signer.secret_name is not None
+        signed = await self.kube.get_secret(spec.namespace, spec.signer.secret_name)
+        key, _ = _stored_key(live)
+        if signed is None or key is None or _already_in_service(signed, live):
+            return ready
+        result = verify_signed_certificate(
+            signed.get("tls.crt"), signed.get("ca.crt"), key, spec.subject.common_name, now
+        )
+        if isinstance(result, Verified):
+            pending = PendingKey(key, live.data["tls.key"], LIVE)
+            return await self._put_in_service(body, spec, live, pending, result, Trigger("Replaced", ""), now)
+        ready.ready = Condition("Ready", "False", result.reason, _rejected(signed, result))
+        return ready
 
     async def _pending_key(
         self, body: Mapping[str, Any], spec: CertificateSpec, live: SecretView | None, has_certificate: bool

@@ -155,7 +155,9 @@ class Partner:
             raise AssertionError(f"openssl {' '.join(args)} failed: {proc.stderr.decode()}")
         return proc.stdout
 
-    def sign(self, csr_pem: str | bytes, days: int = 365, out: str = "client.crt", extra: list[str] | None = None) -> Path:
+    def sign(
+        self, csr_pem: str | bytes, days: int = 365, out: str = "client.crt", extra: list[str] | None = None
+    ) -> Path:
         """openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days N -sha256"""
         csr = self.dir / "client.csr"
         csr.write_bytes(csr_pem.encode() if isinstance(csr_pem, str) else csr_pem)
@@ -164,6 +166,28 @@ class Partner:
             "-CAcreateserial", "-out", out, "-days", str(days), "-sha256", *(extra or []),
         )  # fmt: skip
         return self.dir / out
+
+    def sign_with_dates(self, csr_pem: str | bytes, start: str, end: str, out: str = "dated.crt") -> Path:
+        """`openssl ca -startdate/-enddate`: for certificates that are expired or not yet valid."""
+        (self.dir / "ca.cnf").write_text(
+            "[ca]\ndefault_ca = d\n[d]\ndir = .\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\n"
+            "default_md = sha256\npolicy = p\nunique_subject = no\n[p]\ncommonName = supplied\n"
+        )
+        (self.dir / "index.txt").write_text("")
+        (self.dir / "serial").write_text("01\n")
+        csr = self.dir / "dated.csr"
+        csr.write_bytes(csr_pem.encode() if isinstance(csr_pem, str) else csr_pem)
+        self.openssl(
+            "ca", "-batch", "-config", "ca.cnf", "-cert", str(self.ca_crt), "-keyfile", str(self.ca_key),
+            "-in", str(csr), "-out", out, "-startdate", start, "-enddate", end, "-notext", "-preserveDN",
+        )  # fmt: skip
+        return self.dir / out
+
+    def own_csr(self, subject: str = "/C=IE/O=My Company Inc./CN=client.example.com") -> bytes:
+        """A CSR for a key of the partner's own (not ours): what a mix-up of requests produces."""
+        return self.openssl(
+            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-subj", subject,
+        )  # fmt: skip
 
 
 def certificate_manifest(

@@ -15,7 +15,9 @@ BASE = {
 def manifest(spec: dict) -> str:
     import json
 
-    return json.dumps({"apiVersion": "mtls.dev/v1alpha1", "kind": "MtlsCertificate", "metadata": {"name": "bad"}, "spec": spec})
+    return json.dumps(
+        {"apiVersion": "mtls.dev/v1alpha1", "kind": "MtlsCertificate", "metadata": {"name": "bad"}, "spec": spec}
+    )
 
 
 def with_(**changes: object) -> dict:
@@ -31,7 +33,11 @@ INVALID = [
     ("no organization", with_(subject={"country": "IE"}), "spec.subject.organization: Required value"),
     ("RSA 1024", with_(privateKey={"algorithm": "RSA", "size": 1024}), "at least 2048"),
     ("ECDSA 2048", with_(privateKey={"algorithm": "ECDSA", "size": 2048}), "256 or 384 for ECDSA"),
-    ("renewBefore >= duration", with_(duration="720h", renewBefore="720h"), "renewBefore must be shorter than duration"),
+    (
+        "renewBefore >= duration",
+        with_(duration="720h", renewBefore="720h"),
+        "renewBefore must be shorter than duration",
+    ),
     (
         "two signers",
         with_(signer={"manual": {}, "ca": {"secretName": "ca"}}),
