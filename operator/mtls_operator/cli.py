@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     run.add_argument("--metrics-address", default="0.0.0.0", help="listen address for /metrics and /healthz")
     run.add_argument("--metrics-port", type=int, default=8080, help="port for /metrics and /healthz (8080)")
-    run.add_argument("--workers", type=int, default=4, help="concurrent reconciles (4)")
+    run.add_argument("--api-threads", type=int, default=8, help="concurrent Kubernetes API requests (8)")
     run.add_argument("--cpu-threads", type=int, default=0, help="threads for key generation (default: cores)")
     run.add_argument(
         "--peering",
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     load_client_config()
     cpu_threads = args.cpu_threads or os.cpu_count() or 2
-    controller = Controller(KubeIO(), workers=args.workers, cpu_threads=cpu_threads)
+    controller = Controller(KubeIO(threads=args.api_threads), cpu_threads=cpu_threads)
     memo = kopf.Memo(controller=controller, metrics_address=args.metrics_address, metrics_port=args.metrics_port)
     kopf.run(
         standalone=args.peering is None,

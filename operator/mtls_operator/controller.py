@@ -43,10 +43,10 @@ def referenced_secrets(body: Mapping[str, Any]) -> set[str]:
 
 
 class Controller:
-    def __init__(self, kube: KubeIO, *, workers: int = 4, cpu_threads: int = 2) -> None:
+    def __init__(self, kube: KubeIO, *, cpu_threads: int = 2) -> None:
         self.metrics = Metrics()
         self.reconciler = Reconciler(kube, cpu_threads=cpu_threads, on_outcome=self._observed)
-        self.queue = WorkQueue(self._process, workers=workers)
+        self.queue = WorkQueue(self._process)
         self.cache: dict[CertKey, Mapping[str, Any]] = {}
         self._refs: dict[CertKey, set[str]] = {}
         self._secret_index: dict[tuple[str, str], set[CertKey]] = {}

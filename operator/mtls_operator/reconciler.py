@@ -254,7 +254,7 @@ class Reconciler:
         published_at = status.get("csrPublishedTime")
         if not csr_matches(csr_pem, pending.key, spec.subject, spec.dns_names):
             csr_pem = (await self._cpu(build_csr, pending.key, spec.subject, spec.dns_names)).decode()
-            published_at = _ts(now)
+            published_at = _ts(self.clock())  # after key generation, which can take seconds
             events.append(
                 (
                     "Normal",

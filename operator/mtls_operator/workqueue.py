@@ -1,7 +1,10 @@
 """A keyed work queue with timers, like client-go's workqueue: the scalable alternative to a task per object.
 
-- A key is processed by at most one worker at a time; adding it while it is processed runs it once more after.
-- Keys added many times before a worker picks them up are processed once (events are coalesced).
+- A key is processed by at most one task at a time; adding it while it is processed runs it once more after.
+- Keys added many times while one run is under way are processed once more, not once per add (coalesced).
+- A run is a task of its own while (and only while) the key has work: an object waiting for a CPU-bound
+  RSA-4096 key never holds a slot another object needs. Concurrency of the expensive parts is bounded where
+  they happen: the API thread pool and the key-generation thread pool.
 - `add_at` schedules a key at an instant; one scheduler task sleeps until the earliest instant, so 10,000
   certificates cost 10,000 heap entries, not 10,000 sleeping tasks.
 - Failures are retried with per-key exponential backoff.
@@ -28,44 +31,40 @@ class WorkQueue:
         self,
         process: Callable[[Key], Awaitable[datetime.datetime | None]],
         *,
-        workers: int = 4,
         base_backoff: float = 1.0,
         max_backoff: float = 300.0,
     ) -> None:
         self._process = process
-        self._workers = workers
         self._base_backoff = base_backoff
         self._max_backoff = max_backoff
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
-        self._active: set[Key] = set()
+        self._running: dict[Key, asyncio.Task[None]] = {}
         self._dirty: set[Key] = set()
         self._failures: dict[Key, int] = {}
         self._timers: list[tuple[float, int, Key]] = []
         self._due: dict[Key, float] = {}  # the one live timer per key (earliest wins)
         self._seq = itertools.count()
         self._timer_changed = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._scheduler_task: asyncio.Task[None] | None = None
+        self.processed = 0
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._worker(i), name=f"worker-{i}") for i in range(self._workers)]
-        self._tasks.append(asyncio.create_task(self._scheduler(), name="scheduler"))
+        self._scheduler_task = asyncio.create_task(self._scheduler(), name="scheduler")
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._running.values(), *([self._scheduler_task] if self._scheduler_task else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @property
     def alive(self) -> bool:
-        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+        return self._scheduler_task is not None and not self._scheduler_task.done()
 
     def add(self, key: Key) -> None:
-        if key in self._active:
+        if key in self._running:
             self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+        else:
+            self._running[key] = asyncio.create_task(self._run(key))
 
     def add_at(self, key: Key, when: datetime.datetime) -> None:
         delay = (when - datetime.datetime.now(datetime.UTC)).total_seconds()
@@ -90,6 +89,9 @@ class WorkQueue:
     def pending_timers(self) -> int:
         return len(self._due)
 
+    def in_flight(self) -> int:
+        return len(self._running)
+
     async def _scheduler(self) -> None:
         while True:
             self._timer_changed.clear()
@@ -103,27 +105,29 @@ class WorkQueue:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._timer_changed.wait(), timeout=timeout)
 
-    async def _worker(self, index: int) -> None:
-        while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
-            self._active.add(key)
-            try:
-                wake_at = await self._process(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures = self._failures.get(key, 0) + 1
-                self._failures[key] = failures
-                delay = min(self._max_backoff, self._base_backoff * 2 ** (failures - 1))
-                log.exception("reconcile of %s failed (attempt %d); retrying in %.0fs", key, failures, delay)
-                self.add_after(key, delay)
-            else:
-                self._failures.pop(key, None)
-                if wake_at is not None:
-                    self.add_at(key, wake_at)
-            finally:
-                self._active.discard(key)
-                if key in self._dirty:
-                    self._dirty.discard(key)
-                    self.add(key)
+    async def _run(self, key: Key) -> None:
+        try:
+            while True:
+                self._dirty.discard(key)
+                await self._run_once(key)
+                if key not in self._dirty:
+                    return
+        finally:
+            self._running.pop(key, None)
+
+    async def _run_once(self, key: Key) -> None:
+        self.processed += 1
+        try:
+            wake_at = await self._process(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            failures = self._failures.get(key, 0) + 1
+            self._failures[key] = failures
+            delay = min(self._max_backoff, self._base_backoff * 2 ** (failures - 1))
+            log.exception("reconcile of %s failed (attempt %d); retrying in %.0fs", key, failures, delay)
+            self.add_after(key, delay)
+        else:
+            self._failures.pop(key, None)
+            if wake_at is not None:
+                self.add_at(key, wake_at)
