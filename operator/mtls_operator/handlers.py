@@ -47,5 +47,6 @@ def _watched_secret(namespace: str | None, name: str | None, memo: kopf.Memo, **
 
 
 @kopf.on.event("", "v1", "secrets", when=_watched_secret)
-async def secret_event(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    memo.controller.secret_changed(namespace, name)
+async def secret_event(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    if namespace:
+        memo.controller.secret_changed(namespace, name)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from kubernetes.client.exceptions import ApiException
 
 from . import GROUP, PLURAL, VERSION
@@ -38,7 +39,7 @@ def _namespace(explicit: str | None, context: str | None, config_file: str | Non
 
 def _get(custom: kubernetes.client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
     try:
-        return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)  # type: ignore[no-any-return]
+        return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)  # type: ignore[no-any-return,return-value]
     except ApiException as exc:
         if exc.status == 404:
             raise PluginError(f'mtlscertificate "{name}" not found in namespace "{namespace}"') from None
@@ -66,13 +67,10 @@ def cmd_import(args: argparse.Namespace, custom: Any, core: Any, namespace: str)
     tls_crt = Path(args.cert).read_bytes()
     ca_crt = Path(args.ca).read_bytes() if args.ca else None
     public_key = load_csr(status["csr"]).public_key()
-    verdict = verify_signed_certificate(
-        tls_crt,
-        ca_crt,
-        public_key,
-        spec["commonName"],
-        datetime.datetime.now(datetime.UTC),  # type: ignore[arg-type]
-    )
+    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise PluginError(f"the pending CSR has an unsupported key type {type(public_key).__name__}")
+    now = datetime.datetime.now(datetime.UTC)
+    verdict = verify_signed_certificate(tls_crt, ca_crt, public_key, spec["commonName"], now)
     if isinstance(verdict, Rejection):
         raise PluginError(f"{verdict.reason}: {verdict.message}")
     secret_name = (signer.get("manual") or {}).get("signedSecretName") or f"{args.name}-signed"
@@ -111,7 +109,7 @@ def cmd_status(args: argparse.Namespace, custom: Any, core: Any, namespace: str)
     rows = [("NAME", "PHASE", "COMMON NAME", "NOT AFTER", "DAYS LEFT", "REASON")]
     for item in items:
         status = item.get("status") or {}
-        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         rows.append(
             (
                 item["metadata"]["name"],

@@ -409,7 +409,7 @@ class Reconciler:
         old = body.get("status") or {}
         wanted = [outcome.ready] + ([outcome.renewal_due] if outcome.renewal_due else [])
         conditions = merge_conditions(old.get("conditions") or [], wanted, int(meta.get("generation", 0)), now)
-        old_ready = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
+        old_ready: dict[str, Any] = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
         events = list(outcome.events)
         if (
             outcome.ready.status != "True"

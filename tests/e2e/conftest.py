@@ -11,7 +11,7 @@ import pytest
 from support import ROOT, Kubectl, OperatorProcess, Partner
 
 sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
-import controlplane  # noqa: E402
+import controlplane
 
 
 @pytest.fixture(scope="session")

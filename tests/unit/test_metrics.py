@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from mtls_operator.metrics import Metrics
+
+
+def cert(name="a", **status):
+    return {
+        "metadata": {"namespace": "ns", "name": name},
+        "spec": {"commonName": "c.example", "signer": {"ca": {"secretName": "x"}}},
+        "status": status,
+    }
+
+
+READY = {
+    "notAfter": "2027-01-01T00:00:00Z",
+    "notBefore": "2026-01-01T00:00:00Z",
+    "renewalTime": "2026-12-01T00:00:00Z",
+    "conditions": [{"type": "Ready", "status": "True"}, {"type": "RenewalDue", "status": "False"}],
+}
+
+
+def sample(metrics: Metrics, metric: str, **labels) -> float | None:
+    return metrics.registry.get_sample_value(metric, labels)
+
+
+def test_gauges_follow_status_and_disappear_with_the_object():
+    m = Metrics()
+    m.observe(cert(**READY), [("Normal", "Issued", "")])
+    labels = {"namespace": "ns", "name": "a", "common_name": "c.example", "signer": "ca"}
+    assert sample(m, "mtls_certificate_expiration_timestamp_seconds", **labels) == 1798761600.0
+    assert sample(m, "mtls_certificate_ready_status", **labels, condition="True") == 1
+    assert sample(m, "mtls_certificate_ready_status", **labels, condition="False") == 0
+    assert sample(m, "mtls_certificate_issued_total", **labels) == 1
+    assert sample(m, "mtls_certificate_awaiting_signature_since_timestamp_seconds", **labels) is None
+    m.observe(cert(**READY), [("Warning", "KeyMismatch", "")])
+    assert sample(m, "mtls_certificate_failures_total", **labels, reason="KeyMismatch") == 1
+    m.remove("ns", "a")
+    text = generate_latest(m.registry).decode()
+    assert 'name="a"' not in text
+
+
+def test_awaiting_signature_series_present_only_while_pending():
+    m = Metrics()
+    labels = {"namespace": "ns", "name": "a", "common_name": "c.example", "signer": "ca"}
+    m.observe(cert(csrPublishedTime="2026-01-01T00:00:00Z"), [])
+    assert sample(m, "mtls_certificate_awaiting_signature_since_timestamp_seconds", **labels) == 1767225600.0
+    m.observe(cert(**READY), [])
+    assert sample(m, "mtls_certificate_awaiting_signature_since_timestamp_seconds", **labels) is None

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import asyncio
+import datetime
+
+from mtls_operator.workqueue import WorkQueue
+
+
+async def test_adds_during_a_run_coalesce_into_one_more_run():
+    runs: list[str] = []
+    gate = asyncio.Event()
+
+    async def process(key):
+        runs.append(key)
+        if len(runs) == 1:
+            await gate.wait()
+        return None
+
+    queue = WorkQueue(process)
+    queue.start()
+    queue.add("a")
+    await asyncio.sleep(0.01)
+    for _ in range(10):
+        queue.add("a")
+    gate.set()
+    await asyncio.sleep(0.05)
+    assert runs == ["a", "a"]
+    await queue.stop()
+
+
+async def test_a_slow_key_does_not_block_others():
+    done: list[str] = []
+    slow = asyncio.Event()
+
+    async def process(key):
+        if key == "slow":
+            await slow.wait()
+        done.append(key)
+        return None
+
+    queue = WorkQueue(process)
+    queue.start()
+    queue.add("slow")
+    for i in range(50):
+        queue.add(f"k{i}")
+    await asyncio.sleep(0.05)
+    assert len(done) == 50 and "slow" not in done
+    slow.set()
+    await asyncio.sleep(0.01)
+    assert "slow" in done
+    await queue.stop()
+
+
+async def test_timers_fire_at_their_instant_with_one_entry_per_key():
+    fired: list[str] = []
+
+    async def process(key):
+        fired.append(key)
+        return None
+
+    queue = WorkQueue(process)
+    queue.start()
+    queue.add_after("later", 0.2)
+    queue.add_after("later", 0.05)  # earliest wins
+    queue.add_after("later", 0.3)
+    queue.add_at("at", datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=0.1))
+    assert queue.pending_timers() == 2
+    await asyncio.sleep(0.02)
+    assert fired == []
+    await asyncio.sleep(0.2)
+    assert sorted(fired) == ["at", "later"]
+    await asyncio.sleep(0.2)
+    assert len(fired) == 2, "a superseded timer does not fire again"
+    await queue.stop()
+
+
+async def test_failures_retry_with_backoff_and_wake_at_is_honoured():
+    calls: list[float] = []
+
+    async def process(key):
+        calls.append(asyncio.get_running_loop().time())
+        if len(calls) < 3:
+            raise RuntimeError("API down")
+        return None
+
+    queue = WorkQueue(process, base_backoff=0.02)
+    queue.start()
+    queue.add("k")
+    await asyncio.sleep(0.2)
+    assert len(calls) == 3
+    assert calls[2] - calls[1] >= calls[1] - calls[0] >= 0.015
+    await queue.stop()
+
+
+async def test_forget_drops_the_timer():
+    fired: list[str] = []
+
+    async def process(key):
+        fired.append(key)
+        return None
+
+    queue = WorkQueue(process)
+    queue.start()
+    queue.add_after("gone", 0.05)
+    queue.forget("gone")
+    await asyncio.sleep(0.1)
+    assert fired == []
+    await queue.stop()
