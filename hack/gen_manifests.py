@@ -31,7 +31,8 @@ PLACEMENT = {
 
 
 def main(helm: str) -> int:
-    shutil.copyfile(MANIFESTS / "crd" / "mtls.dev_mtlscertificates.yaml", CHART / "crds" / "mtls.dev_mtlscertificates.yaml")
+    crd = "mtls.dev_mtlscertificates.yaml"
+    shutil.copyfile(MANIFESTS / "crd" / crd, CHART / "crds" / crd)
     rendered = subprocess.run(
         [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE],
         check=True,
