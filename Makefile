@@ -49,6 +49,7 @@ lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check operator tests hack
 	$(VENV)/bin/ruff format --check operator tests hack
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint Dockerfile
 
 fmt: venv
 	$(VENV)/bin/ruff check --fix operator tests hack

@@ -1,0 +1,18 @@
+# syntax=docker/dockerfile:1
+# Build stage: wheels for the operator and its dependencies (compilers stay here).
+FROM python:3.11.14-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator/ operator/
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+# Final stage: no compilers, no caches, non-root (UID/GID 10001, the same as the Helm chart).
+FROM python:3.11.14-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+RUN groupadd --system --gid 10001 mtls && useradd --system --uid 10001 --gid 10001 --no-create-home mtls
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links=/wheels "mtls-operator==0.1.0"
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["mtls-operator", "run"]
+CMD ["--all-namespaces"]
