@@ -128,7 +128,7 @@ class Reconciler:
             uid=spec.uid,
             now=now,
         )
-        renew_at = renewal_time(current.not_after, spec.renew_before, spec.uid) if current else None
+        renew_at = renewal_time(current.not_before, current.not_after, spec.renew_before, spec.uid) if current else None
         base: dict[str, Any] = {}
         if current is not None:
             base = _certificate_status(current, renew_at)
@@ -380,7 +380,7 @@ class Reconciler:
         info = describe_certificate(verified.leaf)
         status = body.get("status") or {}
         revision = int(status.get("revision") or 0) + 1
-        renew_at = renewal_time(info.not_after, spec.renew_before, spec.uid)
+        renew_at = renewal_time(info.not_before, info.not_after, spec.renew_before, spec.uid)
         renewed = trigger.reason != "NoCertificate"
         message = f"certificate serial {info.serial_number} issued by {info.issuer}, valid until {_ts(info.not_after)}"
         return Outcome(

@@ -3,10 +3,10 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from conftest import NOW, issue, make_ca
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from pkihelpers import NOW, issue, make_ca
 
 from mtls_operator.pki.csr import Subject, build_csr, load_csr
 from mtls_operator.pki.keys import private_key_to_pem

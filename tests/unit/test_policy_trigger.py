@@ -43,7 +43,7 @@ def test_jitter_is_deterministic_and_within_ten_percent():
 
 def test_renewal_time_never_later_than_renew_before():
     for i in range(500):
-        assert renewal_time(NOT_AFTER, RENEW_BEFORE, f"u{i}") <= NOT_AFTER - RENEW_BEFORE
+        assert renewal_time(NOT_AFTER - 365 * DAY, NOT_AFTER, RENEW_BEFORE, f"u{i}") <= NOT_AFTER - RENEW_BEFORE
 
 
 @pytest.mark.parametrize(
@@ -87,10 +87,19 @@ def test_expiry_warning_thresholds(days_left, threshold):
 
 
 def test_next_wakeup_is_the_next_instant_a_decision_changes():
-    renew_at = renewal_time(NOT_AFTER, RENEW_BEFORE, "u")
+    renew_at = renewal_time(NOT_AFTER - 365 * DAY, NOT_AFTER, RENEW_BEFORE, "u")
     assert next_wakeup(info(), renew_at, NOT_AFTER - 100 * DAY) == renew_at
     assert next_wakeup(info(), renew_at, renew_at) == NOT_AFTER - 14 * DAY
     assert next_wakeup(info(), renew_at, NOT_AFTER - 2 * DAY) == NOT_AFTER - DAY
     assert next_wakeup(info(), renew_at, NOT_AFTER - datetime.timedelta(hours=1)) == NOT_AFTER
     assert next_wakeup(info(), renew_at, NOT_AFTER) is None
     assert next_wakeup(None, None, NOT_AFTER) is None
+
+
+def test_short_lived_certificate_is_not_due_at_issuance():
+    """duration 2h, renewBefore 1h59m: a 6-minute jitter would make it due before it was issued."""
+    not_before = NOT_AFTER - datetime.timedelta(hours=2)
+    renew_before = datetime.timedelta(hours=1, minutes=59)
+    for i in range(200):
+        due = renewal_time(not_before, NOT_AFTER, renew_before, f"u{i}")
+        assert not_before + datetime.timedelta(seconds=30) <= due <= NOT_AFTER - renew_before

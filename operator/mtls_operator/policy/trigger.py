@@ -18,9 +18,17 @@ def renewal_jitter(uid: str, renew_before: datetime.timedelta) -> datetime.timed
     return datetime.timedelta(seconds=int(renew_before.total_seconds() * MAX_JITTER_FRACTION * fraction))
 
 
-def renewal_time(not_after: datetime.datetime, renew_before: datetime.timedelta, uid: str) -> datetime.datetime:
-    """notAfter - renewBefore - jitter: never later than notAfter - renewBefore."""
-    return not_after - renew_before - renewal_jitter(uid, renew_before)
+def renewal_time(
+    not_before: datetime.datetime, not_after: datetime.datetime, renew_before: datetime.timedelta, uid: str
+) -> datetime.datetime:
+    """notAfter - renewBefore - jitter: never later than notAfter - renewBefore.
+
+    The jitter is capped at half the time between notBefore and notAfter - renewBefore, so a short-lived
+    certificate is never due again the moment it is issued (which would re-issue it in a loop).
+    """
+    latest = not_after - renew_before
+    jitter = min(renewal_jitter(uid, renew_before), max((latest - not_before) / 2, datetime.timedelta(0)))
+    return latest - jitter
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,7 @@ def issuance_trigger(
             "CommonNameChanged",
             f"spec.commonName is {common_name!r}, the certificate in service is for {current.common_name!r}",
         )
-    due = renewal_time(current.not_after, renew_before, uid)
+    due = renewal_time(current.not_before, current.not_after, renew_before, uid)
     if now >= due:
         days = (current.not_after - now).days
         return Trigger(
