@@ -1,0 +1,94 @@
+"""A real Prometheus server scrapes the running operator and evaluates the shipped alert rules."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import ROOT, Kubectl, OperatorProcess, Partner, free_port, wait_for
+from test_manual_signer import create_and_get_csr, put_signed, wait_ready
+
+
+@pytest.fixture
+def prometheus(operator: OperatorProcess, tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is required (Debian package prometheus; .ci/run installs it)"
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(ROOT / "manifests/prometheus/alerts.yaml")],
+                "scrape_configs": [
+                    {
+                        "job_name": "mtls-operator",
+                        "static_configs": [{"targets": [f"127.0.0.1:{operator.metrics_port}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _get(f"{url}/-/ready") is not None, timeout=30, what="prometheus ready")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+def _get(url: str) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return resp.read()  # type: ignore[no-any-return]
+    except OSError:
+        return None
+
+
+def alerts(url: str, namespace: str) -> list[dict]:
+    body = _get(f"{url}/api/v1/alerts")
+    found = json.loads(body)["data"]["alerts"] if body else []
+    return [a for a in found if a["labels"].get("namespace") == namespace]
+
+
+def test_renewal_due_alert_fires_for_a_20_day_certificate_only(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, partner: Partner, prometheus: str
+) -> None:
+    short_csr = create_and_get_csr(kubectl, namespace, "twenty")
+    long_csr = create_and_get_csr(kubectl, namespace, "year")
+    put_signed(kubectl, namespace, "twenty-signed", {"tls.crt": partner.sign(short_csr, days=20, out="20.crt")})
+    put_signed(kubectl, namespace, "year-signed", {"tls.crt": partner.sign(long_csr, days=365, out="365.crt")})
+    wait_ready(kubectl, namespace, "year")
+    firing = wait_for(
+        lambda: [
+            a for a in alerts(prometheus, namespace)
+            if a["labels"]["alertname"] == "MtlsCertificateRenewalDue" and a["state"] == "firing"
+        ],
+        timeout=60,
+        what="MtlsCertificateRenewalDue firing",
+    )  # fmt: skip
+    assert [a["labels"]["name"] for a in firing] == ["twenty"]
+    assert firing[0]["labels"]["common_name"] == "client.example.com"
+    assert re.search(r"expires in (19\.9|20\.0) days", firing[0]["annotations"]["description"])
+    assert not [a for a in alerts(prometheus, namespace) if a["labels"].get("name") == "year"]
+
+
+def test_promtool_check_metrics_on_a_real_scrape(operator: OperatorProcess) -> None:
+    scrape = operator.metrics()
+    assert "mtls_operator_build_info" in scrape
+    proc = subprocess.run(["promtool", "check", "metrics"], input=scrape, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
