@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
+import socket
 
 from . import __version__
 
@@ -25,9 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="kopf peering object for active/standby replicas (default: standalone)",
     )
-    run.add_argument("--priority", type=int, default=0, help="kopf peering priority of this replica")
+    run.add_argument(
+        "--priority",
+        type=int,
+        help="kopf peering priority of this replica (default: derived from the host name, so replicas differ)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging (never logs key material)")
     return parser
+
+
+def peering_priority(hostname: str) -> int:
+    """Distinct, stable priorities per pod: kopf pauses every replica when the highest priority is shared."""
+    return int.from_bytes(hashlib.sha256(hostname.encode()).digest()[:3], "big")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     kopf.run(
         standalone=args.peering is None,
         peering_name=args.peering,
-        priority=args.priority,
+        priority=args.priority if args.priority is not None else peering_priority(socket.gethostname()),
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or [],
         memo=memo,
