@@ -89,6 +89,7 @@ class OperatorProcess:
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.command = [str(VENV_BIN / "mtls-operator")]
 
     @property
     def log_files(self) -> list[Path]:
@@ -102,7 +103,7 @@ class OperatorProcess:
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115 - owned by the child
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "mtls-operator"), "run", *self.args, "--metrics-port", str(self.metrics_port)],
+            [*self.command, "run", *self.args, "--metrics-port", str(self.metrics_port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -1,0 +1,244 @@
+"""Packaging against a real apiserver: helm lint/template/install/uninstall, values schema, manifests equal to
+the chart, and RBAC proven by running the wheel-installed operator, as a non-root user, authenticated as the
+chart's ServiceAccount (a TokenRequest token), in a control plane of its own (so no admin operator helps it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from support import ROOT, TOOLS_BIN, Kubectl, OperatorProcess, Partner, certificate_manifest, condition, wait_for
+
+sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
+import controlplane
+
+CHART = ROOT / "charts" / "mtls-operator"
+NOBODY = 65534
+
+
+def helm(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HELM_CACHE_HOME": "/tmp/mtls-helm-cache",
+           "HELM_CONFIG_HOME": "/tmp/mtls-helm-config", "HELM_DATA_HOME": "/tmp/mtls-helm-data"}  # fmt: skip
+    proc = subprocess.run([str(TOOLS_BIN / "helm"), *args], capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed: {proc.stderr}")
+    return proc
+
+
+def test_helm_lint_is_clean(cluster: controlplane.ControlPlane) -> None:
+    proc = helm(cluster.kubeconfig, "lint", str(CHART), "--strict")
+    assert "1 chart(s) linted, 0 chart(s) failed" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("flag", "error"),
+    [
+        ("watchNamespace={a}", "additional properties 'watchNamespace' not allowed"),
+        ("replicaCount=two", "/replicaCount': got string, want integer"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+    ],
+)
+def test_values_schema_rejects_typos_and_wrong_types(cluster: controlplane.ControlPlane, flag: str, error: str) -> None:
+    proc = helm(cluster.kubeconfig, "template", "x", str(CHART), "--set", flag, check=False)
+    assert proc.returncode != 0
+    assert error in proc.stderr
+
+
+@pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={team-a,team-b}"], ["--set", "replicaCount=2"]])
+def test_helm_template_is_accepted_by_the_apiserver(
+    cluster: controlplane.ControlPlane, kubectl: Kubectl, namespace: str, values: list[str]
+) -> None:
+    kubectl.run("apply", "-f", str(CHART / "crds"))  # as `helm install` does before the templates
+    kubectl.run("wait", "--for", "condition=established", "--timeout=60s", "crd/clusterkopfpeerings.kopf.dev")
+    rendered = helm(cluster.kubeconfig, "template", "dry", str(CHART), "-n", namespace, *values).stdout
+    for ns in ("team-a", "team-b"):
+        kubectl.run("create", "namespace", ns, check=False)
+    proc = kubectl.run("apply", "--dry-run=server", "-f", "-", input=rendered)
+    assert "deployment.apps/dry-mtls-operator created (server dry run)" in proc.stdout
+
+
+def test_kubectl_manifests_equal_helm_template_defaults(cluster: controlplane.ControlPlane, kubectl: Kubectl) -> None:
+    def objects(text: str) -> dict[tuple[str, str], dict]:
+        docs = [d for d in yaml.safe_load_all(text) if d and d["kind"] not in ("Namespace", "CustomResourceDefinition")]
+        return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+    from_kustomize = objects(kubectl.run("kustomize", str(ROOT / "manifests")).stdout)
+    from_helm = objects(helm(cluster.kubeconfig, "template", "mtls-operator", str(CHART), "-n", "mtls-system").stdout)
+    assert from_kustomize == from_helm
+    assert {k for k, _ in from_helm} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"}
+    # The README's install command, for real.
+    kubectl.run("apply", "-k", str(ROOT / "manifests"))
+    assert kubectl.get("deployment", "mtls-operator", "mtls-system") is not None
+    assert kubectl.get("clusterrole", "mtls-operator", "") is not None
+
+
+def test_helm_install_and_uninstall(cluster: controlplane.ControlPlane, kubectl: Kubectl, namespace: str) -> None:
+    helm(
+        cluster.kubeconfig, "install", "inst", str(CHART), "-n", namespace, "--set", f"watchNamespaces={{{namespace}}}"
+    )
+    deployment = kubectl.get("deployment", "inst-mtls-operator", namespace)
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["args"] == [f"--namespace={namespace}", "--metrics-port=8080"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert kubectl.get("role", "inst-mtls-operator", namespace) is not None
+    assert kubectl.get("serviceaccount", "inst-mtls-operator", namespace) is not None
+    assert "kubectl mtls csr" in helm(cluster.kubeconfig, "status", "inst", "-n", namespace).stdout
+    helm(cluster.kubeconfig, "uninstall", "inst", "-n", namespace, "--wait")
+    assert kubectl.get("deployment", "inst-mtls-operator", namespace) is None
+    assert kubectl.get("role", "inst-mtls-operator", namespace) is None
+
+
+# --- RBAC for real: the operator runs as the chart's ServiceAccount ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[controlplane.ControlPlane, Kubectl]]:
+    plane = controlplane.start(tmp_path_factory.mktemp("isolated-cluster"))
+    try:
+        kube = Kubectl(plane.kubeconfig)
+        kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
+        kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+        yield plane, kube
+    finally:
+        controlplane.stop(plane.directory)
+
+
+@pytest.fixture(scope="module")
+def world_readable_dir() -> Iterator[Path]:
+    """pytest's tmp dirs are 0700; the non-root operator needs a directory it can read."""
+    path = Path(tempfile.mkdtemp(prefix="mtls-nonroot-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def wheel_venv(world_readable_dir: Path) -> Path:
+    """What the image runs: the built wheel installed into a fresh venv (no source tree, no editable install)."""
+    dist = world_readable_dir / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)], check=True)
+    venv = world_readable_dir / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    wheel = next(dist.glob("mtls_operator-*.whl"))
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True)
+    return venv
+
+
+def as_nobody(*cmd: str) -> list[str]:
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *cmd]
+
+
+def test_wheel_runs_as_non_root(wheel_venv: Path) -> None:
+    proc = subprocess.run(
+        as_nobody(str(wheel_venv / "bin" / "mtls-operator"), "--help"), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "run the operator" in proc.stdout
+    run_help = subprocess.run(
+        as_nobody(str(wheel_venv / "bin" / "mtls-operator"), "run", "--help"), capture_output=True, text=True
+    )
+    assert "--all-namespaces" in run_help.stdout
+
+
+def service_account_kubeconfig(
+    plane: controlplane.ControlPlane, kube: Kubectl, sa: str, ns: str, out_dir: Path
+) -> Path:
+    token = kube.run("create", "token", sa, "-n", ns, "--duration=1h").stdout.strip()
+    ca = out_dir / "ca.crt"
+    shutil.copyfile(plane.directory / "pki" / "ca.crt", ca)
+    ca.chmod(0o644)
+    path = out_dir / "sa-kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": plane.server, "certificate-authority": str(ca)}}],
+                "users": [{"name": sa, "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": sa, "namespace": ns}}],
+                "current-context": "c",
+            }
+        )
+    )
+    path.chmod(0o644)
+    return path
+
+
+def test_operator_as_service_account_issues_and_is_confined(
+    isolated: tuple[controlplane.ControlPlane, Kubectl], wheel_venv: Path, world_readable_dir: Path, tmp_path: Path
+) -> None:
+    plane, kube = isolated
+    for ns in ("mtls-system", "a", "b"):
+        kube.run("create", "namespace", ns)
+    helm(plane.kubeconfig, "install", "mtls-operator", str(CHART), "-n", "mtls-system", "--set", "watchNamespaces={a}")
+    sa_config = service_account_kubeconfig(plane, kube, "mtls-operator", "mtls-system", world_readable_dir)
+    subject = "system:serviceaccount:mtls-system:mtls-operator"
+
+    # Confined: no Secrets outside the watched namespace, by the authorizer and by a real request.
+    assert kube.run("auth", "can-i", "get", "secrets", "-n", "b", f"--as={subject}", check=False).stdout.strip() == "no"
+    assert kube.run("auth", "can-i", "get", "secrets", "-n", "a", f"--as={subject}").stdout.strip() == "yes"
+    kube.run("create", "secret", "generic", "elsewhere", "-n", "b", "--from-literal=k=v")
+    as_sa = Kubectl(sa_config)
+    denied = as_sa.run("get", "secret", "elsewhere", "-n", "b", check=False)
+    assert denied.returncode != 0 and "Forbidden" in denied.stderr
+
+    # The wheel-installed operator, as a non-root user, authenticated only by the ServiceAccount token.
+    log_dir = world_readable_dir / "logs"
+    log_dir.mkdir()
+    log_dir.chmod(0o777)
+    operator = OperatorProcess(sa_config, log_dir, args=["--namespace", "a"])
+    operator.command = as_nobody(str(wheel_venv / "bin" / "mtls-operator"))
+    operator.start()
+    try:
+        partner = Partner(tmp_path / "partner")
+        kube.run(
+            "create", "secret", "tls", "internal-ca", "-n", "a", f"--cert={partner.ca_crt}", f"--key={partner.ca_key}"
+        )
+        ca_spec = "  signer:\n    ca:\n      secretName: internal-ca\n"
+        kube.apply(certificate_manifest("auto", extra_spec=ca_spec), "a")
+        kube.apply(certificate_manifest("hand"), "a")
+        wait_for(
+            lambda: condition(kube.get("mtlscertificate", "auto", "a")).get("status") == "True",
+            timeout=60,
+            what="CA-signed issuance as the ServiceAccount",
+        )
+        csr = wait_for(
+            lambda: (kube.get("mtlscertificate", "hand", "a") or {}).get("status", {}).get("csr"), timeout=60
+        )
+        signed = partner.sign(csr)
+        kube.plugin("import", "hand", "-n", "a", "--cert", str(signed), "--ca", str(partner.ca_crt))
+        wait_for(
+            lambda: condition(kube.get("mtlscertificate", "hand", "a")).get("status") == "True",
+            timeout=60,
+            what="manual import as the ServiceAccount",
+        )
+        assert any(e["reason"] == "Issued" for e in kube.events("a", "hand"))
+        # Not watching b: an MtlsCertificate there is left alone.
+        kube.apply(certificate_manifest("ignored"), "b")
+        time.sleep(3)
+        assert "Forbidden" not in operator.logs()
+        assert (kube.get("mtlscertificate", "ignored", "b") or {}).get("status") is None
+        assert os.stat(f"/proc/{operator.proc.pid}").st_uid == NOBODY
+    finally:
+        operator.stop()
