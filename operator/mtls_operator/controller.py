@@ -4,6 +4,7 @@ certificates that read them, the work queue that runs reconciles, and the metric
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 from collections.abc import Mapping
@@ -45,7 +46,13 @@ def referenced_secrets(body: Mapping[str, Any]) -> set[str]:
 class Controller:
     def __init__(self, kube: KubeIO, *, cpu_threads: int = 2) -> None:
         self.metrics = Metrics()
-        self.reconciler = Reconciler(kube, cpu_threads=cpu_threads, on_outcome=self._observed)
+        kube.on_request = lambda verb, resource: self.metrics.api_requests.labels(verb, resource).inc()
+        self.reconciler = Reconciler(
+            kube,
+            cpu_threads=cpu_threads,
+            on_outcome=self._observed,
+            on_key_generated=self.metrics.keys_generated.inc,
+        )
         self.queue = WorkQueue(self._process)
         self.cache: dict[CertKey, Mapping[str, Any]] = {}
         self._refs: dict[CertKey, set[str]] = {}
@@ -53,9 +60,19 @@ class Controller:
 
     def start(self) -> None:
         self.queue.start()
+        self._lag_task = asyncio.create_task(self._sample_loop_lag(), name="loop-lag")
 
     async def stop(self) -> None:
+        self._lag_task.cancel()
         await self.queue.stop()
+
+    async def _sample_loop_lag(self, interval: float = 0.1) -> None:
+        """How late the loop wakes us: a blocked event loop shows here before anything else suffers."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(interval)
+            self.metrics.loop_lag.observe(max(0.0, loop.time() - started - interval))
 
     # --- watch events -------------------------------------------------------------------------------------
 

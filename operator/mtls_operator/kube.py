@@ -84,8 +84,12 @@ class KubeIO:
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-io")
         self.instance = socket.gethostname()
+        self.on_request: Callable[[str, str], None] | None = None
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self.on_request is not None:
+            verb, _, resource = fn.__name__.partition("_namespaced_")
+            self.on_request(verb, resource)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 

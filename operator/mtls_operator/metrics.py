@@ -75,6 +75,21 @@ class Metrics:
             registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self.loop_lag = Histogram(
+            "mtls_operator_event_loop_lag_seconds",
+            "Scheduling delay of the asyncio event loop (sampled every 100 ms).",
+            registry=r,
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+        )
+        self.keys_generated = Counter(
+            "mtls_operator_private_keys_generated", "Private keys generated (a restart must not add any).", registry=r
+        )
+        self.api_requests = Counter(
+            "mtls_operator_api_requests",
+            "Kubernetes API requests made by the reconciler (not kopf's watches).",
+            ("verb", "resource"),
+            registry=r,
+        )
         self.build_info = Info("mtls_operator_build", "Operator version.", registry=r)
         self.build_info.info({"version": __version__})
         self._series: dict[tuple[str, str], tuple[str, ...]] = {}

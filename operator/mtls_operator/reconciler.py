@@ -76,12 +76,13 @@ class Reconciler:
         cpu_threads: int = 2,
         clock: Callable[[], datetime.datetime] = utcnow,
         on_outcome: Callable[[Mapping[str, Any], Outcome, CertificateSpec | None], None] | None = None,
+        on_key_generated: Callable[[], None] | None = None,
     ) -> None:
         self.kube = kube
         self.cpu = ThreadPoolExecutor(max_workers=cpu_threads, thread_name_prefix="pki")
         self.clock = clock
         self.on_outcome = on_outcome
-        self.keys_generated = 0  # exposed for tests/benchmarks: a restart must generate none
+        self.on_key_generated = on_key_generated
 
     async def _cpu(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.cpu, fn, *args)
@@ -223,7 +224,8 @@ class Reconciler:
             decision.location,
         )
         key = await self._cpu(generate_private_key, spec.key)
-        self.keys_generated += 1
+        if self.on_key_generated is not None:
+            self.on_key_generated()
         pem = await self._cpu(private_key_to_pem, key)
         # The key is stored before any CSR derived from it is published.
         if decision.location == LIVE:
