@@ -8,7 +8,7 @@ CLUSTER_DIR := .cluster
 TOOLS_BIN   := $(HOME)/.cache/mtls-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: help venv tools controlplane cluster-up cluster-down run test unit e2e lint fmt manifests check-manifests clean
+.PHONY: help venv tools controlplane cluster-up cluster-down run test unit e2e lint fmt manifests check-manifests bench bench-quick clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -46,20 +46,26 @@ e2e: venv tools controlplane ## e2e tests only
 	$(PY) -m pytest -ra tests/e2e
 
 lint: venv ## ruff and mypy
-	$(VENV)/bin/ruff check operator tests hack
-	$(VENV)/bin/ruff format --check operator tests hack
+	$(VENV)/bin/ruff check operator tests hack bench
+	$(VENV)/bin/ruff format --check operator tests hack bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint Dockerfile
 
 fmt: venv
-	$(VENV)/bin/ruff check --fix operator tests hack
-	$(VENV)/bin/ruff format operator tests hack
+	$(VENV)/bin/ruff check --fix operator tests hack bench
+	$(VENV)/bin/ruff format operator tests hack bench
 
 manifests: tools ## regenerate manifests/ from the Helm chart
 	$(PY) hack/gen_manifests.py $(TOOLS_BIN)/helm
 
 check-manifests: manifests ## fail when manifests/ and the chart drift apart
 	@git diff --exit-code -- manifests charts || { echo "manifests/ drifted from the chart: run make manifests"; exit 1; }
+
+bench: venv tools controlplane ## benchmarks (about 15 min): bench/results/latest.{json,md}
+	$(PY) bench/run.py
+
+bench-quick: venv tools controlplane ## every benchmark scenario with small counts (CI smoke test)
+	$(PY) bench/run.py --quick
 
 clean: cluster-down
 	rm -rf $(VENV) $(CLUSTER_DIR)

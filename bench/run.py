@@ -1,0 +1,437 @@
+"""`make bench`: the operator against a real control plane, five scenarios, ratios measured in one run.
+
+Writes bench/results/latest.json (min/median/max per number, the machine's cores) and latest.md (a table).
+`--quick` uses small counts: CI runs it as a smoke test of the scenarios, not of their speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import platform
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests" / "controlplane"), str(ROOT / "tests" / "e2e")]
+from support import Kubectl, OperatorProcess, Partner, wait_for  # noqa: E402
+
+import controlplane  # noqa: E402
+
+GROUP, VERSION, PLURAL = "mtls.dev", "v1alpha1", "mtlscertificates"
+FULL = {"p1": 1000, "p2": 1000, "p3": 10000, "unrelated": 20000, "runs": 3, "idle_seconds": 60}
+QUICK = {"p1": 20, "p2": 20, "p3": 200, "unrelated": 200, "runs": 1, "idle_seconds": 5}
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+
+
+# --- the physical limit -----------------------------------------------------------------------------------------
+
+
+def keygen_rate(threads: int, keys: int) -> float:
+    """RSA-2048 keys per second with `threads` threads (cryptography releases the GIL)."""
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda _: rsa.generate_private_key(65537, 2048), range(keys)))
+    return keys / (time.perf_counter() - start)
+
+
+# --- cluster helpers -----------------------------------------------------------------------------------------------
+
+
+class Cluster:
+    def __init__(self, plane: controlplane.ControlPlane) -> None:
+        self.plane = plane
+        config = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=str(plane.kubeconfig), client_configuration=config)
+        config.connection_pool_maxsize = 32
+        self.api = kubernetes.client.ApiClient(config)
+        self.core = kubernetes.client.CoreV1Api(self.api)
+        self.custom = kubernetes.client.CustomObjectsApi(self.api)
+        self.kubectl = Kubectl(plane.kubeconfig)
+        pki = plane.directory / "pki"
+        self.ssl = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        self.ssl.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+
+    def namespace(self, name: str) -> str:
+        self.core.create_namespace({"metadata": {"name": name}})
+        return name
+
+    def create_many(self, namespace: str, bodies: list[dict[str, Any]], threads: int = 16) -> float:
+        start = time.perf_counter()
+
+        def create(body: dict[str, Any]) -> None:
+            if body["kind"] == "Secret":
+                self.core.create_namespaced_secret(namespace, body, _preload_content=False)
+            else:
+                self.custom.create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, body, _preload_content=False
+                )
+
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            list(pool.map(create, bodies))
+        return time.perf_counter() - start
+
+    def certificates(self, namespace: str) -> list[dict[str, Any]]:
+        resp = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, _preload_content=False)
+        return json.loads(resp.data)["items"]  # type: ignore[no-any-return]
+
+    def wait_all(self, namespace: str, count: int, done: Callable[[dict[str, Any]], bool], timeout: float) -> float:
+        """Seconds until `done` holds for all `count` objects (polled by listing, outside the operator)."""
+        start = time.perf_counter()
+        while time.perf_counter() - start < timeout:
+            items = self.certificates(namespace)
+            if len(items) >= count and all(done(i) for i in items):
+                return time.perf_counter() - start
+            time.sleep(0.5 if count <= 1000 else 2)
+        raise TimeoutError(f"{namespace}: not all {count} objects done after {timeout}s")
+
+    def apiserver_requests(self) -> float:
+        with urllib.request.urlopen(f"{self.plane.server}/metrics", context=self.ssl, timeout=30) as resp:
+            text = resp.read().decode()
+        return sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("apiserver_request_total{")
+        )
+
+
+def certificate(name: str, signer: dict[str, Any], key: dict[str, Any] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "secretName": f"{name}-tls",
+        "commonName": f"{name}.bench.example",
+        "subject": {"country": "IE", "organization": "Bench"},
+        "signer": signer,
+    }
+    if key:
+        spec["privateKey"] = key
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MtlsCertificate", "metadata": {"name": name}, "spec": spec}
+
+
+def ready(item: dict[str, Any]) -> bool:
+    conditions = (item.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+# --- operator metrics ----------------------------------------------------------------------------------------------
+
+
+def scrape(operator: OperatorProcess) -> dict[str, float]:
+    """Sums samples by metric name plus histogram buckets by `le`."""
+    values: dict[str, float] = {}
+    for line in operator.metrics().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, value = line.rsplit(" ", 1)
+        name = name_labels.split("{", 1)[0]
+        if name == "mtls_operator_event_loop_lag_seconds_bucket":
+            bound = name_labels.split('le="', 1)[1].split('"', 1)[0]
+            name = f"{name}:{bound}"
+        values[name] = values.get(name, 0.0) + float(value)
+    return values
+
+
+def lag_quantiles(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """p50/p99 by linear interpolation in the histogram's buckets, and the bucket that holds the maximum."""
+    prefix = "mtls_operator_event_loop_lag_seconds_bucket:"
+    bounds = sorted((float(k[len(prefix) :]), after[k] - before.get(k, 0.0)) for k in after if k.startswith(prefix))
+    total = bounds[-1][1]
+    result: dict[str, float] = {"samples": total}
+    for q in (0.5, 0.99):
+        rank, lower, previous = q * total, 0.0, 0.0
+        for upper, cumulative in bounds:
+            if cumulative >= rank:
+                width = cumulative - previous
+                result[f"p{int(q * 100)}"] = lower + (upper - lower) * ((rank - previous) / width if width else 0)
+                break
+            lower, previous = upper, cumulative
+    result["max_le"] = next(upper for upper, cumulative in bounds if cumulative >= total)
+    return result
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- scenarios -------------------------------------------------------------------------------------------------------
+
+
+def p1_burst(cluster: Cluster, operator: OperatorProcess, count: int, run: int) -> dict[str, float]:
+    ns = cluster.namespace(f"p1-{run}")
+    before = scrape(operator)
+    start = time.perf_counter()
+    cluster.create_many(ns, [certificate(f"c{i}", {"manual": {}}) for i in range(count)])
+    cluster.wait_all(ns, count, lambda i: bool((i.get("status") or {}).get("csr")), timeout=600)
+    elapsed = time.perf_counter() - start
+    after = scrape(operator)
+    return {"seconds": elapsed, **{f"lag_{k}": v for k, v in lag_quantiles(before, after).items()}}
+
+
+def p2_ca(cluster: Cluster, operator: OperatorProcess, partner: Partner, count: int, run: int) -> dict[str, float]:
+    ns = cluster.namespace(f"p2-{run}")
+    cluster.kubectl.run(
+        "create", "secret", "tls", "ca", "-n", ns, f"--cert={partner.ca_crt}", f"--key={partner.ca_key}"
+    )
+    ops_before, api_before = scrape(operator), cluster.apiserver_requests()
+    start = time.perf_counter()
+    cluster.create_many(ns, [certificate(f"c{i}", {"ca": {"secretName": "ca"}}) for i in range(count)])
+    cluster.wait_all(ns, count, ready, timeout=900)
+    elapsed = time.perf_counter() - start
+    time.sleep(3)  # let the follow-up reconciles (triggered by our own status writes) finish
+    ops_after, api_after = scrape(operator), cluster.apiserver_requests()
+    operator_requests = ops_after.get("mtls_operator_api_requests_total", 0) - ops_before.get(
+        "mtls_operator_api_requests_total", 0
+    )
+    return {
+        "seconds": elapsed,
+        "certs_per_second": count / elapsed,
+        "operator_requests_per_cert": operator_requests / count,
+        "apiserver_requests_per_cert": (api_after - api_before) / count,
+    }
+
+
+def p3_steady(cluster: Cluster, operator: OperatorProcess, partner: Partner, count: int, idle: int) -> dict[str, Any]:
+    ns = cluster.namespace("p3")
+    cluster.kubectl.run(
+        "create", "secret", "tls", "ca", "-n", ns, f"--cert={partner.ca_crt}", f"--key={partner.ca_key}"
+    )
+    start = time.perf_counter()
+    cluster.create_many(
+        ns,
+        [certificate(f"c{i}", {"ca": {"secretName": "ca"}}, {"algorithm": "ECDSA", "size": 256}) for i in range(count)],
+    )
+    cluster.wait_all(ns, count, ready, timeout=3600)
+    fill_seconds = time.perf_counter() - start
+    time.sleep(5)
+    assert operator.proc is not None
+    pid = operator.proc.pid
+    cpu_before = cpu_seconds(pid)
+    time.sleep(idle)
+    idle_cpu_percent = 100 * (cpu_seconds(pid) - cpu_before) / idle
+    scrape_times, size = [], 0
+    for _ in range(5):
+        t = time.perf_counter()
+        size = len(operator.metrics().encode())
+        scrape_times.append(time.perf_counter() - t)
+    total_ready = sum(1 for _ in cluster.certificates(ns))
+    rss = rss_mb(pid)
+    keys_before_restart = scrape(operator).get("mtls_operator_private_keys_generated_total", 0)
+    operator.stop()
+    restart = time.perf_counter()
+    operator.start()
+
+    def rebuilt() -> bool:
+        text = operator.metrics()
+        series = sum(
+            1
+            for line in text.splitlines()
+            if line.startswith("mtls_certificate_expiration_timestamp_seconds{") and f'namespace="{ns}"' in line
+        )
+        return series >= total_ready
+
+    wait_for(rebuilt, timeout=600, interval=0.5, what="gauges rebuilt")
+    resync = time.perf_counter() - restart
+    time.sleep(5)
+    keys_after_restart = scrape(operator).get("mtls_operator_private_keys_generated_total", 0)  # a new process
+    return {
+        "count": count,
+        "fill_seconds": fill_seconds,
+        "rss_mb": rss,
+        "idle_cpu_percent_of_a_core": idle_cpu_percent,
+        "scrape_seconds": stats(scrape_times),
+        "scrape_bytes": size,
+        "resync_seconds": resync,
+        "keys_generated_before_restart": keys_before_restart,
+        "keys_generated_by_restart": keys_after_restart,
+    }
+
+
+def p5_unrelated_secrets(cluster: Cluster, operator: OperatorProcess, count: int) -> dict[str, float]:
+    assert operator.proc is not None
+    ns = cluster.namespace("p5-unrelated")
+    before = rss_mb(operator.proc.pid)
+    secrets = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"u{i}"}, "data": {"k": "dmFsdWU="}}
+        for i in range(count)
+    ]
+    cluster.create_many(ns, secrets)
+    time.sleep(15)
+    return {"count": count, "rss_before_mb": before, "rss_after_mb": rss_mb(operator.proc.pid)}
+
+
+# --- report --------------------------------------------------------------------------------------------------------
+
+
+def markdown(result: dict[str, Any]) -> str:
+    s = result["scenarios"]
+    limit = s["limit"]["keys_per_second"]["median"]
+    p1, p2, p3, p5 = s["p1_burst_manual"], s["p2_ca_signer"], s["p3_steady_state"], s["p5_api_cost"]
+    rows = [
+        ("Limit: RSA-2048 keys/s, all cores", f"{limit:.1f}", "-", ""),
+        (
+            f"P1 burst ({p1['count']} manual): time to all CSRs / (n / limit)",
+            f"{p1['ratio']['median']:.2f} ({p1['seconds']['median']:.1f} s)",
+            "≤ 1.5",
+            "met" if p1["ratio"]["median"] <= 1.5 else "missed",
+        ),
+        (
+            f"P2 CA signer ({p2['count']}): certificates/s",
+            f"{p2['certs_per_second']['median']:.1f}",
+            "≥ 20",
+            "met" if p2["certs_per_second"]["median"] >= 20 else "missed",
+        ),
+        (
+            f"P3 RSS with {p3['count']} Ready",
+            f"{p3['rss_mb']:.0f} MB",
+            "≤ 300 MB",
+            "met" if p3["rss_mb"] <= 300 else "missed",
+        ),
+        (
+            "P3 idle CPU",
+            f"{p3['idle_cpu_percent_of_a_core']:.2f} % of a core",
+            "≤ 2 %",
+            "met" if p3["idle_cpu_percent_of_a_core"] <= 2 else "missed",
+        ),
+        (
+            "P3 /metrics scrape",
+            f"{p3['scrape_seconds']['median'] * 1000:.0f} ms, {p3['scrape_bytes'] / 1e6:.1f} MB",
+            "≤ 300 ms",
+            "met" if p3["scrape_seconds"]["median"] <= 0.3 else "missed",
+        ),
+        (
+            "P3 resync after restart",
+            f"{p3['resync_seconds']:.1f} s",
+            "≤ 60 s",
+            "met" if p3["resync_seconds"] <= 60 else "missed",
+        ),
+        (
+            "P3 keys generated by the restart",
+            f"{p3['keys_generated_by_restart']:.0f} (first run: {p3['keys_generated_before_restart']:.0f})",
+            "0",
+            "met" if p3["keys_generated_by_restart"] == 0 else "missed",
+        ),
+        (
+            "P4 event-loop lag during P1 (p50 / p99 / max bucket)",
+            f"{p1['lag_p50']['median'] * 1000:.1f} / {p1['lag_p99']['median'] * 1000:.1f} / "
+            f"≤{p1['lag_max_le']['max'] * 1000:.0f} ms",
+            "p99 ≤ 50 ms",
+            "met" if p1["lag_p99"]["median"] <= 0.05 else "missed",
+        ),
+        (
+            "P5 API requests per CA-issued certificate (operator / apiserver total)",
+            f"{p2['operator_requests_per_cert']['median']:.1f} / {p2['apiserver_requests_per_cert']['median']:.1f}",
+            "-",
+            "",
+        ),
+        (
+            f"P5 RSS with {p5['count']} unrelated Secrets",
+            f"{p5['rss_before_mb']:.0f} → {p5['rss_after_mb']:.0f} MB",
+            "no growth",
+            "met" if p5["rss_after_mb"] - p5["rss_before_mb"] <= 10 else "missed",
+        ),
+    ]
+    lines = [
+        f"Measured {result['date']} on {result['machine']['cores']} cores ({result['mode']} mode).",
+        "",
+        "| scenario | measured (median) | target | |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke test of every scenario")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="results directory")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    cores = os.cpu_count() or 1
+    workdir = Path(tempfile.mkdtemp(prefix="mtls-bench-"))
+    plane = controlplane.start(workdir / "cluster")
+    operator: OperatorProcess | None = None
+    try:
+        cluster = Cluster(plane)
+        cluster.kubectl.run("apply", "-f", str(ROOT / "manifests" / "crd"))
+        cluster.kubectl.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+        partner = Partner(workdir / "ca", name="Bench CA")
+        print(f"limit: RSA-2048 key generation with {cores} threads", flush=True)
+        limits = [keygen_rate(cores, 40 if args.quick else 200) for _ in range(sizes["runs"])]
+        (workdir / "logs").mkdir()
+        operator = OperatorProcess(plane.kubeconfig, workdir / "logs")
+        operator.start()
+        limit = statistics.median(limits)
+        p1_runs, p2_runs = [], []
+        for run in range(sizes["runs"]):
+            print(f"P1 burst run {run + 1}", flush=True)
+            p1_runs.append(p1_burst(cluster, operator, sizes["p1"], run))
+        for run in range(sizes["runs"]):
+            print(f"P2 CA signer run {run + 1}", flush=True)
+            p2_runs.append(p2_ca(cluster, operator, partner, sizes["p2"], run))
+        print("P3 steady state", flush=True)
+        p3 = p3_steady(cluster, operator, partner, sizes["p3"], sizes["idle_seconds"])
+        print("P5 unrelated Secrets", flush=True)
+        p5 = p5_unrelated_secrets(cluster, operator, sizes["unrelated"])
+        ideal = sizes["p1"] / limit
+        result = {
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "mode": "quick" if args.quick else "full",
+            "machine": {"cores": cores, "platform": platform.platform(), "python": platform.python_version()},
+            "scenarios": {
+                "limit": {"keys_per_second": stats(limits), "threads": cores},
+                "p1_burst_manual": {
+                    "count": sizes["p1"],
+                    "seconds": stats([r["seconds"] for r in p1_runs]),
+                    "ratio": stats([r["seconds"] / ideal for r in p1_runs]),
+                    **{k: stats([r[k] for r in p1_runs]) for k in p1_runs[0] if k.startswith("lag_")},
+                },
+                "p2_ca_signer": {
+                    "count": sizes["p2"],
+                    **{k: stats([r[k] for r in p2_runs]) for k in p2_runs[0]},
+                },
+                "p3_steady_state": p3,
+                "p4_event_loop_lag": "see p1_burst_manual.lag_*",
+                "p5_api_cost": p5,
+            },
+        }
+        result["scenarios"]["p5_api_cost"]["requests_per_certificate"] = result["scenarios"]["p2_ca_signer"][
+            "operator_requests_per_cert"
+        ]
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        name = "quick" if args.quick else "latest"
+        (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / f"{name}.md").write_text(markdown(result))
+        print(markdown(result))
+        return 0
+    finally:
+        if operator is not None:
+            operator.stop()
+        controlplane.stop(plane.directory)
+        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
