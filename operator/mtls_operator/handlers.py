@@ -26,8 +26,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.scanning.disabled = True
     settings.networking.request_timeout = 60
     controller: Controller = memo.controller
+    try:
+        memo.http_runner = await start_http_server(controller, memo.metrics_address, memo.metrics_port)
+    except OSError as exc:
+        # Fail fast (the pod restarts, the log says why) rather than run for a minute without reconciling.
+        raise kopf.PermanentError(f"cannot serve /metrics and /healthz on port {memo.metrics_port}: {exc}") from exc
     controller.start()
-    memo.http_runner = await start_http_server(controller, memo.metrics_address, memo.metrics_port)
 
 
 @kopf.on.cleanup()

@@ -79,7 +79,13 @@ def load_client_config() -> None:
 
 class KubeIO:
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None, threads: int = 8) -> None:
-        self.api_client = api_client or kubernetes.client.ApiClient()
+        if api_client is None:
+            config = kubernetes.client.Configuration.get_default_copy()
+            # One kept-alive connection per thread: the default pool of 4 closes the rest after every request,
+            # and each new TLS handshake costs CPU that the event loop then waits for.
+            config.connection_pool_maxsize = threads
+            api_client = kubernetes.client.ApiClient(config)
+        self.api_client = api_client
         self.core = kubernetes.client.CoreV1Api(self.api_client)
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-io")

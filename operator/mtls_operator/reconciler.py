@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from .pki.keys import (
     load_private_key,
     private_key_to_pem,
 )
-from .pki.signing import load_ca, sign_csr
+from .pki.signing import CertificateAuthority, load_ca, sign_csr
 from .pki.verify import Rejection, Verified, verify_signed_certificate
 from .policy import readiness as phases
 from .policy.keymanager import LIVE, decide_pending_key
@@ -38,6 +40,8 @@ from .spec import CertificateSpec, parse_spec
 log = logging.getLogger(__name__)
 
 TLS_SECRET = "kubernetes.io/tls"
+KEY_CACHE_SIZE = 2048  # parsed pending keys kept in memory (a renewal wave, not the whole fleet)
+CA_CACHE_SIZE = 64
 OPAQUE_SECRET = "Opaque"
 
 
@@ -83,9 +87,45 @@ class Reconciler:
         self.clock = clock
         self.on_outcome = on_outcome
         self.on_key_generated = on_key_generated
+        self._keys: OrderedDict[bytes, PrivateKey] = OrderedDict()
+        self._cas: OrderedDict[bytes, CertificateAuthority] = OrderedDict()
 
     async def _cpu(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.cpu, fn, *args)
+
+    async def _ca(self, secret: SecretView) -> CertificateAuthority:
+        """The CA of a Secret, parsed off the loop once per content (every CA-signed reconcile needs it)."""
+        digest = hashlib.sha256((secret.get("tls.crt") or b"") + b"\0" + (secret.get("tls.key") or b"")).digest()
+        ca = self._cas.get(digest)
+        if ca is None:
+            ca = await self._cpu(load_ca, secret.get("tls.crt"), secret.get("tls.key"))
+            self._cas[digest] = ca
+            while len(self._cas) > CA_CACHE_SIZE:
+                self._cas.popitem(last=False)
+        return ca
+
+    async def _stored_key(self, secret: SecretView | None) -> tuple[PrivateKey | None, bool]:
+        """(key, unreadable); (None, False) when no key is stored.
+
+        Loading an RSA key validates it (tens of milliseconds for RSA-4096): off the loop, and remembered by a
+        digest of its PEM, because a pending key is read again on every reconcile until its certificate arrives.
+        """
+        pem = secret.get("tls.key") if secret else None
+        if not pem:
+            return None, False
+        digest = hashlib.sha256(pem).digest()
+        key = self._keys.get(digest)
+        if key is None:
+            try:
+                key = await self._cpu(load_private_key, pem)
+            except ValueError:
+                return None, True
+            self._keys[digest] = key
+            while len(self._keys) > KEY_CACHE_SIZE:
+                self._keys.popitem(last=False)
+        else:
+            self._keys.move_to_end(digest)
+        return key, False
 
     async def reconcile(self, body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, datetime.datetime | None]:
         """Returns (the updated object or None, when to look again by the clock alone)."""
@@ -181,7 +221,7 @@ class Reconciler:
         validity) replaces the current one once verified; a bad one only raises a condition and an Event."""
         assert spec.signer.secret_name is not None
         signed = await self.kube.get_secret(spec.namespace, spec.signer.secret_name)
-        key, _ = _stored_key(live)
+        key, _ = await self._stored_key(live)
         if signed is None or key is None or _already_in_service(signed, live):
             return ready
         result = verify_signed_certificate(
@@ -199,8 +239,8 @@ class Reconciler:
         next_secret = await self.kube.get_secret(spec.namespace, spec.next_secret_name) if has_certificate else None
         if next_secret is not None and not next_secret.managed_for(spec.uid):
             next_secret = None  # never read or overwrite a key we did not store; creating it will conflict
-        live_key, live_bad = _stored_key(live)
-        next_key, next_bad = _stored_key(next_secret)
+        live_key, live_bad = await self._stored_key(live)
+        next_key, next_bad = await self._stored_key(next_secret)
         decision = decide_pending_key(
             has_certificate=has_certificate,
             rotation_policy=spec.rotation_policy,
@@ -342,7 +382,7 @@ class Reconciler:
                 phase=phases.PENDING,
             )
         try:
-            ca = load_ca(secret.get("tls.crt"), secret.get("tls.key"))
+            ca = await self._ca(secret)
         except ValueError as exc:
             return _waiting(
                 spec,
@@ -444,17 +484,6 @@ def _certificates_in(secret: SecretView | None) -> list[x509.Certificate]:
         return load_pem_bundle(secret.data["tls.crt"])
     except ValueError:
         return []
-
-
-def _stored_key(secret: SecretView | None) -> tuple[PrivateKey | None, bool]:
-    """(key, unreadable): (None, False) when no key is stored."""
-    pem = secret.get("tls.key") if secret else None
-    if not pem:
-        return None, False
-    try:
-        return load_private_key(pem), False
-    except ValueError:
-        return None, True
 
 
 def _already_in_service(signed: SecretView, live: SecretView | None) -> bool:

@@ -37,3 +37,25 @@ def test_unsupported_algorithm():
 def test_different_keys_differ(client_key, ec_key):
     assert not same_public_key(client_key, ec_key)
     assert same_public_key(client_key, client_key.public_key())
+
+
+def test_corrupted_rsa_key_is_refused(client_key):
+    """The cheap self-test replaces OpenSSL's 55 ms validation: a key whose stored modulus was damaged (the
+    corruption that would put a wrong public key into a CSR) must still be refused."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    der = bytearray(
+        client_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    modulus = client_key.private_numbers().public_numbers.n.to_bytes(256, "big")
+    at = bytes(der).index(modulus) + 100
+    der[at] ^= 0x01
+    body = base64.encodebytes(bytes(der)).decode().replace("\n", "")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    pem = "-----BEGIN PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END PRIVATE KEY-----\n"
+    with pytest.raises(ValueError):
+        load_private_key(pem.encode())
