@@ -55,6 +55,7 @@ def referenced_secrets(body: Mapping[str, Any]) -> set[str]:
 
 class Controller:
     def __init__(self, kube: KubeIO, *, cpu_threads: int = 2) -> None:
+        self.kube = kube
         self.metrics = Metrics()
         kube.on_request = lambda verb, resource: self.metrics.api_requests.labels(verb, resource).inc()
         self.reconciler = Reconciler(
@@ -93,12 +94,15 @@ class Controller:
             self._forget(key)
             return
         old = self.cache.get(key)
-        if old is not None and _resource_version(old) > _resource_version(body):
-            return  # an older event than what our own status patch already returned
+        if old is not None and _resource_version(old) >= _resource_version(body):
+            # Older than, or the echo of, what our own status patch already returned: nothing new to decide.
+            return
         self._store(key, slim(body))
         self.queue.add(key)
 
-    def secret_changed(self, namespace: str, name: str) -> None:
+    def secret_changed(self, namespace: str, name: str, resource_version: str | None = None) -> None:
+        if self.kube.is_own_write(namespace, name, resource_version):
+            return  # the echo of our own write: nothing new to decide
         for key in self._secret_index.get((namespace, name), ()):
             self.queue.add(key)
 

@@ -51,6 +51,6 @@ def _watched_secret(namespace: str | None, name: str | None, memo: kopf.Memo, **
 
 
 @kopf.on.event("", "v1", "secrets", when=_watched_secret)
-async def secret_event(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def secret_event(namespace: str | None, name: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     if namespace:
-        memo.controller.secret_changed(namespace, name)
+        memo.controller.secret_changed(namespace, name, meta.get("resourceVersion"))

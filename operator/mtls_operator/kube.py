@@ -91,6 +91,8 @@ class KubeIO:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-io")
         self.instance = socket.gethostname()
         self.on_request: Callable[[str, str], None] | None = None
+        # resourceVersion of our own last write per Secret: its watch event echoes what we already know.
+        self.own_writes: dict[tuple[str, str], str] = {}
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self.on_request is not None:
@@ -152,7 +154,7 @@ class KubeIO:
             if exc.status == 409:
                 raise Conflict(f"Secret {name} already exists") from None
             raise
-        return secret_from_json(self._json(resp))
+        return self._remember(secret_from_json(self._json(resp)))
 
     async def replace_secret_data(self, secret: SecretView, data: Mapping[str, bytes]) -> SecretView:
         """One atomic write of all keys, guarded by resourceVersion (optimistic concurrency)."""
@@ -179,9 +181,17 @@ class KubeIO:
             if exc.status == 409:
                 raise Conflict(f"Secret {secret.name} changed while we wrote it") from None
             raise
-        return secret_from_json(self._json(resp))
+        return self._remember(secret_from_json(self._json(resp)))
+
+    def _remember(self, secret: SecretView) -> SecretView:
+        self.own_writes[(secret.namespace, secret.name)] = secret.resource_version
+        return secret
+
+    def is_own_write(self, namespace: str, name: str, resource_version: str | None) -> bool:
+        return resource_version is not None and self.own_writes.get((namespace, name)) == resource_version
 
     async def delete_secret(self, namespace: str, name: str) -> None:
+        self.own_writes.pop((namespace, name), None)
         try:
             await self._run(self.core.delete_namespaced_secret, name, namespace, _preload_content=False)
         except ApiException as exc:
