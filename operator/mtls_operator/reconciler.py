@@ -107,8 +107,8 @@ class Reconciler:
     async def _stored_key(self, secret: SecretView | None) -> tuple[PrivateKey | None, bool]:
         """(key, unreadable); (None, False) when no key is stored.
 
-        Loading an RSA key validates it (tens of milliseconds for RSA-4096): off the loop, and remembered by a
-        digest of its PEM, because a pending key is read again on every reconcile until its certificate arrives.
+        Loading a key costs a signature self-test (about a millisecond): off the loop, and remembered by a digest
+        of its PEM, because a pending key is read again on every reconcile until its certificate arrives.
         """
         pem = secret.get("tls.key") if secret else None
         if not pem:
