@@ -70,6 +70,7 @@ class PendingKey:
     key: PrivateKey
     pem: bytes
     location: str
+    stored: bool = True  # False: generated for an automatic signer, written only with its certificate
 
 
 class Reconciler:
@@ -209,9 +210,9 @@ class Reconciler:
                 phases.FAILED,
                 Condition("Ready", "False", "SignerNotSupported", "the kubernetes signer is not implemented yet"),
             )
-        pending = await self._pending_key(body, spec, live, has_certificate)
         if spec.signer.kind == "ca":
-            return await self._sign_with_ca(body, spec, live, pending, trigger, now)
+            return await self._sign_with_ca(body, spec, live, has_certificate, trigger, now)
+        pending = await self._pending_key(body, spec, live, has_certificate, persist=True)
         return await self._manual(body, spec, status, live, pending, trigger, now)
 
     async def _replacement(
@@ -234,9 +235,18 @@ class Reconciler:
         return ready
 
     async def _pending_key(
-        self, body: Mapping[str, Any], spec: CertificateSpec, live: SecretView | None, has_certificate: bool
+        self,
+        body: Mapping[str, Any],
+        spec: CertificateSpec,
+        live: SecretView | None,
+        has_certificate: bool,
+        *,
+        persist: bool,
     ) -> PendingKey:
-        next_secret = await self.kube.get_secret(spec.namespace, spec.next_secret_name) if has_certificate else None
+        """`persist`: store a new key before returning (its CSR will be published and may be signed days later).
+        An automatic signer issues at once, so its new key is written only together with its certificate."""
+        read_next = has_certificate and persist
+        next_secret = await self.kube.get_secret(spec.namespace, spec.next_secret_name) if read_next else None
         if next_secret is not None and not next_secret.managed_for(spec.uid):
             next_secret = None  # never read or overwrite a key we did not store; creating it will conflict
         live_key, live_bad = await self._stored_key(live)
@@ -267,6 +277,8 @@ class Reconciler:
         if self.on_key_generated is not None:
             self.on_key_generated()
         pem = await self._cpu(private_key_to_pem, key)
+        if not persist:
+            return PendingKey(key, pem, decision.location, stored=False)
         # The key is stored before any CSR derived from it is published.
         if decision.location == LIVE:
             if stored is None:
@@ -337,14 +349,15 @@ class Reconciler:
         body: Mapping[str, Any],
         spec: CertificateSpec,
         live: SecretView | None,
-        pending: PendingKey,
+        has_certificate: bool,
         trigger: Trigger,
         now: datetime.datetime,
     ) -> Outcome:
-        ca_or_outcome = await self._load_ca(spec, trigger)
+        ca_or_outcome = await self._load_ca(spec, trigger)  # before any key work: a missing CA wastes none
         if isinstance(ca_or_outcome, Outcome):
             return ca_or_outcome
         ca, ca_pem = ca_or_outcome
+        pending = await self._pending_key(body, spec, live, has_certificate, persist=False)
         csr = x509.load_pem_x509_csr(await self._cpu(build_csr, pending.key, spec.subject, spec.dns_names))
         leaf = await self._cpu(sign_csr, csr, ca, spec.duration, now)
         verified = Verified(chain=[leaf], ca_certificates=load_pem_bundle(ca_pem))
@@ -417,7 +430,7 @@ class Reconciler:
             if live.type != TLS_SECRET:
                 data.pop("tls.key")
             await self.kube.replace_secret_data(live, data)
-        if pending is not None and pending.location != LIVE:
+        if pending is not None and pending.location != LIVE and pending.stored:
             await self.kube.delete_secret(spec.namespace, spec.next_secret_name)
         info = describe_certificate(verified.leaf)
         status = body.get("status") or {}
