@@ -54,17 +54,18 @@ def referenced_secrets(body: Mapping[str, Any]) -> set[str]:
 
 
 class Controller:
-    def __init__(self, kube: KubeIO, *, cpu_threads: int = 2) -> None:
+    def __init__(self, kube: KubeIO, *, cpu_threads: int = 2, concurrency: int = 32) -> None:
         self.kube = kube
         self.metrics = Metrics()
         kube.on_request = lambda verb, resource: self.metrics.api_requests.labels(verb, resource).inc()
+        self.queue = WorkQueue(self._process, slots=concurrency)
         self.reconciler = Reconciler(
             kube,
             cpu_threads=cpu_threads,
             on_outcome=self._observed,
             on_key_generated=self.metrics.keys_generated.inc,
+            released_slot=self.queue.released_slot,
         )
-        self.queue = WorkQueue(self._process)
         self.cache: dict[CertKey, Mapping[str, Any]] = {}
         self._refs: dict[CertKey, set[str]] = {}
         self._secret_index: dict[tuple[str, str], set[CertKey]] = {}

@@ -94,25 +94,24 @@ class KubeIO:
         # resourceVersion of our own last write per Secret: its watch event echoes what we already know.
         self.own_writes: dict[tuple[str, str], str] = {}
 
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """One API call in the thread pool; the JSON is parsed there too, so the loop only gets the result."""
         if self.on_request is not None:
             verb, _, resource = fn.__name__.partition("_namespaced_")
             self.on_request(verb, resource)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
-
-    @staticmethod
-    def _json(response: Any) -> dict[str, Any]:
-        return json.loads(response.data)  # type: ignore[no-any-return]
+        return await loop.run_in_executor(
+            self.executor, lambda: json.loads(fn(*args, _preload_content=False, **kwargs).data)
+        )
 
     async def get_secret(self, namespace: str, name: str) -> SecretView | None:
         try:
-            resp = await self._run(self.core.read_namespaced_secret, name, namespace, _preload_content=False)
+            resp = await self._run(self.core.read_namespaced_secret, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return secret_from_json(self._json(resp))
+        return secret_from_json(resp)
 
     def _owned_metadata(self, name: str, owner: Mapping[str, Any]) -> dict[str, Any]:
         meta = owner["metadata"]
@@ -148,13 +147,12 @@ class KubeIO:
                 self.core.create_namespaced_secret,
                 owner["metadata"]["namespace"],
                 body,
-                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status == 409:
                 raise Conflict(f"Secret {name} already exists") from None
             raise
-        return self._remember(secret_from_json(self._json(resp)))
+        return self._remember(secret_from_json(resp))
 
     async def replace_secret_data(self, secret: SecretView, data: Mapping[str, bytes]) -> SecretView:
         """One atomic write of all keys, guarded by resourceVersion (optimistic concurrency)."""
@@ -175,13 +173,12 @@ class KubeIO:
                 secret.namespace,
                 body,
                 _content_type="application/merge-patch+json",
-                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status == 409:
                 raise Conflict(f"Secret {secret.name} changed while we wrote it") from None
             raise
-        return self._remember(secret_from_json(self._json(resp)))
+        return self._remember(secret_from_json(resp))
 
     def _remember(self, secret: SecretView) -> SecretView:
         self.own_writes[(secret.namespace, secret.name)] = secret.resource_version
@@ -193,7 +190,7 @@ class KubeIO:
     async def delete_secret(self, namespace: str, name: str) -> None:
         self.own_writes.pop((namespace, name), None)
         try:
-            await self._run(self.core.delete_namespaced_secret, name, namespace, _preload_content=False)
+            await self._run(self.core.delete_namespaced_secret, name, namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -210,13 +207,12 @@ class KubeIO:
                 name,
                 {"status": dict(status)},
                 _content_type="application/merge-patch+json",
-                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return self._json(resp)
+        return resp
 
     async def get_certificate(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -227,13 +223,12 @@ class KubeIO:
                 namespace,
                 PLURAL,
                 name,
-                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return self._json(resp)
+        return resp
 
     async def post_event(self, involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
         """A core/v1 Event on the MtlsCertificate. Messages are built by us and never contain key bytes."""
@@ -260,4 +255,4 @@ class KubeIO:
             "lastTimestamp": now,
             "count": 1,
         }
-        await self._run(self.core.create_namespaced_event, meta["namespace"], body, _preload_content=False)
+        await self._run(self.core.create_namespaced_event, meta["namespace"], body)

@@ -8,6 +8,7 @@ runs in a thread pool; `cryptography` releases the GIL, so the event loop keeps 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import logging
@@ -82,17 +83,21 @@ class Reconciler:
         clock: Callable[[], datetime.datetime] = utcnow,
         on_outcome: Callable[[Mapping[str, Any], Outcome, CertificateSpec | None], None] | None = None,
         on_key_generated: Callable[[], None] | None = None,
+        released_slot: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self.kube = kube
         self.cpu = ThreadPoolExecutor(max_workers=cpu_threads, thread_name_prefix="pki")
         self.clock = clock
         self.on_outcome = on_outcome
         self.on_key_generated = on_key_generated
+        self.released_slot = released_slot or contextlib.nullcontext
         self._keys: OrderedDict[bytes, PrivateKey] = OrderedDict()
         self._cas: OrderedDict[bytes, CertificateAuthority] = OrderedDict()
 
     async def _cpu(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.cpu, fn, *args)
+        """CPU work in the thread pool; the work-queue slot is lent to others while it waits its turn."""
+        async with self.released_slot():
+            return await asyncio.get_running_loop().run_in_executor(self.cpu, fn, *args)
 
     async def _ca(self, secret: SecretView) -> CertificateAuthority:
         """The CA of a Secret, parsed off the loop once per content (every CA-signed reconcile needs it)."""

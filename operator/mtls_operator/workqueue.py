@@ -2,9 +2,10 @@
 
 - A key is processed by at most one task at a time; adding it while it is processed runs it once more after.
 - Keys added many times while one run is under way are processed once more, not once per add (coalesced).
-- A run is a task of its own while (and only while) the key has work: an object waiting for a CPU-bound
-  RSA-4096 key never holds a slot another object needs. Concurrency of the expensive parts is bounded where
-  they happen: the API thread pool and the key-generation thread pool.
+- A run is a task of its own while (and only while) the key has work, and at most `slots` runs proceed at
+  once: a resync of 10,000 objects must not flood the event loop (or /healthz stops answering). A run that
+  waits for CPU-bound work (an RSA-4096 key) gives its slot back meanwhile (`released_slot`), so slow key
+  generation never holds up objects that only need the API.
 - `add_at` schedules a key at an instant; one scheduler task sleeps until the earliest instant, so 10,000
   certificates cost 10,000 heap entries, not 10,000 sleeping tasks.
 - Failures are retried with per-key exponential backoff.
@@ -19,7 +20,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,12 @@ class WorkQueue:
         self,
         process: Callable[[Key], Awaitable[datetime.datetime | None]],
         *,
+        slots: int = 32,
         base_backoff: float = 1.0,
         max_backoff: float = 300.0,
     ) -> None:
         self._process = process
+        self._slots = asyncio.Semaphore(slots)
         self._base_backoff = base_backoff
         self._max_backoff = max_backoff
         self._running: dict[Key, asyncio.Task[None]] = {}
@@ -115,10 +118,20 @@ class WorkQueue:
         finally:
             self._running.pop(key, None)
 
+    @contextlib.asynccontextmanager
+    async def released_slot(self) -> AsyncIterator[None]:
+        """Inside a run: give the slot to another key while this one waits for something slow."""
+        self._slots.release()
+        try:
+            yield
+        finally:
+            await self._slots.acquire()
+
     async def _run_once(self, key: Key) -> None:
         self.processed += 1
         try:
-            wake_at = await self._process(key)
+            async with self._slots:
+                wake_at = await self._process(key)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -106,3 +106,39 @@ async def test_forget_drops_the_timer():
     await asyncio.sleep(0.1)
     assert fired == []
     await queue.stop()
+
+
+async def test_slots_bound_concurrency_and_are_lent_while_waiting_for_cpu():
+    active = 0
+    peak = 0
+    gate = asyncio.Event()
+    order: list[str] = []
+    queue: WorkQueue
+
+    async def process(key):
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        if key == "heavy":
+            async with queue.released_slot():  # as the reconciler does around key generation
+                active -= 1
+                await gate.wait()
+                active += 1
+        else:
+            await asyncio.sleep(0.01)
+        order.append(key)
+        active -= 1
+        return None
+
+    queue = WorkQueue(process, slots=2)
+    queue.start()
+    queue.add("heavy")
+    for i in range(6):
+        queue.add(f"light{i}")
+    await asyncio.sleep(0.2)
+    assert peak <= 2
+    assert order == [f"light{i}" for i in range(6)], "light keys ran while the heavy one waited for CPU"
+    gate.set()
+    await asyncio.sleep(0.05)
+    assert order[-1] == "heavy"
+    await queue.stop()
