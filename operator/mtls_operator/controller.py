@@ -134,6 +134,7 @@ class Controller:
         self.cache.pop(key, None)
         for secret in self._refs.pop(key, set()):
             self._unindex(key, secret)
+            self.kube.own_writes.pop((key[0], secret), None)
         self.queue.forget(key)
         self.metrics.remove(*key)
 
