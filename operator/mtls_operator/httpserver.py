@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
     from .controller import Controller
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 async def start_http_server(controller: Controller, address: str, port: int) -> web.AppRunner:
     async def metrics(_: web.Request) -> web.Response:
-        payload = generate_latest(controller.metrics.registry)
+        payload = controller.metrics.exposition()
         return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:

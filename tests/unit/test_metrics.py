@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from prometheus_client import generate_latest
+import subprocess
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from mtls_operator.metrics import Metrics
 
@@ -22,7 +24,12 @@ READY = {
 
 
 def sample(metrics: Metrics, metric: str, **labels) -> float | None:
-    return metrics.registry.get_sample_value(metric, labels)
+    """Reads the scrape the way Prometheus does (the text format), not the objects behind it."""
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for s in family.samples:
+            if s.name == metric and s.labels == labels:
+                return s.value
+    return None
 
 
 def test_gauges_follow_status_and_disappear_with_the_object():
@@ -37,8 +44,7 @@ def test_gauges_follow_status_and_disappear_with_the_object():
     m.observe(cert(**READY), [("Warning", "KeyMismatch", "")])
     assert sample(m, "mtls_certificate_failures_total", **labels, reason="KeyMismatch") == 1
     m.remove("ns", "a")
-    text = generate_latest(m.registry).decode()
-    assert 'name="a"' not in text
+    assert 'name="a"' not in m.exposition().decode()
 
 
 def test_awaiting_signature_series_present_only_while_pending():
@@ -48,3 +54,19 @@ def test_awaiting_signature_series_present_only_while_pending():
     assert sample(m, "mtls_certificate_awaiting_signature_since_timestamp_seconds", **labels) == 1767225600.0
     m.observe(cert(**READY), [])
     assert sample(m, "mtls_certificate_awaiting_signature_since_timestamp_seconds", **labels) is None
+
+
+def test_exposition_passes_promtool_and_escapes_labels():
+    m = Metrics()
+    odd = cert(**READY)
+    odd["spec"]["commonName"] = 'we"ird\\name'
+    m.observe(odd, [("Warning", "KeyMismatch", "")])
+    m.observe(cert("b", csrPublishedTime="2026-01-01T00:00:00Z"), [])
+    text = m.exposition().decode()
+    assert (
+        sample(m, "mtls_certificate_issued_total", namespace="ns", name="a", common_name='we"ird\\name', signer="ca")
+        == 0
+    )
+    proc = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "_created" not in text
