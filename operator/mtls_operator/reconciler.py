@@ -66,6 +66,17 @@ class Outcome:
     renewal_due: Condition | None = None
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What one reconcile read about one certificate, handed to each step instead of five arguments."""
+
+    body: Mapping[str, Any]
+    spec: CertificateSpec
+    status: Mapping[str, Any]
+    live: SecretView | None
+    now: datetime.datetime
+
+
 @dataclass
 class PendingKey:
     key: PrivateKey
@@ -163,6 +174,7 @@ class Reconciler:
                     "delete it or choose another spec.secretName",
                 ),
             )
+        attempt = Attempt(body=body, spec=spec, status=status, live=live, now=now)
         chain = _certificates_in(live)
         current = describe_certificate(chain[0]) if chain else None
         current_key = key_spec_of(chain[0].public_key()) if chain else None  # type: ignore[arg-type]
@@ -187,9 +199,9 @@ class Reconciler:
                 status={**base, "csr": None, "csrPublishedTime": None},
             )
             if spec.signer.kind == "manual" and not spec.outbound:
-                outcome = await self._replacement(body, spec, live, outcome, now)
+                outcome = await self._replacement(attempt, live, outcome)
         else:
-            outcome = await self._issue(body, spec, status, live, trigger, now)
+            outcome = await self._issue(attempt, trigger)
             if outcome.phase != phases.READY:
                 outcome.status = {**base, **outcome.status}
         if outcome.phase != phases.READY or trigger is None:
@@ -197,34 +209,26 @@ class Reconciler:
         _add_renewal_state(outcome, status, trigger, current, now)
         return outcome
 
-    async def _issue(
-        self,
-        body: Mapping[str, Any],
-        spec: CertificateSpec,
-        status: Mapping[str, Any],
-        live: SecretView | None,
-        trigger: Trigger,
-        now: datetime.datetime,
-    ) -> Outcome:
+    async def _issue(self, a: Attempt, trigger: Trigger) -> Outcome:
         """A new certificate is needed: get it from the signer, or publish what the human signer needs."""
+        spec = a.spec
         has_certificate = trigger.reason != "NoCertificate"
         if spec.outbound:
-            return await self._sign_partner_csr(body, spec, live, trigger, now)
+            return await self._sign_partner_csr(a, trigger)
         if spec.signer.kind == "kubernetes":
             return Outcome(
                 phases.FAILED,
                 Condition("Ready", "False", "SignerNotSupported", "the kubernetes signer is not implemented yet"),
             )
         if spec.signer.kind == "ca":
-            return await self._sign_with_ca(body, spec, live, has_certificate, trigger, now)
-        pending = await self._pending_key(body, spec, live, has_certificate, persist=True)
-        return await self._manual(body, spec, status, live, pending, trigger, now)
+            return await self._sign_with_ca(a, has_certificate, trigger)
+        pending = await self._pending_key(a, has_certificate, persist=True)
+        return await self._manual(a, pending, trigger)
 
-    async def _replacement(
-        self, body: Mapping[str, Any], spec: CertificateSpec, live: SecretView, ready: Outcome, now: datetime.datetime
-    ) -> Outcome:
+    async def _replacement(self, a: Attempt, live: SecretView, ready: Outcome) -> Outcome:
         """A new hand-signed certificate for the key in service (e.g. the partner re-signed with a longer
         validity) replaces the current one once verified; a bad one only raises a condition and an Event."""
+        spec, now = a.spec, a.now
         assert spec.signer.secret_name is not None
         signed = await self.kube.get_secret(spec.namespace, spec.signer.secret_name)
         key, _ = await self._stored_key(live)
@@ -235,21 +239,14 @@ class Reconciler:
         )
         if isinstance(result, Verified):
             pending = PendingKey(key, live.data["tls.key"], LIVE)
-            return await self._put_in_service(body, spec, live, pending, result, Trigger("Replaced", ""), now)
+            return await self._put_in_service(a, pending, result, Trigger("Replaced", ""))
         ready.ready = Condition("Ready", "False", result.reason, _rejected(signed, result))
         return ready
 
-    async def _pending_key(
-        self,
-        body: Mapping[str, Any],
-        spec: CertificateSpec,
-        live: SecretView | None,
-        has_certificate: bool,
-        *,
-        persist: bool,
-    ) -> PendingKey:
+    async def _pending_key(self, a: Attempt, has_certificate: bool, *, persist: bool) -> PendingKey:
         """`persist`: store a new key before returning (its CSR will be published and may be signed days later).
         An automatic signer issues at once, so its new key is written only together with its certificate."""
+        body, spec, live = a.body, a.spec, a.live
         read_next = has_certificate and persist
         next_secret = await self.kube.get_secret(spec.namespace, spec.next_secret_name) if read_next else None
         if next_secret is not None and not next_secret.managed_for(spec.uid):
@@ -298,16 +295,8 @@ class Reconciler:
             await self.kube.replace_secret_data(stored, {"tls.key": pem})
         return PendingKey(key, pem, decision.location)
 
-    async def _manual(
-        self,
-        body: Mapping[str, Any],
-        spec: CertificateSpec,
-        status: Mapping[str, Any],
-        live: SecretView | None,
-        pending: PendingKey,
-        trigger: Trigger,
-        now: datetime.datetime,
-    ) -> Outcome:
+    async def _manual(self, a: Attempt, pending: PendingKey, trigger: Trigger) -> Outcome:
+        spec, status, live, now = a.spec, a.status, a.live, a.now
         events: list[tuple[str, str, str]] = []
         csr_pem = status.get("csr")
         published_at = status.get("csrPublishedTime")
@@ -331,7 +320,7 @@ class Reconciler:
                 signed.get("tls.crt"), signed.get("ca.crt"), pending.key, spec.subject.common_name, now
             )
             if isinstance(result, Verified):
-                return await self._put_in_service(body, spec, live, pending, result, trigger, now)
+                return await self._put_in_service(a, pending, result, trigger)
             outcome = _waiting(spec, trigger, Condition("Ready", "False", result.reason, _rejected(signed, result)))
         else:
             outcome = _waiting(
@@ -349,33 +338,20 @@ class Reconciler:
         outcome.events = events + outcome.events
         return outcome
 
-    async def _sign_with_ca(
-        self,
-        body: Mapping[str, Any],
-        spec: CertificateSpec,
-        live: SecretView | None,
-        has_certificate: bool,
-        trigger: Trigger,
-        now: datetime.datetime,
-    ) -> Outcome:
+    async def _sign_with_ca(self, a: Attempt, has_certificate: bool, trigger: Trigger) -> Outcome:
+        spec = a.spec
         ca_or_outcome = await self._load_ca(spec, trigger)  # before any key work: a missing CA wastes none
         if isinstance(ca_or_outcome, Outcome):
             return ca_or_outcome
         ca, ca_pem = ca_or_outcome
-        pending = await self._pending_key(body, spec, live, has_certificate, persist=False)
+        pending = await self._pending_key(a, has_certificate, persist=False)
         csr = x509.load_pem_x509_csr(await self._cpu(build_csr, pending.key, spec.subject, spec.dns_names))
-        leaf = await self._cpu(sign_csr, csr, ca, spec.duration, now)
+        leaf = await self._cpu(sign_csr, csr, ca, spec.duration, a.now)
         verified = Verified(chain=[leaf], ca_certificates=load_pem_bundle(ca_pem))
-        return await self._put_in_service(body, spec, live, pending, verified, trigger, now)
+        return await self._put_in_service(a, pending, verified, trigger)
 
-    async def _sign_partner_csr(
-        self,
-        body: Mapping[str, Any],
-        spec: CertificateSpec,
-        live: SecretView | None,
-        trigger: Trigger,
-        now: datetime.datetime,
-    ) -> Outcome:
+    async def _sign_partner_csr(self, a: Attempt, trigger: Trigger) -> Outcome:
+        spec = a.spec
         assert spec.partner_csr is not None
         csr, problem = check_partner_csr(spec.partner_csr, spec.subject.common_name)
         if problem is not None or csr is None:
@@ -385,9 +361,9 @@ class Reconciler:
         if isinstance(ca_or_outcome, Outcome):
             return ca_or_outcome
         ca, ca_pem = ca_or_outcome
-        leaf = await self._cpu(sign_csr, csr, ca, spec.duration, now)
+        leaf = await self._cpu(sign_csr, csr, ca, spec.duration, a.now)
         verified = Verified(chain=[leaf], ca_certificates=load_pem_bundle(ca_pem))
-        return await self._put_in_service(body, spec, live, None, verified, trigger, now)
+        return await self._put_in_service(a, None, verified, trigger)
 
     async def _load_ca(self, spec: CertificateSpec, trigger: Trigger) -> tuple[Any, bytes] | Outcome:
         assert spec.signer.secret_name is not None
@@ -411,16 +387,10 @@ class Reconciler:
         return ca, to_pem([ca.certificate])
 
     async def _put_in_service(
-        self,
-        body: Mapping[str, Any],
-        spec: CertificateSpec,
-        live: SecretView | None,
-        pending: PendingKey | None,
-        verified: Verified,
-        trigger: Trigger,
-        now: datetime.datetime,
+        self, a: Attempt, pending: PendingKey | None, verified: Verified, trigger: Trigger
     ) -> Outcome:
         """One atomic write of key + certificate + CA into the live Secret, then drop the next-key Secret."""
+        body, spec, live, now = a.body, a.spec, a.live, a.now
         data = {
             "tls.key": pending.pem if pending else b"",
             "tls.crt": to_pem(verified.chain),
