@@ -8,7 +8,7 @@ CLUSTER_DIR := .cluster
 TOOLS_BIN   := $(HOME)/.cache/mtls-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: help venv tools controlplane cluster-up cluster-down run test unit e2e lint fmt manifests check-manifests bench bench-quick clean
+.PHONY: help deps venv tools controlplane cluster-up cluster-down run test unit e2e lint fmt manifests check-manifests bench bench-quick clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -20,6 +20,17 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
+
+deps: ## system packages the tests use: openssl, prometheus + promtool (Debian), installed when missing
+	@missing=""; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "please install:$$missing (Debian/Ubuntu: sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
 
 tools: venv ## kubectl and helm into ~/.cache/mtls-operator/bin
 	@PYTHON=$(PY) hack/tools.sh >/dev/null
@@ -36,13 +47,13 @@ cluster-down: ## stop the local control plane
 run: venv tools ## run the operator against KUBECONFIG's cluster, or the local control plane when there is none
 	hack/run.sh
 
-test: venv tools controlplane lint ## lint, unit tests and e2e tests against a real kube-apiserver
+test: deps venv tools controlplane lint ## lint, unit tests and e2e tests against a real kube-apiserver
 	$(PY) -m pytest -ra
 
-unit: venv ## unit tests only (no cluster)
+unit: deps venv ## unit tests only (no cluster)
 	$(PY) -m pytest -ra tests/unit
 
-e2e: venv tools controlplane ## e2e tests only
+e2e: deps venv tools controlplane ## e2e tests only
 	$(PY) -m pytest -ra tests/e2e
 
 lint: venv ## ruff and mypy
@@ -64,7 +75,7 @@ check-manifests: manifests ## fail when manifests/ and the chart drift apart
 bench: venv tools controlplane ## benchmarks (about 15 min): bench/results/latest.{json,md}
 	$(PY) bench/run.py
 
-bench-quick: venv tools controlplane ## every benchmark scenario with small counts (CI smoke test)
+bench-quick: deps venv tools controlplane ## every benchmark scenario with small counts (CI smoke test)
 	$(PY) bench/run.py --quick
 
 clean: cluster-down
