@@ -22,7 +22,7 @@ from cryptography import x509
 
 from .kube import Conflict, KubeIO, SecretView
 from .pki.certificates import describe_certificate, load_pem_bundle, to_pem
-from .pki.csr import build_csr, check_partner_csr, csr_matches
+from .pki.csr import build_csr, certifies_csr, check_partner_csr, csr_matches
 from .pki.keys import (
     PrivateKey,
     generate_private_key,
@@ -187,6 +187,9 @@ class Reconciler:
             uid=spec.uid,
             now=now,
         )
+        if trigger is None and spec.partner_csr and not certifies_csr(chain[0], spec.partner_csr):
+            # The partner sent a new CSR (new key): sign it now, not at the next renewal.
+            trigger = Trigger("CSRChanged", "spec.csr asks for another key than the certificate in service")
         renew_at = renewal_time(current.not_before, current.not_after, spec.renew_before, spec.uid) if current else None
         base: dict[str, Any] = {}
         if current is not None:
@@ -231,8 +234,10 @@ class Reconciler:
         spec, now = a.spec, a.now
         assert spec.signer.secret_name is not None
         signed = await self.kube.get_secret(spec.namespace, spec.signer.secret_name)
+        if signed is None or _already_in_service(signed, live):
+            return ready
         key, _ = await self._stored_key(live)
-        if signed is None or key is None or _already_in_service(signed, live):
+        if key is None:
             return ready
         result = verify_signed_certificate(
             signed.get("tls.crt"), signed.get("ca.crt"), key, spec.subject.common_name, now

@@ -133,3 +133,24 @@ def test_outbound_rejects_weak_and_incomplete_csrs(
     assert ns_obj["status"]["phase"] == "Failed"
     assert kubectl.get("secret", "weak-out", namespace) is None
     assert any(e["reason"] == "CSRRejected" for e in kubectl.events(namespace, "weak"))
+
+
+def test_outbound_signs_again_when_the_partner_sends_a_new_csr(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, partner: Partner
+) -> None:
+    create_ca_secret(kubectl, namespace, partner)
+    subject = "/C=IE/O=Partner/CN=outbound.partner.example"
+    first = partner.openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "k1.key", "-subj", subject)
+    kubectl.apply(outbound_manifest("again", first.decode()), namespace)
+    obj = wait_reason(kubectl, namespace, "again", "Ready")
+    assert obj["status"]["revision"] == 1
+    second = partner.openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "k2.key", "-subj", subject)
+    kubectl.apply(outbound_manifest("again", second.decode()), namespace)
+    wait_for(
+        lambda: (kubectl.get("mtlscertificate", "again", namespace) or {}).get("status", {}).get("revision") == 2,
+        what="re-signed for the new CSR",
+    )
+    (partner.dir / "again.crt").write_bytes(kubectl.secret_data("again-out", namespace)["tls.crt"])
+    assert partner.openssl("x509", "-in", "again.crt", "-noout", "-pubkey") == partner.openssl(
+        "pkey", "-in", "k2.key", "-pubout"
+    )

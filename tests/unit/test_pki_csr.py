@@ -87,3 +87,14 @@ def test_partner_csr_with_broken_signature(client_key):
     tampered = x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM).decode()
     _, problem = check_partner_csr(tampered, "client.example.com")
     assert problem is not None and "signature is invalid" in problem.message
+
+
+def test_certifies_csr(ca, client_key, ec_key):
+    from pkihelpers import issue
+
+    from mtls_operator.pki.csr import certifies_csr
+
+    pem = build_csr(client_key, SUBJECT, ["client.example.com"]).decode()
+    assert certifies_csr(issue(client_key.public_key(), ca), pem)
+    assert not certifies_csr(issue(ec_key.public_key(), ca), pem)
+    assert not certifies_csr(issue(client_key.public_key(), ca), "not a csr")

@@ -95,6 +95,14 @@ def csr_matches(pem: str | None, key: PrivateKey, subject: Subject, dns_names: l
     )
 
 
+def certifies_csr(cert: x509.Certificate, csr_pem: str) -> bool:
+    """True when `cert` was issued for the key of this CSR (an unreadable CSR counts as no)."""
+    try:
+        return same_public_key(cert.public_key(), load_csr(csr_pem).public_key())  # type: ignore[arg-type]
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class PartnerCsrProblem:
     message: str
