@@ -102,8 +102,8 @@ class Controller:
         self.queue.add(key)
 
     def secret_changed(self, namespace: str, name: str, resource_version: str | None = None) -> None:
-        if self.kube.is_own_write(namespace, name, resource_version):
-            return  # the echo of our own write: nothing new to decide
+        if self.kube.is_known_version(namespace, name, resource_version):
+            return  # a version a reconcile already read or wrote: nothing new to decide
         for key in self._secret_index.get((namespace, name), ()):
             self.queue.add(key)
 
@@ -134,7 +134,7 @@ class Controller:
         self.cache.pop(key, None)
         for secret in self._refs.pop(key, set()):
             self._unindex(key, secret)
-            self.kube.own_writes.pop((key[0], secret), None)
+            self.kube.known_versions.pop((key[0], secret), None)
         self.queue.forget(key)
         self.metrics.remove(*key)
 

@@ -91,8 +91,9 @@ class KubeIO:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-io")
         self.instance = socket.gethostname()
         self.on_request: Callable[[str, str], None] | None = None
-        # resourceVersion of our own last write per Secret: its watch event echoes what we already know.
-        self.own_writes: dict[tuple[str, str], str] = {}
+        # The resourceVersion of each Secret as we last read or wrote it: a watch event carrying that version
+        # (the echo of our own write, or the initial listing of what a reconcile just read) tells us nothing new.
+        self.known_versions: dict[tuple[str, str], str] = {}
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         """One API call in the thread pool; the JSON is parsed there too, so the loop only gets the result."""
@@ -109,9 +110,10 @@ class KubeIO:
             resp = await self._run(self.core.read_namespaced_secret, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
+                self.known_versions.pop((namespace, name), None)
                 return None
             raise
-        return secret_from_json(resp)
+        return self._remember(secret_from_json(resp))
 
     def _owned_metadata(self, name: str, owner: Mapping[str, Any]) -> dict[str, Any]:
         meta = owner["metadata"]
@@ -181,14 +183,14 @@ class KubeIO:
         return self._remember(secret_from_json(resp))
 
     def _remember(self, secret: SecretView) -> SecretView:
-        self.own_writes[(secret.namespace, secret.name)] = secret.resource_version
+        self.known_versions[(secret.namespace, secret.name)] = secret.resource_version
         return secret
 
-    def is_own_write(self, namespace: str, name: str, resource_version: str | None) -> bool:
-        return resource_version is not None and self.own_writes.get((namespace, name)) == resource_version
+    def is_known_version(self, namespace: str, name: str, resource_version: str | None) -> bool:
+        return resource_version is not None and self.known_versions.get((namespace, name)) == resource_version
 
     async def delete_secret(self, namespace: str, name: str) -> None:
-        self.own_writes.pop((namespace, name), None)
+        self.known_versions.pop((namespace, name), None)
         try:
             await self._run(self.core.delete_namespaced_secret, name, namespace)
         except ApiException as exc:

@@ -41,6 +41,7 @@ class WorkQueue:
         self._base_backoff = base_backoff
         self._max_backoff = max_backoff
         self._running: dict[Key, asyncio.Task[None]] = {}
+        self._started: set[Key] = set()  # runs that hold a slot and may have read state already
         self._dirty: set[Key] = set()
         self._failures: dict[Key, int] = {}
         self._timers: list[tuple[float, int, Key]] = []
@@ -65,7 +66,9 @@ class WorkQueue:
 
     def add(self, key: Key) -> None:
         if key in self._running:
-            self._dirty.add(key)
+            # A run still waiting for its slot has read nothing yet and will see this change: no second run.
+            if key in self._started:
+                self._dirty.add(key)
         else:
             self._running[key] = asyncio.create_task(self._run(key))
 
@@ -131,7 +134,11 @@ class WorkQueue:
         self.processed += 1
         try:
             async with self._slots:
-                wake_at = await self._process(key)
+                self._started.add(key)
+                try:
+                    wake_at = await self._process(key)
+                finally:
+                    self._started.discard(key)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -142,3 +142,26 @@ async def test_slots_bound_concurrency_and_are_lent_while_waiting_for_cpu():
     await asyncio.sleep(0.05)
     assert order[-1] == "heavy"
     await queue.stop()
+
+
+async def test_adds_for_a_run_still_waiting_for_its_slot_do_not_cause_a_second_run():
+    runs: list[str] = []
+    gate = asyncio.Event()
+
+    async def process(key):
+        runs.append(key)
+        if key == "blocker":
+            await gate.wait()
+        return None
+
+    queue = WorkQueue(process, slots=1)
+    queue.start()
+    queue.add("blocker")
+    queue.add("waiting")
+    await asyncio.sleep(0.01)
+    for _ in range(5):
+        queue.add("waiting")  # e.g. the initial listing of its Secrets, before it has read anything
+    gate.set()
+    await asyncio.sleep(0.05)
+    assert runs == ["blocker", "waiting"]
+    await queue.stop()
