@@ -13,7 +13,6 @@ from typing import Any
 from .kube import KubeIO
 from .metrics import Metrics
 from .reconciler import Outcome, Reconciler
-from .spec import CertificateSpec
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -153,7 +152,7 @@ class Controller:
         if current is None or _resource_version(body) >= _resource_version(current):
             self._store(key, slim(body))
 
-    def _observed(self, body: Mapping[str, Any], outcome: Outcome, spec: CertificateSpec | None) -> None:
+    def _observed(self, body: Mapping[str, Any], outcome: Outcome) -> None:
         meta = body["metadata"]
         if (meta["namespace"], meta["name"]) in self.cache:
             self.metrics.observe(body, outcome.events)

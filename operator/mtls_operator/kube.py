@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -25,8 +25,6 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "mtls-operator"
 CERTIFICATE_LABEL = "mtls.dev/certificate"
 COMPONENT = "mtls-operator"
-
-T = TypeVar("T")
 
 
 class Conflict(Exception):

@@ -21,7 +21,7 @@ from typing import Any
 from cryptography import x509
 
 from .kube import Conflict, KubeIO, SecretView
-from .pki.certificates import describe_certificate, load_pem_bundle, to_pem
+from .pki.certificates import CertificateInfo, describe_certificate, load_pem_bundle, to_pem
 from .pki.csr import build_csr, certifies_csr, check_partner_csr, csr_matches
 from .pki.keys import (
     PrivateKey,
@@ -92,7 +92,7 @@ class Reconciler:
         *,
         cpu_threads: int = 2,
         clock: Callable[[], datetime.datetime] = utcnow,
-        on_outcome: Callable[[Mapping[str, Any], Outcome, CertificateSpec | None], None] | None = None,
+        on_outcome: Callable[[Mapping[str, Any], Outcome], None] | None = None,
         on_key_generated: Callable[[], None] | None = None,
         released_slot: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
@@ -151,14 +151,14 @@ class Reconciler:
             spec = parse_spec(body)
         except (ValueError, KeyError, TypeError) as exc:
             outcome = Outcome(phases.FAILED, Condition("Ready", "False", "InvalidSpec", str(exc)))
-            return await self.apply(body, outcome, None, now), None
+            return await self.apply(body, outcome, now), None
         try:
             outcome = await self._decide(body, spec, now)
         except Conflict as exc:
             # Lost a race with another writer: decide again from fresh reads, soon.
             log.info("conflict on %s/%s: %s; retrying", spec.namespace, spec.name, exc)
             return None, now + datetime.timedelta(seconds=1)
-        return await self.apply(body, outcome, spec, now), outcome.wake_at
+        return await self.apply(body, outcome, now), outcome.wake_at
 
     async def _decide(self, body: Mapping[str, Any], spec: CertificateSpec, now: datetime.datetime) -> Outcome:
         status = body.get("status") or {}
@@ -436,7 +436,6 @@ class Reconciler:
         self,
         body: Mapping[str, Any],
         outcome: Outcome,
-        spec: CertificateSpec | None,
         now: datetime.datetime,
     ) -> dict[str, Any] | None:
         """Writes status (only what changed) and posts the Events for transitions."""
@@ -466,7 +465,7 @@ class Reconciler:
             log.info("%s/%s: %s %s: %s", meta["namespace"], meta["name"], event_type, reason, message)
             await self.kube.post_event(body, event_type, reason, message)
         if self.on_outcome is not None:
-            self.on_outcome(updated or body, outcome, spec)
+            self.on_outcome(updated or body, outcome)
         return updated
 
 
@@ -490,7 +489,7 @@ def _rejected(signed: SecretView, rejection: Rejection) -> str:
     return f"certificate in Secret {signed.name} rejected: {rejection.message}; the Secret in service is unchanged"
 
 
-def _certificate_status(info: Any, renew_at: datetime.datetime | None) -> dict[str, Any]:
+def _certificate_status(info: CertificateInfo, renew_at: datetime.datetime | None) -> dict[str, Any]:
     return {
         "notBefore": _ts(info.not_before),
         "notAfter": _ts(info.not_after),
@@ -519,7 +518,7 @@ def _add_renewal_state(
     outcome: Outcome,
     status: Mapping[str, Any],
     trigger: Trigger | None,
-    current: Any,
+    current: CertificateInfo | None,
     now: datetime.datetime,
 ) -> None:
     """RenewalDue condition, and one Warning per renewal start and per 14/7/3/1-days-left threshold."""

@@ -220,3 +220,65 @@ def condition(obj: dict[str, Any] | None, type_: str = "Ready") -> dict[str, Any
     if not obj:
         return {}
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
+# --- waiting on MtlsCertificates, and the user's steps the tests repeat -------------------------------------
+
+
+def wait_certificate(
+    kubectl: Kubectl,
+    namespace: str,
+    name: str,
+    predicate: Callable[[dict[str, Any]], Any],
+    what: str,
+    timeout: float = 30,
+) -> dict[str, Any]:
+    """Polls the MtlsCertificate until `predicate(obj)` holds; returns the object."""
+    return wait_for(
+        lambda: (obj := kubectl.get("mtlscertificate", name, namespace)) and predicate(obj) and obj,
+        timeout=timeout,
+        what=f"{name}: {what}",
+    )
+
+
+def wait_ready(kubectl: Kubectl, namespace: str, name: str, timeout: float = 30) -> dict[str, Any]:
+    return wait_certificate(kubectl, namespace, name, lambda o: condition(o).get("status") == "True", "Ready", timeout)
+
+
+def wait_reason(kubectl: Kubectl, namespace: str, name: str, reason: str, timeout: float = 30) -> dict[str, Any]:
+    return wait_certificate(
+        kubectl, namespace, name, lambda o: condition(o).get("reason") == reason, f"reason {reason}", timeout
+    )
+
+
+def create_and_get_csr(kubectl: Kubectl, namespace: str, name: str, extra_spec: str = "") -> str:
+    kubectl.apply(certificate_manifest(name, extra_spec=extra_spec), namespace)
+    wait_for(
+        lambda: (kubectl.get("mtlscertificate", name, namespace) or {}).get("status", {}).get("csr"),
+        timeout=60,
+        what=f"{name} status.csr",
+    )
+    return kubectl.plugin("csr", name, "-n", namespace).stdout
+
+
+def put_signed(kubectl: Kubectl, namespace: str, name: str, files: dict[str, Path | bytes]) -> None:
+    kubectl.run("delete", "secret", name, "-n", namespace, "--ignore-not-found")
+    args = []
+    for key, value in files.items():
+        if isinstance(value, bytes):
+            path = Path(kubectl.kubeconfig).parent / f"{namespace}-{key}"
+            path.write_bytes(value)
+            value = path
+        args.append(f"--from-file={key}={value}")
+    kubectl.run("create", "secret", "generic", name, "-n", namespace, *args)
+
+
+def create_ca_secret(kubectl: Kubectl, namespace: str, partner: Partner, name: str = "internal-ca") -> None:
+    kubectl.run("create", "secret", "tls", name, "-n", namespace, f"--cert={partner.ca_crt}", f"--key={partner.ca_key}")
+
+
+def metric_value(operator: OperatorProcess, metric: str, namespace: str, name: str) -> float | None:
+    for line in operator.metrics().splitlines():
+        if line.startswith(metric + "{") and f'namespace="{namespace}"' in line and f'name="{name}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None

@@ -5,20 +5,16 @@ from __future__ import annotations
 import datetime
 import json
 
-from support import Kubectl, OperatorProcess, Partner, certificate_manifest, condition, wait_for
-
-
-def create_ca_secret(kubectl: Kubectl, namespace: str, partner: Partner, name: str = "internal-ca") -> None:
-    kubectl.run("create", "secret", "tls", name, "-n", namespace, f"--cert={partner.ca_crt}", f"--key={partner.ca_key}")
-
-
-def wait_reason(kubectl: Kubectl, namespace: str, name: str, reason: str, timeout: float = 30) -> dict:
-    return wait_for(
-        lambda: (o := kubectl.get("mtlscertificate", name, namespace)) and condition(o).get("reason") == reason and o,
-        timeout=timeout,
-        what=f"{name} reason {reason}",
-    )
-
+from support import (
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    certificate_manifest,
+    condition,
+    create_ca_secret,
+    wait_certificate,
+    wait_reason,
+)
 
 CA_SIGNER = """
   duration: 2160h
@@ -146,9 +142,8 @@ def test_outbound_signs_again_when_the_partner_sends_a_new_csr(
     assert obj["status"]["revision"] == 1
     second = partner.openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "k2.key", "-subj", subject)
     kubectl.apply(outbound_manifest("again", second.decode()), namespace)
-    wait_for(
-        lambda: (kubectl.get("mtlscertificate", "again", namespace) or {}).get("status", {}).get("revision") == 2,
-        what="re-signed for the new CSR",
+    wait_certificate(
+        kubectl, namespace, "again", lambda o: o["status"].get("revision") == 2, "re-signed for the new CSR"
     )
     (partner.dir / "again.crt").write_bytes(kubectl.secret_data("again-out", namespace)["tls.crt"])
     assert partner.openssl("x509", "-in", "again.crt", "-noout", "-pubkey") == partner.openssl(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from support import ROOT, Kubectl
+from support import (
+    ROOT,
+    Kubectl,
+)
 
 BASE = {
     "secretName": "s-tls",

@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from support import Kubectl, OperatorProcess, Partner, certificate_manifest, condition, wait_for
-
-
-def create_and_get_csr(kubectl: Kubectl, namespace: str, name: str, extra_spec: str = "") -> str:
-    kubectl.apply(certificate_manifest(name, extra_spec=extra_spec), namespace)
-    wait_for(
-        lambda: (kubectl.get("mtlscertificate", name, namespace) or {}).get("status", {}).get("csr"),
-        timeout=60,
-        what=f"{name} status.csr",
-    )
-    return kubectl.plugin("csr", name, "-n", namespace).stdout
-
-
-def wait_ready(kubectl: Kubectl, namespace: str, name: str, timeout: float = 30) -> dict:
-    return wait_for(
-        lambda: (
-            (obj := kubectl.get("mtlscertificate", name, namespace)) and condition(obj).get("status") == "True" and obj
-        ),
-        timeout=timeout,
-        what=f"{name} Ready",
-    )
+from support import (
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    condition,
+    create_and_get_csr,
+    put_signed,
+    wait_certificate,
+    wait_for,
+    wait_ready,
+    wait_reason,
+)
 
 
 def test_round_trip_as_a_user_does_it(
@@ -94,7 +84,9 @@ def handshake(partner: Partner, cert: Path, key: Path) -> None:
         cwd=partner.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        time.sleep(0.5)
+        assert srv.stdout is not None
+        # -naccept 1: probing the port would use up the one connection, so wait for s_server to say it listens.
+        wait_for(lambda: b"ACCEPT" in srv.stdout.readline(), timeout=20, interval=0, what="s_server listening")
         client = subprocess.run(
             ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-cert", str(cert), "-key", str(key)],
             input=b"GET / HTTP/1.0\r\n\r\n", capture_output=True, timeout=20,
@@ -106,18 +98,6 @@ def handshake(partner: Partner, cert: Path, key: Path) -> None:
         assert "verify error" not in server_out.lower(), server_out
     finally:
         srv.kill()
-
-
-def put_signed(kubectl: Kubectl, namespace: str, name: str, files: dict[str, Path | bytes]) -> None:
-    kubectl.run("delete", "secret", name, "-n", namespace, "--ignore-not-found")
-    args = []
-    for key, value in files.items():
-        if isinstance(value, bytes):
-            path = Path(kubectl.kubeconfig).parent / f"{namespace}-{key}"
-            path.write_bytes(value)
-            value = path
-        args.append(f"--from-file={key}={value}")
-    kubectl.run("create", "secret", "generic", name, "-n", namespace, *args)
 
 
 @pytest.mark.parametrize(
@@ -158,11 +138,7 @@ def test_bad_signed_certificate_is_rejected_and_changes_nothing(
         files = {"tls.crt": b"\x00\x01this is not a certificate\xff"}
     put_signed(kubectl, namespace, "bad-signed", files)
 
-    obj = wait_for(
-        lambda: (o := kubectl.get("mtlscertificate", "bad", namespace)) and condition(o).get("reason") == reason and o,
-        timeout=30,
-        what=f"reason {reason}",
-    )
+    obj = wait_reason(kubectl, namespace, "bad", reason)
     assert condition(obj)["status"] == "False"
     assert message_part in condition(obj)["message"]
     warnings = wait_for(
@@ -201,10 +177,7 @@ def test_restart_between_csr_and_import_keeps_the_key(
         "-p", '[{"op": "remove", "path": "/status"}]',
     )  # fmt: skip
     operator.start()
-    wait_for(
-        lambda: (kubectl.get("mtlscertificate", "restart", namespace) or {}).get("status", {}).get("csr"),
-        what="CSR republished",
-    )
+    wait_certificate(kubectl, namespace, "restart", lambda o: (o.get("status") or {}).get("csr"), "CSR republished")
     assert kubectl.secret_data("restart-tls", namespace)["tls.key"] == key_before
     put_signed(kubectl, namespace, "restart-signed", {"tls.crt": partner.sign(csr)})  # signed from the OLD csr
     wait_ready(kubectl, namespace, "restart")

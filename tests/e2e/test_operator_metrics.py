@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import datetime
 
-from support import Kubectl, OperatorProcess, Partner, certificate_manifest, wait_for
-from test_ca_signer import create_ca_secret
-from test_manual_signer import wait_ready
-from test_renewal import metric_value
+from support import (
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    certificate_manifest,
+    create_ca_secret,
+    metric_value,
+    wait_for,
+    wait_ready,
+)
 
 CA = "  signer:\n    ca:\n      secretName: internal-ca\n"
 

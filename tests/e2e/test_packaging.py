@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import ROOT, TOOLS_BIN, Kubectl, OperatorProcess, Partner, certificate_manifest, condition, wait_for
+from support import (
+    ROOT,
+    TOOLS_BIN,
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    certificate_manifest,
+    wait_for,
+    wait_ready,
+)
 
 sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
 import controlplane
@@ -218,21 +227,13 @@ def test_operator_as_service_account_issues_and_is_confined(
         ca_spec = "  signer:\n    ca:\n      secretName: internal-ca\n"
         kube.apply(certificate_manifest("auto", extra_spec=ca_spec), "a")
         kube.apply(certificate_manifest("hand"), "a")
-        wait_for(
-            lambda: condition(kube.get("mtlscertificate", "auto", "a")).get("status") == "True",
-            timeout=60,
-            what="CA-signed issuance as the ServiceAccount",
-        )
+        wait_ready(kube, "a", "auto", timeout=60)  # CA-signed issuance as the ServiceAccount
         csr = wait_for(
             lambda: (kube.get("mtlscertificate", "hand", "a") or {}).get("status", {}).get("csr"), timeout=60
         )
         signed = partner.sign(csr)
         kube.plugin("import", "hand", "-n", "a", "--cert", str(signed), "--ca", str(partner.ca_crt))
-        wait_for(
-            lambda: condition(kube.get("mtlscertificate", "hand", "a")).get("status") == "True",
-            timeout=60,
-            what="manual import as the ServiceAccount",
-        )
+        wait_ready(kube, "a", "hand", timeout=60)  # manual import as the ServiceAccount
         assert any(e["reason"] == "Issued" for e in kube.events("a", "hand"))
         # Not watching b: an MtlsCertificate there is left alone.
         kube.apply(certificate_manifest("ignored"), "b")

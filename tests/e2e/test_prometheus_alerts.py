@@ -11,8 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ROOT, Kubectl, OperatorProcess, Partner, free_port, wait_for
-from test_manual_signer import create_and_get_csr, put_signed, wait_ready
+from support import (
+    ROOT,
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    create_and_get_csr,
+    free_port,
+    put_signed,
+    wait_for,
+    wait_ready,
+)
 
 
 @pytest.fixture

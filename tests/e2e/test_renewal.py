@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from support import Kubectl, OperatorProcess, Partner, certificate_manifest, condition, wait_for
-from test_ca_signer import create_ca_secret
-from test_manual_signer import create_and_get_csr, put_signed, wait_ready
+from support import (
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    certificate_manifest,
+    condition,
+    create_and_get_csr,
+    create_ca_secret,
+    metric_value,
+    put_signed,
+    wait_certificate,
+    wait_for,
+    wait_ready,
+    wait_reason,
+)
 
 
-def metric_value(operator: OperatorProcess, metric: str, namespace: str, name: str) -> float | None:
-    for line in operator.metrics().splitlines():
-        if line.startswith(metric + "{") and f'namespace="{namespace}"' in line and f'name="{name}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return None
+def renewing(obj: dict) -> bool:
+    """Inside the renewal window with the next CSR published."""
+    return condition(obj, "RenewalDue").get("status") == "True" and bool(obj["status"].get("csr"))
 
 
 def test_20_day_certificate_starts_renewal_and_rotates_without_downtime(
@@ -19,16 +29,7 @@ def test_20_day_certificate_starts_renewal_and_rotates_without_downtime(
 ) -> None:
     first_csr = create_and_get_csr(kubectl, namespace, "short")
     put_signed(kubectl, namespace, "short-signed", {"tls.crt": partner.sign(first_csr, days=20)})
-    obj = wait_for(
-        lambda: (
-            (o := kubectl.get("mtlscertificate", "short", namespace))
-            and condition(o, "RenewalDue").get("status") == "True"
-            and o.get("status", {}).get("csr")
-            and o
-        ),
-        timeout=30,
-        what="RenewalDue with a new CSR",
-    )
+    obj = wait_certificate(kubectl, namespace, "short", renewing, "RenewalDue with a new CSR")
     assert obj["status"]["phase"] == "Renewing"
     assert condition(obj)["status"] == "True", "the certificate in service still works"
     live = kubectl.secret_data("short-tls", namespace)
@@ -44,22 +45,17 @@ def test_20_day_certificate_starts_renewal_and_rotates_without_downtime(
 
     # A certificate for the OLD key, imported during renewal, is refused and nothing changes.
     put_signed(kubectl, namespace, "short-signed", {"tls.crt": partner.sign(first_csr, days=365, out="old-key.crt")})
-    wait_for(
-        lambda: condition(kubectl.get("mtlscertificate", "short", namespace)).get("reason") == "KeyMismatch",
-        what="KeyMismatch",
-    )
+    wait_reason(kubectl, namespace, "short", "KeyMismatch")
     assert kubectl.secret_data("short-tls", namespace) == live
 
     # The partner signs the new CSR: one update switches to the next key, the next Secret goes away.
     put_signed(kubectl, namespace, "short-signed", {"tls.crt": partner.sign(second_csr, days=365, out="new.crt")})
-    obj = wait_for(
-        lambda: (
-            (o := kubectl.get("mtlscertificate", "short", namespace))
-            and o["status"].get("revision") == 2
-            and o["status"]["phase"] == "Ready"
-            and o
-        ),
-        what="rotated",
+    obj = wait_certificate(
+        kubectl,
+        namespace,
+        "short",
+        lambda o: o["status"].get("revision") == 2 and o["status"]["phase"] == "Ready",
+        "rotated",
     )
     assert condition(obj, "RenewalDue")["status"] == "False"
     rotated = kubectl.secret_data("short-tls", namespace)
@@ -86,11 +82,8 @@ def test_10_day_certificate_warns_at_the_14_day_threshold(
 ) -> None:
     csr = create_and_get_csr(kubectl, namespace, "ten")
     put_signed(kubectl, namespace, "ten-signed", {"tls.crt": partner.sign(csr, days=10)})
-    obj = wait_for(
-        lambda: (
-            (o := kubectl.get("mtlscertificate", "ten", namespace)) and o["status"].get("expiryWarningDays") == 14 and o
-        ),
-        what="14-day warning",
+    obj = wait_certificate(
+        kubectl, namespace, "ten", lambda o: o["status"].get("expiryWarningDays") == 14, "14-day warning"
     )
     assert obj["status"]["phase"] == "Renewing"
     warnings = [e for e in kubectl.events(namespace, "ten") if e["reason"] == "RenewalDue"]
@@ -102,15 +95,7 @@ def test_rotation_policy_never_reuses_the_key(
 ) -> None:
     csr = create_and_get_csr(kubectl, namespace, "pinned", extra_spec="  privateKey:\n    rotationPolicy: Never\n")
     put_signed(kubectl, namespace, "pinned-signed", {"tls.crt": partner.sign(csr, days=20)})
-    obj = wait_for(
-        lambda: (
-            (o := kubectl.get("mtlscertificate", "pinned", namespace))
-            and condition(o, "RenewalDue").get("status") == "True"
-            and o["status"].get("csr")
-            and o
-        ),
-        what="renewal with the same key",
-    )
+    obj = wait_certificate(kubectl, namespace, "pinned", renewing, "renewal with the same key")
     assert obj["status"]["csr"] == csr, "same key and subject: the RSA CSR is byte-identical"
     assert kubectl.get("secret", "pinned-tls-next", namespace) is None
 
@@ -122,10 +107,8 @@ def test_ca_signer_reissues_by_itself(
     spec = "  duration: 2m\n  renewBefore: 1m50s\n  signer:\n    ca:\n      secretName: internal-ca\n"
     kubectl.apply(certificate_manifest("brief", extra_spec=spec), namespace)
     first = wait_ready(kubectl, namespace, "brief")
-    obj = wait_for(
-        lambda: (o := kubectl.get("mtlscertificate", "brief", namespace)) and o["status"].get("revision", 0) >= 2 and o,
-        timeout=60,
-        what="automatic re-issue",
+    obj = wait_certificate(
+        kubectl, namespace, "brief", lambda o: o["status"].get("revision", 0) >= 2, "automatic re-issue", timeout=60
     )
     assert obj["status"]["serialNumber"] != first["status"]["serialNumber"]
     assert any(e["reason"] == "Renewed" for e in kubectl.events(namespace, "brief"))
@@ -141,7 +124,5 @@ def test_expired_certificate_import_is_rejected(
         "stale-signed",
         {"tls.crt": partner.sign_with_dates(csr, "20200101000000Z", "20210101000000Z")},
     )
-    wait_for(
-        lambda: condition(kubectl.get("mtlscertificate", "stale", namespace)).get("reason") == "Expired", what="Expired"
-    )
+    wait_reason(kubectl, namespace, "stale", "Expired")
     assert kubectl.secret_data("stale-tls", namespace)["tls.crt"] == b""

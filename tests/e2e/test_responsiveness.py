@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import datetime
 
-from support import Kubectl, OperatorProcess, Partner, certificate_manifest, condition, wait_for
-from test_manual_signer import create_and_get_csr
+from support import (
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    certificate_manifest,
+    condition,
+    create_and_get_csr,
+    wait_for,
+)
 
 RSA_4096 = """
   privateKey:

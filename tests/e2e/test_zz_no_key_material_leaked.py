@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import json
 
-from support import Kubectl, OperatorProcess
+from support import (
+    Kubectl,
+    OperatorProcess,
+)
 
 
 def key_fragments(kubectl: Kubectl) -> set[str]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from collections.abc import Awaitable, Callable
 
 from mtls_operator.workqueue import WorkQueue
 
@@ -51,13 +52,18 @@ async def test_a_slow_key_does_not_block_others():
     await queue.stop()
 
 
+def recorder() -> tuple[list[str], Callable[[str], Awaitable[None]]]:
+    """A process function that only records which keys ran, in order."""
+    seen: list[str] = []
+
+    async def process(key: str) -> None:
+        seen.append(key)
+
+    return seen, process
+
+
 async def test_timers_fire_at_their_instant_with_one_entry_per_key():
-    fired: list[str] = []
-
-    async def process(key):
-        fired.append(key)
-        return None
-
+    fired, process = recorder()
     queue = WorkQueue(process)
     queue.start()
     queue.add_after("later", 0.2)
@@ -74,7 +80,7 @@ async def test_timers_fire_at_their_instant_with_one_entry_per_key():
     await queue.stop()
 
 
-async def test_failures_retry_with_backoff_and_wake_at_is_honoured():
+async def test_failures_retry_with_growing_backoff():
     calls: list[float] = []
 
     async def process(key):
@@ -93,12 +99,7 @@ async def test_failures_retry_with_backoff_and_wake_at_is_honoured():
 
 
 async def test_forget_drops_the_timer():
-    fired: list[str] = []
-
-    async def process(key):
-        fired.append(key)
-        return None
-
+    fired, process = recorder()
     queue = WorkQueue(process)
     queue.start()
     queue.add_after("gone", 0.05)
