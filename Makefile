@@ -5,7 +5,8 @@ SHELL := /bin/bash
 VENV        := .venv
 PY          := $(VENV)/bin/python
 CLUSTER_DIR := .cluster
-TOOLS_BIN   := $(HOME)/.cache/mtls-operator/bin
+# Same place hack/tools.sh installs to: it honours XDG_CACHE_HOME, so the PATH must too.
+TOOLS_BIN   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mtls-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
 .PHONY: help deps venv tools controlplane cluster-up cluster-down run test unit e2e lint fmt manifests check-manifests bench bench-quick clean

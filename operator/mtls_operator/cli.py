@@ -55,13 +55,14 @@ def run(args: argparse.Namespace) -> int:
 
     from . import handlers  # noqa: F401 - registers the handlers
     from .controller import Controller
-    from .kube import KubeIO, load_client_config
+    from .kube import KubeIO, load_client_config, wait_until_served
 
     kopf.configure(verbose=args.verbose)
     if not args.verbose:
         # kopf logs every handled watch event at INFO: noise at 10,000 objects.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     load_client_config()
+    wait_until_served(args.namespace[0] if args.namespace else None)
     cpu_threads = args.cpu_threads or os.cpu_count() or 2
     controller = Controller(KubeIO(threads=args.api_threads), cpu_threads=cpu_threads)
     memo = kopf.Memo(controller=controller, metrics_address=args.metrics_address, metrics_port=args.metrics_port)

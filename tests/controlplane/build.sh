@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd from Go modules once per machine and caches them outside the repo,
-# keyed by version. Prints the cache directory holding both binaries. A second run is a no-op.
+# Builds kube-apiserver, kube-controller-manager and etcd from Go modules once per machine and caches them outside
+# the repo, keyed by version. Prints the cache directory holding the binaries. A second run is a no-op.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 k8s_version="$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$here/go.mod")"
 etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$here/go.mod")"
-cache="${MTLS_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mtls-operator/controlplane}/k8s-${k8s_version}-etcd-${etcd_version}-b2"  # bump -bN when build flags change
-if [[ -x "$cache/kube-apiserver" && -x "$cache/etcd" ]]; then
+cache="${MTLS_CONTROLPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mtls-operator/controlplane}/k8s-${k8s_version}-etcd-${etcd_version}-b3"  # bump -bN when build flags change
+if [[ -x "$cache/kube-apiserver" && -x "$cache/kube-controller-manager" && -x "$cache/etcd" ]]; then
   echo "$cache"
   exit 0
 fi
@@ -14,7 +14,7 @@ mkdir -p "$cache"
 cd "$here"
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 start=$(date +%s)
-echo "building kube-apiserver ${k8s_version} and etcd ${etcd_version} into $cache (first run only; takes several minutes)" >&2
+echo "building kube-apiserver and kube-controller-manager ${k8s_version} and etcd ${etcd_version} into $cache (first run only; takes several minutes)" >&2
 # Build into temporary names and rename, so an interrupted build never leaves a half-written binary in the cache.
 go build -trimpath -ldflags="-s -w" -o "$cache/etcd.tmp" go.etcd.io/etcd/server/v3
 # A module build has no git metadata: stamp the version, as Kubernetes' own build does (clients and helm read it,
@@ -24,7 +24,9 @@ version_pkg="k8s.io/component-base/version"
 ldflags="-s -w -X $version_pkg.gitVersion=$k8s_version -X $version_pkg.gitMajor=1 -X $version_pkg.gitMinor=$minor"
 ldflags="$ldflags -X $version_pkg.gitTreeState=clean -X $version_pkg.buildDate=1970-01-01T00:00:00Z"
 go build -trimpath -ldflags="$ldflags" -o "$cache/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+go build -trimpath -ldflags="$ldflags" -o "$cache/kube-controller-manager.tmp" k8s.io/kubernetes/cmd/kube-controller-manager
 mv "$cache/etcd.tmp" "$cache/etcd"
 mv "$cache/kube-apiserver.tmp" "$cache/kube-apiserver"
+mv "$cache/kube-controller-manager.tmp" "$cache/kube-controller-manager"
 echo "built in $(( $(date +%s) - start ))s" >&2
 echo "$cache"

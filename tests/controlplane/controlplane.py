@@ -1,4 +1,8 @@
-"""Start and stop a real local Kubernetes control plane (etcd + kube-apiserver), like controller-runtime's envtest.
+"""Start and stop a real local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager).
+
+Like controller-runtime's envtest, plus the controller manager: the garbage collector (owner references cascade),
+the namespace controller, Deployments/ReplicaSets (Pods are created; with no kubelet they stay Pending), and the
+certificates controllers (approval, the kubernetes.io/* signers with the cluster CA, the 24 h/1 h CSR cleaner).
 
 Used by the pytest session fixture and by `make cluster-up` / `make cluster-down`:
 
@@ -37,7 +41,7 @@ STATE_FILE = "controlplane.json"
 
 
 def build_binaries() -> Path:
-    """Builds (or finds in the cache) kube-apiserver and etcd; returns the directory holding both."""
+    """Builds (or finds in the cache) etcd, kube-apiserver and kube-controller-manager; returns their directory."""
     out = subprocess.run([str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
@@ -92,7 +96,11 @@ def _issue(
 
 
 def make_pki(pki: Path) -> None:
-    """CA, apiserver serving cert, admin client cert (group system:masters) and service-account signing keys."""
+    """CA, apiserver serving cert, admin client cert (group system:masters) and service-account signing keys.
+
+    The CA's key is kept too: kube-controller-manager signs `kubernetes.io/kube-apiserver-client` CSRs with it, so
+    those certificates authenticate to this apiserver (it trusts the same CA for client certificates).
+    """
     pki.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mtls-operator-test-ca")])
@@ -120,6 +128,7 @@ def make_pki(pki: Path) -> None:
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = serialization.Encoding.PEM
     _write(pki / "ca.crt", ca_cert.public_bytes(pem))
+    _write(pki / "ca.key", _key_pem(ca_key))
     _write(pki / "apiserver.crt", server_cert.public_bytes(pem))
     _write(pki / "apiserver.key", _key_pem(server_key))
     _write(pki / "admin.crt", admin_cert.public_bytes(pem))
@@ -161,10 +170,20 @@ class ControlPlane:
     pids: list[int]
 
     def wait_ready(self, timeout: float = 120.0) -> float:
-        """Waits for /readyz; returns the seconds it took."""
+        """Waits for the apiserver's /readyz; returns the seconds it took."""
         pki = self.directory / "pki"
         context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        return self._wait_healthy(f"{self.server}/readyz", context, "kube-apiserver", timeout)
+
+    def wait_controller_manager(self, port: int, timeout: float = 60.0) -> float:
+        """Waits for kube-controller-manager's /healthz (always allowed without credentials)."""
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # its self-signed serving certificate; only liveness is read
+        return self._wait_healthy(f"https://127.0.0.1:{port}/healthz", context, "kube-controller-manager", timeout)
+
+    def _wait_healthy(self, url: str, context: ssl.SSLContext, what: str, timeout: float) -> float:
         start = time.monotonic()
         last_error: Exception | None = None
         while time.monotonic() - start < timeout:
@@ -172,13 +191,13 @@ class ControlPlane:
                 if not _alive(pid):
                     raise RuntimeError(f"control-plane process {pid} exited; see logs in {self.directory}")
             try:
-                with urllib.request.urlopen(f"{self.server}/readyz", context=context, timeout=5) as resp:
+                with urllib.request.urlopen(url, context=context, timeout=5) as resp:
                     if resp.status == 200:
                         return time.monotonic() - start
             except Exception as exc:
                 last_error = exc
-            time.sleep(0.25)
-        raise TimeoutError(f"kube-apiserver not ready after {timeout}s: {last_error}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{what} not ready after {timeout}s: {last_error}")
 
 
 def _alive(pid: int) -> bool:
@@ -194,8 +213,38 @@ def _alive(pid: int) -> bool:
     return status != "Z"
 
 
-def start(directory: Path) -> ControlPlane:
-    """Starts etcd and kube-apiserver in the background (own process groups) and waits until ready."""
+def _spawn(directory: Path, name: str, cmd: list[str]) -> int:
+    log = open(directory / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it from here
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    return proc.pid
+
+
+def controller_manager_command(binaries: Path, directory: Path, port: int) -> list[str]:
+    pki = directory / "pki"
+    return [
+        str(binaries / "kube-controller-manager"),
+        f"--kubeconfig={directory / 'kubeconfig'}",
+        f"--authentication-kubeconfig={directory / 'kubeconfig'}",
+        f"--authorization-kubeconfig={directory / 'kubeconfig'}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--cert-dir={directory / 'kcm-certs'}",
+        # Everything that works without nodes, kubelets or a cloud: those controllers would only log errors.
+        "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route,"
+        "-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ttl,-bootstrapsigner,-tokencleaner",
+        f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+        f"--cluster-signing-key-file={pki / 'ca.key'}",
+        f"--root-ca-file={pki / 'ca.crt'}",
+        f"--service-account-private-key-file={pki / 'sa.key'}",
+        "--use-service-account-credentials=false",
+        "--v=1",
+    ]
+
+
+def start(directory: Path, *, controller_manager: bool = True) -> ControlPlane:
+    """Starts etcd, kube-apiserver and kube-controller-manager in the background (own process groups), ready."""
     binaries = build_binaries()
     directory = directory.resolve()
     if (directory / STATE_FILE).exists():
@@ -240,21 +289,26 @@ def start(directory: Path) -> ControlPlane:
         f"--service-account-signing-key-file={pki / 'sa.key'}",
         "--v=1",
     ]
-    pids = []
-    for name, cmd in (("etcd", etcd_cmd), ("kube-apiserver", apiserver_cmd)):
-        log = open(directory / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it from here
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        pids.append(proc.pid)
-        log.close()
+    started = time.monotonic()
+    pids = [_spawn(directory, "etcd", etcd_cmd), _spawn(directory, "kube-apiserver", apiserver_cmd)]
     kubeconfig = directory / "kubeconfig"
     write_kubeconfig(kubeconfig, server, pki)
     plane = ControlPlane(directory=directory, server=server, kubeconfig=kubeconfig, pids=pids)
-    (directory / STATE_FILE).write_text(json.dumps({"server": server, "pids": pids}))
+    state = {"server": server, "pids": pids}
+    (directory / STATE_FILE).write_text(json.dumps(state))
     try:
-        seconds = plane.wait_ready()
+        plane.wait_ready()
+        if controller_manager:
+            kcm_port = free_port()
+            pids.append(
+                _spawn(directory, "kube-controller-manager", controller_manager_command(binaries, directory, kcm_port))
+            )
+            (directory / STATE_FILE).write_text(json.dumps(state))
+            plane.wait_controller_manager(kcm_port)
     except Exception:
         stop(directory)
         raise
+    seconds = time.monotonic() - started
     (directory / "ready-seconds").write_text(f"{seconds:.2f}\n")
     return plane
 
@@ -265,7 +319,7 @@ def stop(directory: Path, timeout: float = 15.0) -> None:
     if not state_file.exists():
         return
     pids = json.loads(state_file.read_text())["pids"]
-    for pid in reversed(pids):  # apiserver first, then etcd
+    for pid in reversed(pids):  # controller manager, apiserver, then etcd
         _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
