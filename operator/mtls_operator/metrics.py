@@ -39,6 +39,7 @@ class CertificateSeries:
     labels: str  # preformatted namespace="…",name="…",common_name="…",signer="…"
     gauges: dict[str, float] = field(default_factory=dict)
     ready: str = "Unknown"
+    phase: str = "Unknown"
     issued: int = 0
     renewals: int = 0
     failures: dict[str, int] = field(default_factory=dict)
@@ -97,6 +98,7 @@ class Metrics:
             1.0 if conditions.get("RenewalDue", {}).get("status") == "True" else 0.0
         )
         series.ready = conditions.get("Ready", {}).get("status", "Unknown")
+        series.phase = str(status.get("phase") or "Unknown")
         for event_type, reason, _ in events:
             if reason == "Issued":
                 series.issued += 1
@@ -134,6 +136,10 @@ class Metrics:
                 f'mtls_certificate_ready_status{{{r.labels},condition="{state}"}} {1.0 if r.ready == state else 0.0}\n'
                 for r in rows
             )
+        # Only the current phase (value 1), not one series per possible phase: dashboards count with
+        # `sum by (phase)`, and 10,000 certificates cost 10,000 series instead of 70,000.
+        family("mtls_certificate_phase", "gauge", "1 for the current status.phase of the certificate.")
+        out.extend(f'mtls_certificate_phase{{{r.labels},phase="{_label_value(r.phase)}"}} 1.0\n' for r in rows)
         family("mtls_certificate_issued_total", "counter", "Certificates put in service.")
         out.extend(f"mtls_certificate_issued_total{{{r.labels}}} {float(r.issued)}\n" for r in rows)
         family("mtls_certificate_renewals_total", "counter", "Certificates renewed.")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ROOT, Kubectl, OperatorProcess, Partner
+from support import ROOT, Kubectl, OperatorProcess, Partner, running_prometheus
 
 sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
 import controlplane
@@ -53,3 +53,10 @@ def namespace(kubectl: Kubectl) -> str:
 @pytest.fixture
 def partner(tmp_path: Path) -> Partner:
     return Partner(tmp_path / "partner")
+
+
+@pytest.fixture
+def prometheus(operator: OperatorProcess, tmp_path: Path) -> Iterator[str]:
+    """A real Prometheus scraping the session's operator; yields its base URL."""
+    with running_prometheus([f"127.0.0.1:{operator.metrics_port}"], tmp_path) as url:
+        yield url

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -282,3 +284,43 @@ def metric_value(operator: OperatorProcess, metric: str, namespace: str, name: s
         if line.startswith(metric + "{") and f'namespace="{namespace}"' in line and f'name="{name}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def http_get(url: str) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return resp.read()  # type: ignore[no-any-return]
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def running_prometheus(targets: list[str], workdir: Path) -> Iterator[str]:
+    """A real Prometheus (Debian's package) scraping `targets` every second with the shipped alert rules."""
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is required (Debian package prometheus; `make deps` installs it)"
+    port = free_port()
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(ROOT / "manifests/prometheus/alerts.yaml")],
+                "scrape_configs": [{"job_name": "mtls-operator", "static_configs": [{"targets": targets}]}],
+            }
+        )
+    )
+    log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: http_get(f"{url}/-/ready") is not None, timeout=30, what="prometheus ready")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()

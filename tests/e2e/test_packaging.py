@@ -63,7 +63,15 @@ def test_values_schema_rejects_typos_and_wrong_types(cluster: controlplane.Contr
     assert error in proc.stderr
 
 
-@pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={team-a,team-b}"], ["--set", "replicaCount=2"]])
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        ["--set", "watchNamespaces={team-a,team-b}"],
+        ["--set", "replicaCount=2"],
+        ["--set", "dashboards.enabled=true"],
+    ],
+)
 def test_helm_template_is_accepted_by_the_apiserver(
     cluster: controlplane.ControlPlane, kubectl: Kubectl, namespace: str, values: list[str]
 ) -> None:
@@ -243,3 +251,18 @@ def test_operator_as_service_account_issues_and_is_confined(
         assert os.stat(f"/proc/{operator.proc.pid}").st_uid == NOBODY
     finally:
         operator.stop()
+
+
+def test_dashboard_configmap_carries_the_dashboard_file_for_the_sidecar(cluster: controlplane.ControlPlane) -> None:
+    rendered = helm(
+        cluster.kubeconfig, "template", "x", str(CHART), "--set", "dashboards.enabled=true",
+        "--set", "dashboards.labelValue=yes", "--set", "dashboards.annotations.grafana_folder=mTLS",
+    ).stdout  # fmt: skip
+    configmaps = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ConfigMap"]
+    assert len(configmaps) == 1
+    meta = configmaps[0]["metadata"]
+    assert meta["labels"]["grafana_dashboard"] == "yes" and meta["annotations"] == {"grafana_folder": "mTLS"}
+    shipped = json.loads((ROOT / "manifests" / "grafana" / "mtls-certificates.json").read_text())
+    assert json.loads(configmaps[0]["data"]["mtls-certificates.json"]) == shipped
+    default = helm(cluster.kubeconfig, "template", "x", str(CHART)).stdout
+    assert "kind: ConfigMap" not in default

@@ -4,72 +4,22 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from support import (
-    ROOT,
     Kubectl,
     OperatorProcess,
     Partner,
     create_and_get_csr,
-    free_port,
+    http_get,
     put_signed,
     wait_for,
     wait_ready,
 )
 
 
-@pytest.fixture
-def prometheus(operator: OperatorProcess, tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus is required (Debian package prometheus; .ci/run installs it)"
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        json.dumps(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(ROOT / "manifests/prometheus/alerts.yaml")],
-                "scrape_configs": [
-                    {
-                        "job_name": "mtls-operator",
-                        "static_configs": [{"targets": [f"127.0.0.1:{operator.metrics_port}"]}],
-                    }
-                ],
-            }
-        )
-    )
-    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _get(f"{url}/-/ready") is not None, timeout=30, what="prometheus ready")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
-
-
-def _get(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
-            return resp.read()  # type: ignore[no-any-return]
-    except OSError:
-        return None
-
-
 def alerts(url: str, namespace: str) -> list[dict]:
-    body = _get(f"{url}/api/v1/alerts")
+    body = http_get(f"{url}/api/v1/alerts")
     found = json.loads(body)["data"]["alerts"] if body else []
     return [a for a in found if a["labels"].get("namespace") == namespace]
 

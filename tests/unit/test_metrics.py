@@ -70,3 +70,15 @@ def test_exposition_passes_promtool_and_escapes_labels():
     proc = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "_created" not in text
+
+
+def test_phase_series_names_only_the_current_phase():
+    m = Metrics()
+    labels = {"namespace": "ns", "name": "a", "common_name": "c.example", "signer": "ca"}
+    m.observe(cert(phase="AwaitingSignature"), [])
+    assert sample(m, "mtls_certificate_phase", **labels, phase="AwaitingSignature") == 1
+    m.observe(cert(phase="Ready", **READY), [])
+    assert sample(m, "mtls_certificate_phase", **labels, phase="Ready") == 1
+    assert sample(m, "mtls_certificate_phase", **labels, phase="AwaitingSignature") is None
+    m.observe(cert(), [])
+    assert sample(m, "mtls_certificate_phase", **labels, phase="Unknown") == 1
