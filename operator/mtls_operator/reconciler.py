@@ -429,7 +429,7 @@ class Reconciler:
                 "lastIssuedTime": _ts(now),
             },
             events=[("Normal", "Renewed" if renewed else "Issued", message)],
-            wake_at=next_wakeup(info, renew_at, now),
+            wake_at=_after_issuance(spec, info, renew_at, now),
         )
 
     async def apply(
@@ -455,6 +455,7 @@ class Reconciler:
             and outcome.ready.reason != "AwaitingSignature"
         ):
             events.append(("Warning", outcome.ready.reason, outcome.ready.message))
+        outcome.events = events  # what on_outcome counts (mtls_certificate_failures_total) includes this Warning
         patch: dict[str, Any] = {"phase": outcome.phase, "conditions": conditions}
         patch.update(outcome.status)
         patch = {k: v for k, v in patch.items() if old.get(k) != v and not (v is None and k not in old)}
@@ -512,6 +513,20 @@ def _waiting(spec: CertificateSpec, trigger: Trigger, ready: Condition, phase: s
     if trigger.reason == "Expired":
         ready = Condition("Ready", "False", "Expired", f"{trigger.message}; {ready.message}")
     return Outcome(phase, ready)
+
+
+def _after_issuance(
+    spec: CertificateSpec, info: CertificateInfo, renew_at: datetime.datetime, now: datetime.datetime
+) -> datetime.datetime | None:
+    """When to look again after putting a certificate in service.
+
+    A hand-signed certificate that arrives already inside its renewal window (the partner signed it for less than
+    renewBefore) must start its renewal now, not at the next expiry threshold days later. An automatic signer is
+    not woken at once: a CA that can only sign short certificates would otherwise re-issue in a loop.
+    """
+    if renew_at <= now and spec.signer.kind == "manual" and not spec.outbound:
+        return now
+    return next_wakeup(info, renew_at, now)
 
 
 def _add_renewal_state(

@@ -232,8 +232,8 @@ def controller_manager_command(binaries: Path, directory: Path, port: int) -> li
         f"--secure-port={port}",
         f"--cert-dir={directory / 'kcm-certs'}",
         # Everything that works without nodes, kubelets or a cloud: those controllers would only log errors.
-        "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route,"
-        "-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ttl,-bootstrapsigner,-tokencleaner",
+        "--controllers=*,-node-ipam-controller,-node-lifecycle-controller,-persistentvolume-binder-controller,"
+        "-persistentvolume-attach-detach-controller,-persistentvolume-expander-controller,-ttl-controller",
         f"--cluster-signing-cert-file={pki / 'ca.crt'}",
         f"--cluster-signing-key-file={pki / 'ca.key'}",
         f"--root-ca-file={pki / 'ca.crt'}",

@@ -157,10 +157,10 @@ def test_every_dashboard_query_answers_what_the_objects_say(
 
     soonest = float(results(prometheus, namespace, "Soonest expiry (days)")[0]["value"][1])
     assert soonest == pytest.approx(min(table_days.values()), abs=0.01)
-    assert [r["metric"]["name"] for r in results(prometheus, namespace, "Inside the renewal window")] == ["twenty"]
-    assert float(results(prometheus, namespace, "Inside the renewal window")[0]["value"][1]) == pytest.approx(
-        table_days["twenty"], abs=0.01
-    )
+    renewing = results(prometheus, namespace, "Certificates inside the renewal window")
+    assert [r["metric"]["name"] for r in renewing] == ["twenty"]
+    assert float(renewing[0]["value"][1]) == pytest.approx(table_days["twenty"], abs=0.01)
+    assert float(results(prometheus, namespace, "Inside the renewal window")[0]["value"][1]) == 1
     assert float(results(prometheus, namespace, "Not Ready")[0]["value"][1]) == 4  # waiting, mismatch, expired, noca
     bars = {r["metric"]["name"] for r in results(prometheus, namespace, "CSRs awaiting a signature (days)")}
     assert bars == awaiting

@@ -55,6 +55,7 @@ def test_panels_the_issue_asks_for() -> None:
         "Soonest expiry (days)",
         "Every certificate",
         "Inside the renewal window",
+        "Certificates inside the renewal window",
         "CSRs awaiting a signature (days)",
         "Issued and renewed",
         "Failures by reason",
