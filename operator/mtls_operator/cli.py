@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="kopf peering priority of this replica (default: derived from the host name, so replicas differ)",
     )
+    run.add_argument(
+        "--kubernetes-signer",
+        action="store_true",
+        help="enable signer.kubernetes (creates and watches certificates.k8s.io CertificateSigningRequests; "
+        "needs cluster-scoped RBAC for them)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging (never logs key material)")
     return parser
 
@@ -53,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     import kopf
 
-    from . import handlers  # noqa: F401 - registers the handlers
+    from . import handlers
     from .controller import Controller
     from .kube import KubeIO, load_client_config, wait_until_served
 
@@ -64,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
     load_client_config()
     wait_until_served(args.namespace[0] if args.namespace else None)
     cpu_threads = args.cpu_threads or os.cpu_count() or 2
-    controller = Controller(KubeIO(threads=args.api_threads), cpu_threads=cpu_threads)
+    if args.kubernetes_signer:
+        handlers.register_csr_watch()
+    controller = Controller(
+        KubeIO(threads=args.api_threads), cpu_threads=cpu_threads, kubernetes_signer=args.kubernetes_signer
+    )
     memo = kopf.Memo(controller=controller, metrics_address=args.metrics_address, metrics_port=args.metrics_port)
     kopf.run(
         standalone=args.peering is None,

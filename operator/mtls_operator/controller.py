@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .kube import KubeIO
+from .kube import CERTIFICATE_LABEL, NAMESPACE_LABEL, KubeIO
 from .metrics import Metrics
 from .reconciler import Outcome, Reconciler
 from .workqueue import WorkQueue
@@ -49,11 +49,16 @@ def referenced_secrets(body: Mapping[str, Any]) -> set[str]:
         names.add((signer.get("manual") or {}).get("signedSecretName") or f"{name}-signed")
     if "ca" in signer and (signer.get("ca") or {}).get("secretName"):
         names.add(signer["ca"]["secretName"])
+    ca_from = (signer.get("kubernetes") or {}).get("caFrom") or {}
+    if (ca_from.get("secretKeyRef") or {}).get("name"):
+        names.add(ca_from["secretKeyRef"]["name"])
     return names
 
 
 class Controller:
-    def __init__(self, kube: KubeIO, *, cpu_threads: int = 2, concurrency: int = 32) -> None:
+    def __init__(
+        self, kube: KubeIO, *, cpu_threads: int = 2, concurrency: int = 32, kubernetes_signer: bool = True
+    ) -> None:
         self.kube = kube
         self.metrics = Metrics()
         kube.on_request = lambda verb, resource: self.metrics.api_requests.labels(verb, resource).inc()
@@ -64,6 +69,7 @@ class Controller:
             on_outcome=self._observed,
             on_key_generated=self.metrics.keys_generated.inc,
             released_slot=self.queue.released_slot,
+            kubernetes_signer=kubernetes_signer,
         )
         self.cache: dict[CertKey, Mapping[str, Any]] = {}
         self._refs: dict[CertKey, set[str]] = {}
@@ -104,6 +110,12 @@ class Controller:
         if self.kube.is_known_version(namespace, name, resource_version):
             return  # a version a reconcile already read or wrote: nothing new to decide
         for key in self._secret_index.get((namespace, name), ()):
+            self.queue.add(key)
+
+    def csr_changed(self, labels: Mapping[str, str]) -> None:
+        """A CertificateSigningRequest we created changed (approved, denied, issued) or vanished."""
+        key = (labels.get(NAMESPACE_LABEL, ""), labels.get(CERTIFICATE_LABEL, ""))
+        if key in self.cache:
             self.queue.add(key)
 
     def watches_secret(self, namespace: str, name: str) -> bool:

@@ -10,6 +10,7 @@ import kopf
 from . import GROUP, PLURAL, VERSION
 from .controller import Controller
 from .httpserver import start_http_server
+from .kube import MANAGED_BY, MANAGER
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +58,12 @@ def _watched_secret(namespace: str | None, name: str | None, memo: kopf.Memo, **
 async def secret_event(namespace: str | None, name: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     if namespace:
         memo.controller.secret_changed(namespace, name, meta.get("resourceVersion"))
+
+
+def register_csr_watch() -> None:
+    """Watches our CertificateSigningRequests (signer `kubernetes`); only registered when that signer is enabled,
+    because listing cluster-scoped CSRs needs RBAC that the chart grants only then."""
+
+    @kopf.on.event("certificates.k8s.io", "v1", "certificatesigningrequests", labels={MANAGED_BY: MANAGER})
+    async def csr_event(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+        memo.controller.csr_changed(dict(labels))

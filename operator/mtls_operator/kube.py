@@ -26,6 +26,7 @@ from . import GROUP, KIND, PLURAL, VERSION
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "mtls-operator"
 CERTIFICATE_LABEL = "mtls.dev/certificate"
+NAMESPACE_LABEL = "mtls.dev/namespace"  # on cluster-scoped objects (CertificateSigningRequests)
 COMPONENT = "mtls-operator"
 
 
@@ -88,6 +89,7 @@ class KubeIO:
         self.api_client = api_client
         self.core = kubernetes.client.CoreV1Api(self.api_client)
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
+        self.certificates = kubernetes.client.CertificatesV1Api(self.api_client)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-io")
         self.instance = socket.gethostname()
         self.on_request: Callable[[str, str], None] | None = None
@@ -98,7 +100,8 @@ class KubeIO:
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         """One API call in the thread pool; the JSON is parsed there too, so the loop only gets the result."""
         if self.on_request is not None:
-            verb, _, resource = fn.__name__.partition("_namespaced_")
+            name = fn.__name__
+            verb, _, resource = name.partition("_namespaced_") if "_namespaced_" in name else name.partition("_")
             self.on_request(verb, resource)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
@@ -114,6 +117,43 @@ class KubeIO:
                 return None
             raise
         return self._remember(secret_from_json(resp))
+
+    async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            resp = await self._run(self.core.read_namespaced_config_map, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(resp.get("data") or {})
+
+    async def get_csr(self, name: str) -> dict[str, Any] | None:
+        """A certificates.k8s.io/v1 CertificateSigningRequest (cluster-scoped), or None."""
+        try:
+            return await self._run(self.certificates.read_certificate_signing_request, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create_csr(self, owner: Mapping[str, Any], name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Labelled with the certificate it serves (a cluster-scoped object cannot have a namespaced owner)."""
+        meta = owner["metadata"]
+        body = {
+            "apiVersion": "certificates.k8s.io/v1",
+            "kind": "CertificateSigningRequest",
+            "metadata": {
+                "name": name,
+                "labels": {MANAGED_BY: MANAGER, CERTIFICATE_LABEL: meta["name"], NAMESPACE_LABEL: meta["namespace"]},
+            },
+            "spec": dict(spec),
+        }
+        try:
+            return await self._run(self.certificates.create_certificate_signing_request, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(f"CertificateSigningRequest {name} already exists") from None
+            raise
 
     def _owned_metadata(self, name: str, owner: Mapping[str, Any]) -> dict[str, Any]:
         meta = owner["metadata"]

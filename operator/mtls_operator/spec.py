@@ -34,6 +34,7 @@ class Signer:
     secret_name: str | None = None  # manual: the signed Secret; ca: the CA Secret
     signer_name: str | None = None  # kubernetes
     expiration_seconds: int | None = None  # kubernetes
+    ca_from: tuple[str, str, str] | None = None  # kubernetes: ("configMap" | "secret", name, key) for ca.crt
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,20 @@ def _parse_signer(name: str, signer: Mapping[str, Any]) -> Signer:
         return Signer("ca", secret_name=signer["ca"]["secretName"])
     if "kubernetes" in signer:
         k8s = signer["kubernetes"]
-        return Signer("kubernetes", signer_name=k8s["signerName"], expiration_seconds=k8s.get("expirationSeconds"))
+        return Signer(
+            "kubernetes",
+            signer_name=k8s["signerName"],
+            expiration_seconds=k8s.get("expirationSeconds"),
+            ca_from=_parse_ca_from(k8s.get("caFrom")),
+        )
     manual = signer.get("manual") or {}
     return Signer("manual", secret_name=manual.get("signedSecretName") or f"{name}-signed")
+
+
+def _parse_ca_from(ref: Mapping[str, Any] | None) -> tuple[str, str, str] | None:
+    if not ref:
+        return None
+    for field_name, kind in (("configMapKeyRef", "configMap"), ("secretKeyRef", "secret")):
+        if field_name in ref:
+            return kind, ref[field_name]["name"], ref[field_name].get("key") or "ca.crt"
+    raise ValueError("spec.signer.kubernetes.caFrom must set configMapKeyRef or secretKeyRef")

@@ -87,7 +87,7 @@ class OperatorProcess:
     def __init__(self, kubeconfig: Path, log_dir: Path, args: list[str] | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
-        self.args = args or ["--all-namespaces"]
+        self.args = args or ["--all-namespaces", "--kubernetes-signer"]
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0

@@ -33,6 +33,11 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.signers.kubernetes.enabled }}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]  # signer.kubernetes.caFrom.configMapKeyRef (e.g. kube-root-ca.crt)
+{{- end }}
 {{- if gt (int .Values.replicaCount) 1 }}
 - apiGroups: ["kopf.dev"]
   resources: [{{ if .Values.watchNamespaces }}"kopfpeerings"{{ else }}"clusterkopfpeerings"{{ end }}]

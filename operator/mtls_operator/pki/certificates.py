@@ -104,3 +104,13 @@ def allows_client_auth(cert: x509.Certificate) -> bool:
         x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in usages
         or x509.oid.ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages
     )
+
+
+def first_certificate(data: bytes | None) -> x509.Certificate | None:
+    """The leaf of a PEM bundle, or None when there is none or it does not parse."""
+    if not data or not data.strip():
+        return None
+    try:
+        return load_pem_bundle(data)[0]
+    except (ValueError, IndexError):
+        return None

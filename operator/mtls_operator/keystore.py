@@ -1,0 +1,109 @@
+"""Where private keys live: the live Secret, or `<secretName>-next` during a renewal with rotation.
+
+A key is stored before any CSR derived from it is published, and a stored key is reused whenever it still fits
+the spec (policy.keymanager decides): restarts, retries and lost status never cost a partner's signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+
+from .attempt import Attempt, PendingKey
+from .kube import KubeIO, SecretView
+from .offload import CpuPool
+from .pki.keys import PrivateKey, generate_private_key, key_spec_of, load_private_key, private_key_to_pem
+from .policy.keymanager import LIVE, decide_pending_key
+
+log = logging.getLogger(__name__)
+
+KEY_CACHE_SIZE = 2048  # parsed pending keys kept in memory (a renewal wave, not the whole fleet)
+TLS_SECRET = "kubernetes.io/tls"
+OPAQUE_SECRET = "Opaque"
+
+
+class KeyStore:
+    def __init__(self, kube: KubeIO, cpu: CpuPool, on_key_generated: Callable[[], None] | None = None) -> None:
+        self.kube = kube
+        self.cpu = cpu
+        self.on_key_generated = on_key_generated
+        self._keys: OrderedDict[bytes, PrivateKey] = OrderedDict()
+
+    async def stored_key(self, secret: SecretView | None) -> tuple[PrivateKey | None, bool]:
+        """(key, unreadable); (None, False) when no key is stored.
+
+        Loading a key costs a signature self-test (about a millisecond): off the loop, and remembered by a digest
+        of its PEM, because a pending key is read again on every reconcile until its certificate arrives.
+        """
+        pem = secret.get("tls.key") if secret else None
+        if not pem:
+            return None, False
+        digest = hashlib.sha256(pem).digest()
+        key = self._keys.get(digest)
+        if key is None:
+            try:
+                key = await self.cpu.run(load_private_key, pem)
+            except ValueError:
+                return None, True
+            self._keys[digest] = key
+            while len(self._keys) > KEY_CACHE_SIZE:
+                self._keys.popitem(last=False)
+        else:
+            self._keys.move_to_end(digest)
+        return key, False
+
+    async def pending_key(self, a: Attempt, has_certificate: bool, *, persist: bool) -> PendingKey:
+        """The key the next certificate certifies.
+
+        `persist`: store a new key before returning (its CSR will be published and may be signed days later).
+        An automatic signer issues at once, so its new key is written only together with its certificate.
+        """
+        spec, live = a.spec, a.live
+        read_next = has_certificate and persist
+        next_secret = await self.kube.get_secret(spec.namespace, spec.next_secret_name) if read_next else None
+        if next_secret is not None and not next_secret.managed_for(spec.uid):
+            next_secret = None  # never read or overwrite a key we did not store; creating it will conflict
+        live_key, live_bad = await self.stored_key(live)
+        next_key, next_bad = await self.stored_key(next_secret)
+        decision = decide_pending_key(
+            has_certificate=has_certificate,
+            rotation_policy=spec.rotation_policy,
+            wanted=spec.key,
+            live_key=key_spec_of(live_key) if live_key else None,
+            live_key_unreadable=live_bad,
+            next_key=key_spec_of(next_key) if next_key else None,
+            next_key_unreadable=next_bad,
+        )
+        stored = live if decision.location == LIVE else next_secret
+        if not decision.generate:
+            key = live_key if decision.location == LIVE else next_key
+            assert key is not None and stored is not None
+            return PendingKey(key, stored.data["tls.key"], decision.location)
+        log.info(
+            "generating %s key for %s/%s (%s, stored in the %s Secret)",
+            spec.key, spec.namespace, spec.name, decision.reason, decision.location,
+        )  # fmt: skip
+        key = await self.cpu.run(generate_private_key, spec.key)
+        if self.on_key_generated is not None:
+            self.on_key_generated()
+        pem = await self.cpu.run(private_key_to_pem, key)
+        if not persist:
+            return PendingKey(key, pem, decision.location, stored=False)
+        await self._store(a, decision.location, stored, pem)
+        return PendingKey(key, pem, decision.location)
+
+    async def _store(self, a: Attempt, location: str, stored: SecretView | None, pem: bytes) -> None:
+        """The key is stored before any CSR derived from it is published."""
+        spec = a.spec
+        if location == LIVE:
+            if stored is None:
+                empty = {"tls.key": pem, "tls.crt": b"", "ca.crt": b""}
+                await self.kube.create_secret(a.body, spec.secret_name, TLS_SECRET, empty)
+            else:
+                await self.kube.replace_secret_data(stored, {**stored.data, "tls.key": pem})
+        elif stored is None:
+            await self.kube.create_secret(a.body, spec.next_secret_name, OPAQUE_SECRET, {"tls.key": pem})
+        else:
+            await self.kube.replace_secret_data(stored, {"tls.key": pem})

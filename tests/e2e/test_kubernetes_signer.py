@@ -1,0 +1,156 @@
+"""signer.kubernetes against the real control plane: kube-apiserver, etcd and kube-controller-manager.
+
+Approval is played the way a person does it (`kubectl certificate approve|deny`); a custom signer is played by
+the test with openssl, writing status.certificate as a signer controller would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from support import (
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    certificate_manifest,
+    condition,
+    wait_certificate,
+    wait_for,
+    wait_ready,
+    wait_reason,
+)
+
+APISERVER_CLIENT = "kubernetes.io/kube-apiserver-client"
+
+
+def kubernetes_spec(signer_name: str, ca_from: str = "") -> str:
+    return (
+        f'  duration: "2h"\n  renewBefore: "1h"\n  signer:\n    kubernetes:\n      signerName: {signer_name}\n{ca_from}'
+    )
+
+
+def pending_csr_name(kubectl: Kubectl, namespace: str, name: str) -> str:
+    obj = wait_certificate(
+        kubectl, namespace, name, lambda o: (o.get("status") or {}).get("certificateSigningRequest"), "CSR created"
+    )
+    return str(obj["status"]["certificateSigningRequest"])
+
+
+def csr_object(kubectl: Kubectl, name: str) -> dict | None:
+    proc = kubectl.run("get", "csr", name, "-o", "json", check=False)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def test_kube_apiserver_client_certificate_authenticates_to_the_apiserver(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    ca_from = "      caFrom:\n        configMapKeyRef:\n          name: kube-root-ca.crt\n          key: ca.crt\n"
+    kubectl.apply(
+        certificate_manifest("bot", common_name="reporting-bot", extra_spec=kubernetes_spec(APISERVER_CLIENT, ca_from)),
+        namespace,
+    )
+    name = pending_csr_name(kubectl, namespace, "bot")
+    key_before = kubectl.secret_data("bot-tls", namespace)["tls.key"]  # stored before the request was created
+    csr = csr_object(kubectl, name)
+    assert csr is not None
+    assert csr["spec"]["signerName"] == APISERVER_CLIENT
+    assert csr["spec"]["expirationSeconds"] == 7200
+    assert sorted(csr["spec"]["usages"]) == ["client auth", "digital signature", "key encipherment"]
+    assert csr["metadata"]["labels"]["mtls.dev/certificate"] == "bot"
+    assert csr["metadata"]["labels"]["mtls.dev/namespace"] == namespace
+    assert condition(kubectl.get("mtlscertificate", "bot", namespace))["reason"] == "AwaitingApproval"
+    assert not (csr.get("status") or {}).get("conditions"), "the operator must never approve its own request"
+
+    kubectl.run("certificate", "approve", name)  # a person approves; kube-controller-manager signs
+    obj = wait_ready(kubectl, namespace, "bot", timeout=60)
+    assert obj["status"]["revision"] == 1 and "certificateSigningRequest" not in obj["status"]
+    live = kubectl.secret_data("bot-tls", namespace)
+    assert live["tls.key"] == key_before
+    cluster_ca = Path(kubectl.kubeconfig).parent / "pki" / "ca.crt"
+    assert live["ca.crt"] == cluster_ca.read_bytes()
+
+    (tmp_path / "bot.crt").write_bytes(live["tls.crt"])
+    (tmp_path / "bot.key").write_bytes(live["tls.key"])
+    config = json.loads(Path(kubectl.kubeconfig).read_text())
+    config["users"][0]["user"] = {
+        "client-certificate": str(tmp_path / "bot.crt"),
+        "client-key": str(tmp_path / "bot.key"),
+    }
+    bot_config = tmp_path / "kubeconfig"
+    bot_config.write_text(json.dumps(config))
+    whoami = json.loads(Kubectl(bot_config).run("auth", "whoami", "-o", "json").stdout)
+    assert whoami["status"]["userInfo"]["username"] == "reporting-bot"
+    assert "My Company Inc." in whoami["status"]["userInfo"]["groups"]
+
+
+def test_custom_signer_played_by_openssl(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, partner: Partner
+) -> None:
+    kubectl.run(
+        "create", "secret", "generic", "partner-ca", "-n", namespace, f"--from-file=ca.crt={partner.ca_crt}"
+    )  # fmt: skip
+    ca_from = "      caFrom:\n        secretKeyRef:\n          name: partner-ca\n"
+    kubectl.apply(certificate_manifest("custom", extra_spec=kubernetes_spec("example.com/partner", ca_from)), namespace)
+    name = pending_csr_name(kubectl, namespace, "custom")
+    request = base64.b64decode(csr_object(kubectl, name)["spec"]["request"])  # type: ignore[index]
+    kubectl.run("certificate", "approve", name)
+    wait_reason(kubectl, namespace, "custom", "AwaitingCertificate")
+    signed = partner.sign(request, days=30).read_bytes()
+    status = {"status": {"certificate": base64.b64encode(signed).decode()}}
+    kubectl.run("patch", "csr", name, "--subresource=status", "--type=merge", "-p", json.dumps(status))
+    wait_ready(kubectl, namespace, "custom")
+    live = kubectl.secret_data("custom-tls", namespace)
+    assert live["tls.crt"].strip() == signed.strip()
+    assert live["ca.crt"] == partner.ca_crt.read_bytes()
+
+
+def test_denied_request_is_reported_and_nothing_is_regenerated(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    kubectl.apply(certificate_manifest("denied", extra_spec=kubernetes_spec("example.com/partner")), namespace)
+    name = pending_csr_name(kubectl, namespace, "denied")
+    key_before = kubectl.secret_data("denied-tls", namespace)["tls.key"]
+    kubectl.run("certificate", "deny", name)
+    obj = wait_reason(kubectl, namespace, "denied", "CSRDenied")
+    assert condition(obj)["status"] == "False" and name in condition(obj)["message"]
+    assert obj["status"]["phase"] == "Failed"
+    assert obj["status"]["certificateSigningRequest"] == name
+    warnings = [e for e in kubectl.events(namespace, "denied") if e["reason"] == "CSRDenied"]
+    assert warnings and warnings[0]["type"] == "Warning"
+    assert kubectl.secret_data("denied-tls", namespace)["tls.key"] == key_before
+
+
+def test_request_deleted_while_pending_is_created_again_for_the_same_key(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    kubectl.apply(certificate_manifest("vanish", extra_spec=kubernetes_spec("example.com/partner")), namespace)
+    name = pending_csr_name(kubectl, namespace, "vanish")
+    first = csr_object(kubectl, name)
+    key_before = kubectl.secret_data("vanish-tls", namespace)["tls.key"]
+    kubectl.run("delete", "csr", name)  # as the 24 h cleaner, or a person, would
+    again = wait_for(
+        lambda: (obj := csr_object(kubectl, name)) and obj["metadata"]["uid"] != first["metadata"]["uid"] and obj,  # type: ignore[index]
+        what="CSR created again",
+    )
+    assert again["spec"]["request"] == first["spec"]["request"]  # type: ignore[index]
+    assert kubectl.secret_data("vanish-tls", namespace)["tls.key"] == key_before
+
+
+def test_operator_restart_between_request_and_approval(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, partner: Partner
+) -> None:
+    kubectl.apply(certificate_manifest("restart", extra_spec=kubernetes_spec(APISERVER_CLIENT)), namespace)
+    name = pending_csr_name(kubectl, namespace, "restart")
+    key_before = kubectl.secret_data("restart-tls", namespace)["tls.key"]
+    operator.stop()
+    kubectl.run("certificate", "approve", name)
+    operator.start()
+    obj = wait_ready(kubectl, namespace, "restart", timeout=60)
+    assert obj["status"]["revision"] == 1
+    assert kubectl.secret_data("restart-tls", namespace)["tls.key"] == key_before
+    requests = json.loads(kubectl.run("get", "csr", "-l", "mtls.dev/certificate=restart", "-o", "json").stdout)
+    assert [
+        r["metadata"]["name"] for r in requests["items"] if r["metadata"]["labels"]["mtls.dev/namespace"] == namespace
+    ] == [name]
