@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
-import socket
 
 from . import __version__
 
@@ -23,15 +21,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--api-threads", type=int, default=8, help="concurrent Kubernetes API requests (8)")
     run.add_argument("--cpu-threads", type=int, default=0, help="threads for key generation (default: cores)")
     run.add_argument(
-        "--peering",
-        metavar="NAME",
-        help="kopf peering object for active/standby replicas (default: standalone)",
+        "--leader-elect",
+        action="store_true",
+        help="active/standby replicas: only the holder of a coordination.k8s.io Lease reconciles",
     )
     run.add_argument(
-        "--priority",
-        type=int,
-        help="kopf peering priority of this replica (default: derived from the host name, so replicas differ)",
+        "--leader-election-namespace",
+        help="namespace of the Lease (default: the pod's own namespace, or 'default' outside a cluster)",
     )
+    run.add_argument("--leader-election-id", default="mtls-operator", help="name of the Lease (mtls-operator)")
     run.add_argument(
         "--kubernetes-signer",
         action="store_true",
@@ -40,11 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging (never logs key material)")
     return parser
-
-
-def peering_priority(hostname: str) -> int:
-    """Distinct, stable priorities per pod: kopf pauses every replica when the highest priority is shared."""
-    return int.from_bytes(hashlib.sha256(hostname.encode()).digest()[:3], "big")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from . import handlers
     from .controller import Controller
     from .kube import KubeIO, load_client_config, wait_until_served
+    from .leader import LeaderElector, default_namespace
 
     kopf.configure(verbose=args.verbose)
     if not args.verbose:
@@ -73,13 +67,25 @@ def run(args: argparse.Namespace) -> int:
     if args.kubernetes_signer:
         handlers.register_csr_watch()
     controller = Controller(
-        KubeIO(threads=args.api_threads), cpu_threads=cpu_threads, kubernetes_signer=args.kubernetes_signer
+        KubeIO(threads=args.api_threads),
+        cpu_threads=cpu_threads,
+        kubernetes_signer=args.kubernetes_signer,
+        standby=args.leader_elect,
     )
-    memo = kopf.Memo(controller=controller, metrics_address=args.metrics_address, metrics_port=args.metrics_port)
+    elector = None
+    if args.leader_elect:
+        elector = LeaderElector(
+            args.leader_election_namespace or default_namespace(),
+            args.leader_election_id,
+            on_change=controller.set_leader,
+        )
+    memo = kopf.Memo(
+        controller=controller, elector=elector, metrics_address=args.metrics_address, metrics_port=args.metrics_port
+    )
+    # Standalone: kopf's peering pauses kopf's own handlers but not our work queue (a split brain, seen with two
+    # replicas); who acts is decided by the Lease above instead.
     kopf.run(
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        priority=args.priority if args.priority is not None else peering_priority(socket.gethostname()),
+        standalone=True,
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or [],
         memo=memo,

@@ -57,7 +57,13 @@ def referenced_secrets(body: Mapping[str, Any]) -> set[str]:
 
 class Controller:
     def __init__(
-        self, kube: KubeIO, *, cpu_threads: int = 2, concurrency: int = 32, kubernetes_signer: bool = True
+        self,
+        kube: KubeIO,
+        *,
+        cpu_threads: int = 2,
+        concurrency: int = 32,
+        kubernetes_signer: bool = True,
+        standby: bool = False,
     ) -> None:
         self.kube = kube
         self.metrics = Metrics()
@@ -72,6 +78,10 @@ class Controller:
             kubernetes_signer=kubernetes_signer,
         )
         self.cache: dict[CertKey, Mapping[str, Any]] = {}
+        self._leadership = asyncio.Lock()
+        if standby:  # with leader election, nothing is reconciled until the Lease is ours
+            self.queue.active = False
+            self.metrics.set_leader(False)
         self._refs: dict[CertKey, set[str]] = {}
         self._secret_index: dict[tuple[str, str], set[CertKey]] = {}
 
@@ -82,6 +92,22 @@ class Controller:
     async def stop(self) -> None:
         self._lag_task.cancel()
         await self.queue.stop()
+
+    async def set_leader(self, leader: bool) -> None:
+        """Leader election moved: start acting on every cached certificate, or stop acting at once."""
+        async with self._leadership:
+            if leader == self.queue.active:
+                return
+            if leader:
+                self.metrics.set_leader(True)
+                self.queue.activate(list(self.cache))
+            else:
+                await self.queue.deactivate()
+                self.metrics.set_leader(False)
+
+    @property
+    def standby(self) -> bool:
+        return not self.queue.active
 
     async def _sample_loop_lag(self, interval: float = 0.1) -> None:
         """How late the loop wakes us: a blocked event loop shows here before anything else suffers."""

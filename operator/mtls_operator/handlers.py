@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -36,10 +37,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         # Fail fast (the pod restarts, the log says why) rather than run for a minute without reconciling.
         raise kopf.PermanentError(f"cannot serve /metrics and /healthz on port {memo.metrics_port}: {exc}") from exc
     controller.start()
+    if memo.get("elector") is not None:
+        memo.elector_task = asyncio.create_task(memo.elector.run(), name="leader-election")
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("elector_task") is not None:
+        memo.elector_task.cancel()
+        await memo.controller.set_leader(False)  # stop writing first, then hand the Lease over
+        await asyncio.get_running_loop().run_in_executor(None, memo.elector.release)
     await memo.controller.stop()
     if memo.get("http_runner") is not None:
         await memo.http_runner.cleanup()

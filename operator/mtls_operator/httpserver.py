@@ -18,7 +18,7 @@ async def start_http_server(controller: Controller, address: str, port: int) -> 
 
     async def healthz(_: web.Request) -> web.Response:
         if controller.queue.alive:
-            return web.Response(text="ok\n")
+            return web.Response(text="standby\n" if controller.standby else "ok\n")
         return web.Response(status=503, text="work queue stopped\n")
 
     app = web.Application()

@@ -7,7 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from . import __version__
 
@@ -76,6 +84,12 @@ class Metrics:
             "mtls_operator_api_requests", "Kubernetes API requests made by the reconciler (not kopf's watches).",
             ("verb", "resource"), registry=r,
         )  # fmt: skip
+        self.leader = Gauge(
+            "mtls_operator_leader",
+            "1 while this process reconciles (holds the Lease, or runs alone); 0 on standby.",
+            registry=r,
+        )
+        self.leader.set(1)
         self.build_info = Info("mtls_operator_build", "Operator version.", registry=r)
         self.build_info.info({"version": __version__})
         self.certificates: dict[tuple[str, str], CertificateSeries] = {}
@@ -107,6 +121,12 @@ class Metrics:
                 series.renewals += 1
             elif event_type == "Warning" and reason != "RenewalDue":
                 series.failures[reason] = series.failures.get(reason, 0) + 1
+
+    def set_leader(self, leader: bool) -> None:
+        """A standby reports no certificates: across replicas, every certificate is counted once."""
+        self.leader.set(1 if leader else 0)
+        if not leader:
+            self.certificates.clear()
 
     def remove(self, namespace: str, name: str) -> None:
         """Drops every series of a deleted MtlsCertificate."""

@@ -9,6 +9,8 @@
 - `add_at` schedules a key at an instant; one scheduler task sleeps until the earliest instant, so 10,000
   certificates cost 10,000 heap entries, not 10,000 sleeping tasks.
 - Failures are retried with per-key exponential backoff.
+- `deactivate` (a standby replica, or one that lost its Lease) drops every run, timer and backoff and ignores
+  adds until `activate` hands it the keys to look at again: a standby must not act on anything.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class WorkQueue:
         self._timer_changed = asyncio.Event()
         self._scheduler_task: asyncio.Task[None] | None = None
         self.processed = 0
+        self.active = True
 
     def start(self) -> None:
         self._scheduler_task = asyncio.create_task(self._scheduler(), name="scheduler")
@@ -64,7 +67,29 @@ class WorkQueue:
     def alive(self) -> bool:
         return self._scheduler_task is not None and not self._scheduler_task.done()
 
+    async def deactivate(self) -> None:
+        """Stops acting: in-flight runs are cancelled, timers and backoffs dropped, adds ignored."""
+        self.active = False
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._running.clear()
+        self._started.clear()
+        self._dirty.clear()
+        self._failures.clear()
+        self._timers.clear()
+        self._due.clear()
+
+    def activate(self, keys: list[Key]) -> None:
+        """Starts acting again, from a fresh look at every key (timers are rebuilt by their runs)."""
+        self.active = True
+        for key in keys:
+            self.add(key)
+
     def add(self, key: Key) -> None:
+        if not self.active:
+            return
         if key in self._running:
             # A run still waiting for its slot has read nothing yet and will see this change: no second run.
             if key in self._started:
@@ -77,6 +102,8 @@ class WorkQueue:
         self.add_after(key, delay)
 
     def add_after(self, key: Key, delay: float) -> None:
+        if not self.active:
+            return
         if delay <= 0:
             self.add(key)
             return

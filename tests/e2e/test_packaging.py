@@ -76,7 +76,7 @@ def test_helm_template_is_accepted_by_the_apiserver(
     cluster: controlplane.ControlPlane, kubectl: Kubectl, namespace: str, values: list[str]
 ) -> None:
     kubectl.run("apply", "-f", str(CHART / "crds"))  # as `helm install` does before the templates
-    kubectl.run("wait", "--for", "condition=established", "--timeout=60s", "crd/clusterkopfpeerings.kopf.dev")
+    kubectl.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
     rendered = helm(cluster.kubeconfig, "template", "dry", str(CHART), "-n", namespace, *values).stdout
     for ns in ("team-a", "team-b"):
         kubectl.run("create", "namespace", ns, check=False)

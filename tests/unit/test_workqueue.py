@@ -166,3 +166,32 @@ async def test_adds_for_a_run_still_waiting_for_its_slot_do_not_cause_a_second_r
     await asyncio.sleep(0.05)
     assert runs == ["blocker", "waiting"]
     await queue.stop()
+
+
+async def test_deactivated_queue_cancels_runs_drops_timers_and_ignores_adds():
+    started: list[str] = []
+    finished: list[str] = []
+    forever = asyncio.Event()
+
+    async def process(key):
+        started.append(key)
+        if key == "slow":
+            await forever.wait()
+        finished.append(key)
+        return None
+
+    queue = WorkQueue(process)
+    queue.start()
+    queue.add("slow")
+    queue.add_after("timer", 0.05)
+    await asyncio.sleep(0.01)
+    await queue.deactivate()  # lost the Lease: stop acting at once
+    queue.add("b")
+    await asyncio.sleep(0.1)
+    assert started == ["slow"] and finished == []
+    assert queue.in_flight() == 0 and queue.pending_timers() == 0
+    queue.activate(["slow", "timer"])  # leader again: look at every key afresh
+    forever.set()
+    await asyncio.sleep(0.05)
+    assert sorted(finished) == ["slow", "timer"]
+    await queue.stop()

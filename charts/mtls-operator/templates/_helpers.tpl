@@ -38,9 +38,4 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
   resources: ["configmaps"]
   verbs: ["get"]  # signer.kubernetes.caFrom.configMapKeyRef (e.g. kube-root-ca.crt)
 {{- end }}
-{{- if gt (int .Values.replicaCount) 1 }}
-- apiGroups: ["kopf.dev"]
-  resources: [{{ if .Values.watchNamespaces }}"kopfpeerings"{{ else }}"clusterkopfpeerings"{{ end }}]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
 {{- end -}}

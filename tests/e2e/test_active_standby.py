@@ -1,0 +1,153 @@
+"""Two real operator processes with --leader-elect on one control plane: only the Lease holder writes.
+
+The scenario the issue found splitting kopf's peering: kill -9 the active one, the standby takes over; the old
+one comes back and must stand by while the new active one renews. Runs on a control plane of its own, so the
+session's operator (which watches every namespace) does not act on these certificates.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import (
+    ROOT,
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    certificate_manifest,
+    create_and_get_csr,
+    put_signed,
+    wait_for,
+    wait_ready,
+)
+
+sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
+import controlplane
+
+NS = "ha"
+WRITE_VERBS = ("create", "patch", "replace", "delete")
+SHORT = "  duration: 2m\n  renewBefore: 90s\n  signer:\n    ca:\n      secretName: internal-ca\n"
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
+    cluster = controlplane.start(tmp_path_factory.mktemp("ha-cluster"), controller_manager=False)
+    try:
+        kube = Kubectl(cluster.kubeconfig)
+        kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
+        kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+        yield kube
+    finally:
+        controlplane.stop(cluster.directory)
+
+
+def metric(op: OperatorProcess, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in op.metrics().splitlines():
+        named = line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ")
+        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def writes(op: OperatorProcess) -> float:
+    return sum(metric(op, "mtls_operator_api_requests_total", verb=verb) for verb in WRITE_VERBS)
+
+
+def replica(kubectl: Kubectl, tmp_path: Path, name: str) -> OperatorProcess:
+    log_dir = tmp_path / name
+    log_dir.mkdir()
+    args = ["-n", NS, "--leader-elect", "--leader-election-namespace", NS, "--leader-election-id", "mtls-ha"]
+    proc = OperatorProcess(kubectl.kubeconfig, log_dir, args)
+    proc.start()
+    return proc
+
+
+def revision(kubectl: Kubectl, name: str) -> int:
+    return int(((kubectl.get("mtlscertificate", name, NS) or {}).get("status") or {}).get("revision") or 0)
+
+
+def test_only_the_lease_holder_writes_and_failover_keeps_every_key(plane: Kubectl, tmp_path: Path) -> None:
+    kubectl = plane
+    kubectl.run("create", "namespace", NS)
+    partner = Partner(tmp_path / "partner")
+    kubectl.run("create", "secret", "tls", "internal-ca", "-n", NS,
+                f"--cert={partner.ca_crt}", f"--key={partner.ca_key}")  # fmt: skip
+    first = replica(kubectl, tmp_path, "a")
+    wait_for(lambda: metric(first, "mtls_operator_leader") == 1, timeout=30, what="a holds the Lease")
+    second = replica(kubectl, tmp_path, "b")
+    time.sleep(3)  # a few election rounds
+    assert metric(second, "mtls_operator_leader") == 0
+    try:
+        for name in ("r1", "r2", "r3"):
+            kubectl.apply(certificate_manifest(name, extra_spec=SHORT), NS)
+        csrs = {name: create_and_get_csr(kubectl, NS, name) for name in ("m1", "m2")}
+        keys = {name: kubectl.secret_data(f"{name}-tls", NS)["tls.key"] for name in ("m1", "m2")}
+        for name in ("r1", "r2", "r3"):
+            wait_ready(kubectl, NS, name)
+        assert writes(first) > 0 and writes(second) == 0
+        assert metric(second, "mtls_certificate_phase") == 0  # a standby reports nothing: no double counting
+
+        killed = time.monotonic()
+        assert first.proc is not None
+        os.killpg(first.proc.pid, signal.SIGKILL)
+        first.proc.wait()
+        wait_for(lambda: metric(second, "mtls_operator_leader") == 1, timeout=60, interval=0.5, what="b takes over")
+        failover = time.monotonic() - killed
+        print(f"failover after kill -9: {failover:.1f}s")
+        assert failover < 60
+
+        # The issuances in flight (CSRs published by a, keys stored) finish under b with the same keys.
+        for name, csr in csrs.items():
+            put_signed(kubectl, NS, f"{name}-signed", {"tls.crt": partner.sign(csr, out=f"{name}.crt")})
+        for name in csrs:
+            wait_ready(kubectl, NS, name)
+            assert kubectl.secret_data(f"{name}-tls", NS)["tls.key"] == keys[name]
+
+        # The old one comes back: it stands by while b renews the 2-minute certificates.
+        comeback = replica(kubectl, tmp_path, "a-again")
+        try:
+            before = {name: revision(kubectl, name) for name in ("r1", "r2", "r3")}
+            wait_for(
+                lambda: all(revision(kubectl, n) > before[n] for n in before),
+                timeout=90,
+                interval=1,
+                what="every short certificate renewed after the comeback",
+            )
+            assert metric(comeback, "mtls_operator_leader") == 0 and writes(comeback) == 0
+            assert metric(second, "mtls_operator_leader") == 1
+            assert metric(second, "mtls_certificate_renewals_total") >= 3
+            assert "active: reconciling" in second.logs() and "active: reconciling" not in comeback.logs()
+        finally:
+            comeback.stop()
+    finally:
+        second.stop()
+        first.stop()
+
+
+def test_graceful_stop_hands_the_lease_over_at_once(plane: Kubectl, tmp_path: Path) -> None:
+    kubectl = plane
+    kubectl.run("create", "namespace", NS, check=False)
+    first = replica(kubectl, tmp_path, "g1")
+    second = replica(kubectl, tmp_path, "g2")
+    try:
+        wait_for(
+            lambda: metric(first, "mtls_operator_leader") + metric(second, "mtls_operator_leader") == 1,
+            timeout=30,
+            what="one leader",
+        )
+        active, standby = (first, second) if metric(first, "mtls_operator_leader") == 1 else (second, first)
+        stopped = time.monotonic()
+        active.stop()  # SIGTERM: stop writing, then release the Lease
+        wait_for(lambda: metric(standby, "mtls_operator_leader") == 1, timeout=15, what="standby takes over")
+        assert time.monotonic() - stopped < 10  # no waiting out the 15 s lease
+    finally:
+        first.stop()
+        second.stop()
