@@ -70,6 +70,7 @@ def test_values_schema_rejects_typos_and_wrong_types(cluster: controlplane.Contr
         ["--set", "watchNamespaces={team-a,team-b}"],
         ["--set", "replicaCount=2"],
         ["--set", "dashboards.enabled=true"],
+        ["--set", "signers.kubernetes.enabled=true", "--set", "watchNamespaces={team-a}"],
     ],
 )
 def test_helm_template_is_accepted_by_the_apiserver(
@@ -266,3 +267,35 @@ def test_dashboard_configmap_carries_the_dashboard_file_for_the_sidecar(cluster:
     assert json.loads(configmaps[0]["data"]["mtls-certificates.json"]) == shipped
     default = helm(cluster.kubeconfig, "template", "x", str(CHART)).stdout
     assert "kind: ConfigMap" not in default
+
+
+def test_kubernetes_signer_rbac_only_when_enabled_and_never_approve(cluster: controlplane.ControlPlane) -> None:
+    def rules(*values: str) -> list[dict]:
+        rendered = helm(cluster.kubeconfig, "template", "x", str(CHART), *values).stdout
+        docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] in ("ClusterRole", "Role")]
+        return [rule for d in docs for rule in d["rules"]]
+
+    def csr_rules(found: list[dict]) -> list[dict]:
+        return [r for r in found if "certificatesigningrequests" in r["resources"]]
+
+    assert csr_rules(rules()) == []
+    enabled = rules("--set", "signers.kubernetes.enabled=true", "--set", "watchNamespaces={a}")
+    assert [sorted(r["verbs"]) for r in csr_rules(enabled)] == [["create", "get", "list", "watch"]]
+    assert not [r for r in enabled if "approve" in r["verbs"] or "signers" in r["resources"]]
+    deployment = helm(
+        cluster.kubeconfig, "template", "x", str(CHART), "--set", "signers.kubernetes.enabled=true"
+    ).stdout
+    assert "--kubernetes-signer" in deployment
+
+
+def test_replicas_compete_for_a_lease_with_least_privilege(cluster: controlplane.ControlPlane) -> None:
+    rendered = helm(cluster.kubeconfig, "template", "x", str(CHART), "-n", "ops", "--set", "replicaCount=2").stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert {"--leader-elect", "--leader-election-namespace=ops", "--leader-election-id=mtls-operator"} <= set(args)
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("leader-election"))
+    assert role["metadata"]["namespace"] == "ops"
+    named = next(r for r in role["rules"] if r.get("resourceNames"))
+    assert named["resourceNames"] == ["mtls-operator"] and sorted(named["verbs"]) == ["get", "update"]
+    assert "kopf.dev" not in rendered  # kopf peering is gone: it paused kopf, not our work queue
