@@ -10,14 +10,16 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .kube import CERTIFICATE_LABEL, NAMESPACE_LABEL, KubeIO
+from .kube import CERTIFICATE_LABEL, NAMESPACE_LABEL, Conflict, KubeIO
 from .metrics import Metrics
+from .publisher import CAPublisher, published_configmap
 from .reconciler import Outcome, Reconciler
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
 CertKey = tuple[str, str]  # (namespace, name)
+PUBLISH = "publish-ca"  # queue keys (PUBLISH, namespace, configMapName) rebuild a spec.publishCA ConfigMap
 
 
 def _resource_version(body: Mapping[str, Any]) -> int:
@@ -79,6 +81,8 @@ class Controller:
         )
         self.cache: dict[CertKey, Mapping[str, Any]] = {}
         self._leadership = asyncio.Lock()
+        self.publisher = CAPublisher(kube)
+        self._publish_problems: dict[tuple[str, str], str | None] = {}
         if standby:  # with leader election, nothing is reconciled until the Lease is ours
             self.queue.active = False
             self.metrics.set_leader(False)
@@ -100,7 +104,7 @@ class Controller:
                 return
             if leader:
                 self.metrics.set_leader(True)
-                self.queue.activate(list(self.cache))
+                self.queue.activate(list(self.cache))  # publishCA keys follow from these reconciles
             else:
                 await self.queue.deactivate()
                 self.metrics.set_leader(False)
@@ -168,7 +172,9 @@ class Controller:
                 del self._secret_index[(key[0], secret)]
 
     def _forget(self, key: CertKey) -> None:
-        self.cache.pop(key, None)
+        body = self.cache.pop(key, None)
+        if body is not None and published_configmap(body):
+            self.queue.add((PUBLISH, key[0], published_configmap(body)))  # its CAs leave the bundle
         for secret in self._refs.pop(key, set()):
             self._unindex(key, secret)
             self.kube.known_versions.pop((key[0], secret), None)
@@ -176,6 +182,9 @@ class Controller:
         self.metrics.remove(*key)
 
     async def _process(self, key: Any) -> datetime.datetime | None:
+        if len(key) == 3 and key[0] == PUBLISH:
+            await self._publish(key[1], key[2])
+            return None
         body = self.cache.get(key)
         if body is None:
             return None
@@ -183,7 +192,24 @@ class Controller:
             updated, wake_at = await self.reconciler.reconcile(body)
         if updated is not None and key in self.cache:
             self.certificate_changed_from_write(key, updated)
+        configmap = published_configmap(body)
+        if configmap:
+            self.queue.add((PUBLISH, key[0], configmap))  # one queue key per ConfigMap: coalesced
         return wake_at
+
+    async def _publish(self, namespace: str, configmap: str) -> None:
+        sources = [b for (ns, _), b in self.cache.items() if ns == namespace and published_configmap(b) == configmap]
+        try:
+            problem = await self.publisher.publish(namespace, configmap, sources)
+        except Conflict:
+            self.queue.add_after((PUBLISH, namespace, configmap), 1.0)  # lost a race: read and write again
+            return
+        if problem != self._publish_problems.get((namespace, configmap)):
+            self._publish_problems[(namespace, configmap)] = problem
+            if problem:
+                log.warning("publishCA %s/%s: %s", namespace, configmap, problem)
+                for body in sources:
+                    await self.kube.post_event(body, "Warning", "PublishCAConflict", problem)
 
     def certificate_changed_from_write(self, key: CertKey, body: Mapping[str, Any]) -> None:
         current = self.cache.get(key)

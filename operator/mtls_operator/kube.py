@@ -27,6 +27,7 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "mtls-operator"
 CERTIFICATE_LABEL = "mtls.dev/certificate"
 NAMESPACE_LABEL = "mtls.dev/namespace"  # on cluster-scoped objects (CertificateSigningRequests)
+PUBLISHED_BY = "mtls.dev/published-by"  # on CA ConfigMaps: the certificates whose CAs it holds
 COMPONENT = "mtls-operator"
 
 
@@ -118,14 +119,51 @@ class KubeIO:
             raise
         return self._remember(secret_from_json(resp))
 
-    async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            resp = await self._run(self.core.read_namespaced_config_map, name, namespace)
+            return await self._run(self.core.read_namespaced_config_map, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return dict(resp.get("data") or {})
+
+    async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        found = await self.get_configmap(namespace, name)
+        return None if found is None else dict(found.get("data") or {})
+
+    async def write_configmap(
+        self, namespace: str, name: str, data: Mapping[str, str], existing: Mapping[str, Any] | None, *, source: str
+    ) -> None:
+        """Creates our ConfigMap, or replaces its data guarded by resourceVersion. Holds certificates only."""
+        if existing is None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY: MANAGER},
+                             "annotations": {PUBLISHED_BY: source}},
+                "data": dict(data),
+            }  # fmt: skip
+            try:
+                await self._run(self.core.create_namespaced_config_map, namespace, body)
+            except ApiException as exc:
+                if exc.status == 409:
+                    raise Conflict(f"ConfigMap {name} was created meanwhile") from None
+                raise
+            return
+        patch = {
+            "metadata": {"resourceVersion": existing["metadata"]["resourceVersion"],
+                         "annotations": {PUBLISHED_BY: source}},
+            "data": dict(data),
+        }  # fmt: skip
+        try:
+            await self._run(
+                self.core.patch_namespaced_config_map, name, namespace, patch,
+                _content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(f"ConfigMap {name} changed while we wrote it") from None
+            raise
 
     async def get_csr(self, name: str) -> dict[str, Any] | None:
         """A certificates.k8s.io/v1 CertificateSigningRequest (cluster-scoped), or None."""

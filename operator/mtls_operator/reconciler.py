@@ -25,7 +25,14 @@ from .pki.verify import Verified, verify_signed_certificate
 from .policy import readiness as phases
 from .policy.keymanager import LIVE
 from .policy.readiness import Condition, merge_conditions
-from .policy.trigger import Trigger, expiry_warning_threshold, issuance_trigger, next_wakeup, renewal_time
+from .policy.trigger import (
+    Trigger,
+    expiry_warning_threshold,
+    issuance_trigger,
+    next_wakeup,
+    renewal_time,
+    requested_renewal,
+)
 from .signers import Signer, SignerContext, build_signers, signer_kind
 from .spec import CertificateSpec, parse_spec
 
@@ -103,6 +110,8 @@ class Reconciler:
         if trigger is None and leaf is not None and spec.partner_csr and not certifies_csr(leaf, spec.partner_csr):
             # The partner sent a new CSR (new key): sign it now, not at the next renewal.
             trigger = Trigger("CSRChanged", "spec.csr asks for another key than the certificate in service")
+        if trigger is None and current is not None:
+            trigger = requested_renewal(spec.renewal_requested, status.get("lastRenewalRequest"))
         renew_at = renewal_time(current.not_before, current.not_after, spec.renew_before, spec.uid) if current else None
         base = _certificate_status(current, renew_at) if current is not None else {}
         if trigger is None:
@@ -115,6 +124,7 @@ class Reconciler:
         if outcome.phase != phases.READY or trigger is None:
             outcome.wake_at = next_wakeup(current, renew_at, now)
         _add_renewal_state(outcome, status, trigger, current, now)
+        _acknowledge_renewal_request(outcome, spec, status, trigger)
         return outcome
 
     def _signer(self, spec: CertificateSpec) -> Signer | None:
@@ -221,6 +231,8 @@ class Reconciler:
                 "csrPublishedTime": None,
                 "certificateSigningRequest": None,
                 "lastIssuedTime": _ts(now),
+                "lastRenewalRequest": spec.renewal_requested or status.get("lastRenewalRequest"),
+                "renewalRequest": None,
             },
             events=[("Normal", "Renewed" if renewed else "Issued", message)],
             wake_at=_after_issuance(spec, info, renew_at, now),
@@ -301,6 +313,22 @@ def _after_issuance(
     if renew_at <= now and spec.signer.kind == "manual" and not spec.outbound:
         return now
     return next_wakeup(info, renew_at, now)
+
+
+def _acknowledge_renewal_request(
+    outcome: Outcome, spec: CertificateSpec, status: Mapping[str, Any], trigger: Trigger | None
+) -> None:
+    """One Normal Event per `kubectl mtls renew`; status.renewalRequest shows it until a certificate satisfies it."""
+    requested = spec.renewal_requested
+    if not requested or requested == status.get("lastRenewalRequest") or status.get("renewalRequest") == requested:
+        return
+    if trigger is not None and trigger.reason == "RenewalRequested":
+        action = "re-issued" if outcome.phase == phases.READY else "renewal started; the current certificate serves"
+    else:
+        action = f"renewal already under way ({trigger.reason})" if trigger else "nothing in service yet"
+    outcome.events.insert(0, ("Normal", "RenewalRequested", f"renewal requested at {requested}: {action}"))
+    if outcome.status.get("lastRenewalRequest") != requested:
+        outcome.status["renewalRequest"] = requested
 
 
 def _add_renewal_state(

@@ -14,6 +14,9 @@ from .pki.keys import KeySpec
 DEFAULT_DURATION = datetime.timedelta(hours=8760)
 DEFAULT_RENEW_BEFORE = datetime.timedelta(hours=720)  # the partner's rule: renew at least 30 days before expiry
 DEFAULT_KEY_SIZES = {"RSA": 2048, "ECDSA": 256}
+# `kubectl mtls renew` sets it (a timestamp); a certificate put in service afterwards satisfies it (status records
+# the value in lastRenewalRequest), so asking twice before that renews once.
+RENEW_ANNOTATION = "mtls.dev/renew-requested-at"
 
 # Go's time.ParseDuration syntax, which the CRD's CEL rules also accept.
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -52,6 +55,8 @@ class CertificateSpec:
     signer: Signer
     partner_csr: str | None = None  # outbound: a partner's CSR that our CA signs
     labels: Mapping[str, str] = field(default_factory=dict)
+    renewal_requested: str | None = None  # the RENEW_ANNOTATION value (`kubectl mtls renew`)
+    publish_ca_configmap: str | None = None  # spec.publishCA.configMapName
 
     @property
     def outbound(self) -> bool:
@@ -104,6 +109,8 @@ def parse_spec(body: Mapping[str, Any]) -> CertificateSpec:
         signer=_parse_signer(name, spec.get("signer") or {}),
         partner_csr=spec.get("csr"),
         labels=dict(meta.get("labels") or {}),
+        renewal_requested=(meta.get("annotations") or {}).get(RENEW_ANNOTATION) or None,
+        publish_ca_configmap=(spec.get("publishCA") or {}).get("configMapName") or None,
     )
 
 

@@ -33,9 +33,7 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
-{{- if .Values.signers.kubernetes.enabled }}
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get"]  # signer.kubernetes.caFrom.configMapKeyRef (e.g. kube-root-ca.crt)
-{{- end }}
+  verbs: ["get", "create", "patch"]  # spec.publishCA (CA certificates only); signer.kubernetes.caFrom
 {{- end -}}

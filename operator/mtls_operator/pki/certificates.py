@@ -114,3 +114,20 @@ def first_certificate(data: bytes | None) -> x509.Certificate | None:
         return load_pem_bundle(data)[0]
     except (ValueError, IndexError):
         return None
+
+
+def dns_names_of(cert: x509.Certificate) -> list[str]:
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(n) for n in names.get_values_for_type(x509.DNSName)]
+
+
+def extended_key_usages(cert: x509.Certificate) -> list[str]:
+    """Readable names (clientAuth, serverAuth, ...); empty when the extension is absent (any usage)."""
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return []
+    return [getattr(u, "_name", None) or u.dotted_string for u in usages]

@@ -72,6 +72,17 @@ def issuance_trigger(
     return None
 
 
+def requested_renewal(requested: str | None, last_satisfied: str | None) -> Trigger | None:
+    """`kubectl mtls renew` asked at `requested`; a certificate put in service since then recorded it as satisfied.
+
+    Asking again before a new certificate is in service changes `requested` but starts nothing new: the pending
+    key and CSR of the renewal already under way serve both requests.
+    """
+    if not requested or requested == last_satisfied:
+        return None
+    return Trigger("RenewalRequested", f"renewal requested with kubectl mtls renew at {requested}")
+
+
 EXPIRY_EVENT_DAYS = (14, 7, 3, 1)
 
 

@@ -10,6 +10,7 @@ from ..attempt import Attempt, Issued, PendingKey, Rejected, SignResult, Waiting
 from ..kube import SecretView
 from ..pki.certificates import first_certificate
 from ..pki.csr import build_csr, csr_matches
+from ..pki.keys import key_spec_of
 from ..policy.keymanager import LIVE
 from ..policy.trigger import Trigger
 from .base import SignerBase
@@ -18,6 +19,9 @@ from .base import SignerBase
 class ManualSigner(SignerBase):
     async def sign(self, a: Attempt, trigger: Trigger) -> SignResult:
         spec = a.spec
+        signed = await self._signed_secret(a)
+        if trigger.reason == "NoCertificate" and signed is not None and signed.get("tls.key"):
+            return await self._bring_your_own(a, signed)
         pending = await self.ctx.keys.pending_key(a, trigger.reason != "NoCertificate", persist=True)
         csr_pem = a.status.get("csr")
         published_at = a.status.get("csrPublishedTime")
@@ -35,7 +39,6 @@ class ManualSigner(SignerBase):
                 )
             )
         request_status = {"csr": csr_pem, "csrPublishedTime": published_at}
-        signed = await self._signed_secret(a)
         if signed is not None and not _already_in_service(signed, a.live):
             return Issued(
                 key=pending,
@@ -51,6 +54,26 @@ class ManualSigner(SignerBase):
             f"in Secret {spec.signer.secret_name}",
             status=request_status,
             events=events,
+        )
+
+    async def _bring_your_own(self, a: Attempt, signed: SecretView) -> SignResult:
+        """A key and certificate made before the operator (`kubectl mtls import --key`), for a certificate with
+        none in service yet: the pair goes into service after the same checks, and is renewed like any other."""
+        key, unreadable = await self.ctx.keys.stored_key(signed)
+        if key is None or unreadable:
+            return Rejected("InvalidKey", f"tls.key in Secret {signed.name} is not a readable unencrypted private key")
+        if key_spec_of(key) != a.spec.key:
+            return Rejected(
+                "KeySpecMismatch",
+                f"the key in Secret {signed.name} is {key_spec_of(key)} but spec.privateKey asks for {a.spec.key}; "
+                "set spec.privateKey to match it",
+            )
+        return Issued(
+            key=PendingKey(key, signed.data["tls.key"], LIVE),
+            source=f"Secret {signed.name}",
+            certificate_pem=signed.get("tls.crt"),
+            ca_pem=signed.get("ca.crt"),
+            status={"csr": None, "csrPublishedTime": None},
         )
 
     async def replacement(self, a: Attempt) -> Issued | Rejected | None:

@@ -1,0 +1,147 @@
+"""`kubectl mtls csr | import | status`: the human side of the hand-signed flow."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from kubernetes.client.exceptions import ApiException
+
+from .. import GROUP, PLURAL, VERSION
+from ..kube import CERTIFICATE_LABEL
+from ..pki.csr import load_csr
+from ..pki.keys import PrivateKey, key_spec_of, load_private_key
+from ..pki.verify import Rejection, verify_signed_certificate
+from ..spec import parse_spec
+from .common import PluginError, age, get_certificate, now, parse_time, print_table
+
+
+def cmd_csr(args: argparse.Namespace, custom: Any, core: Any, namespace: str) -> int:
+    cert = get_certificate(custom, namespace, args.name)
+    csr = (cert.get("status") or {}).get("csr")
+    if not csr:
+        phase = (cert.get("status") or {}).get("phase", "Pending")
+        raise PluginError(f'mtlscertificate "{args.name}" has no pending CSR (phase {phase})')
+    sys.stdout.write(csr if csr.endswith("\n") else csr + "\n")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, custom: Any, core: Any, namespace: str) -> int:
+    """Checks locally with the operator's own checks, then stores the certificate for the operator.
+
+    Without --key: a partner-signed certificate for the pending CSR (checked against the CSR's public key).
+    With --key (bring your own): a key and certificate made before the operator, for a certificate with none in
+    service; the key goes to the apiserver in a kubernetes.io/tls Secret, as `kubectl create secret tls` sends it.
+    """
+    cert = get_certificate(custom, namespace, args.name)
+    spec, status = cert.get("spec") or {}, cert.get("status") or {}
+    signer = spec.get("signer") or {"manual": {}}
+    if "manual" not in signer:
+        raise PluginError(f'mtlscertificate "{args.name}" is not signed by hand (signer {next(iter(signer))})')
+    tls_crt = Path(args.cert).read_bytes()
+    ca_crt = Path(args.ca).read_bytes() if args.ca else None
+    key_pem = Path(args.key).read_bytes() if args.key else None
+    key = _checked_key(args.name, cert, key_pem) if key_pem else _pending_public_key(args.name, status)
+    verdict = verify_signed_certificate(tls_crt, ca_crt, key, spec["commonName"], now())
+    if isinstance(verdict, Rejection):
+        raise PluginError(f"{verdict.reason}: {verdict.message}; nothing was changed")
+    secret_name = (signer.get("manual") or {}).get("signedSecretName") or f"{args.name}-signed"
+    data = {"tls.crt": tls_crt} | ({"ca.crt": ca_crt} if ca_crt else {}) | ({"tls.key": key_pem} if key_pem else {})
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": secret_name, "namespace": namespace, "labels": {CERTIFICATE_LABEL: args.name}},
+        "type": "kubernetes.io/tls" if key_pem else "Opaque",
+        "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+    }
+    try:
+        core.create_namespaced_secret(namespace, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        core.delete_namespaced_secret(secret_name, namespace)  # a Secret's type cannot change in place
+        core.create_namespaced_secret(namespace, body)
+    print(f"secret/{secret_name} written; the operator verifies it and puts it in service")
+    if key_pem:
+        _wait_and_remove_key_copy(args, custom, core, namespace, secret_name)
+    return 0
+
+
+def _pending_public_key(name: str, status: dict[str, Any]) -> Any:
+    if not status.get("csr"):
+        raise PluginError(f'mtlscertificate "{name}" has no pending CSR to import a certificate for')
+    public_key = load_csr(status["csr"]).public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise PluginError(f"the pending CSR has an unsupported key type {type(public_key).__name__}")
+    return public_key
+
+
+def _checked_key(name: str, cert: dict[str, Any], key_pem: bytes) -> PrivateKey:
+    if (cert.get("status") or {}).get("notAfter"):
+        raise PluginError(
+            f'mtlscertificate "{name}" already has a certificate in service: --key is for bringing an existing key '
+            "and certificate to a certificate with none yet (renewals use keys the operator generates)"
+        )
+    try:
+        key = load_private_key(key_pem)
+    except ValueError as exc:
+        raise PluginError(f"--key: {exc}") from None
+    wanted = parse_spec(cert).key
+    if key_spec_of(key) != wanted:
+        raise PluginError(
+            f"--key is {key_spec_of(key)} but spec.privateKey asks for {wanted}: set spec.privateKey to match; "
+            "nothing was changed"
+        )
+    return key
+
+
+def _wait_and_remove_key_copy(args: argparse.Namespace, custom: Any, core: Any, namespace: str, secret: str) -> None:
+    """Once the pair is in service, the key lives in spec.secretName only: remove the copy we uploaded."""
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        status = get_certificate(custom, namespace, args.name).get("status") or {}
+        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        if ready.get("status") == "True" and status.get("notAfter"):
+            core.delete_namespaced_secret(secret, namespace)
+            print(f"in service; secret/{secret} (a copy of the key) removed")
+            return
+        if ready.get("status") == "False" and ready.get("reason") not in (None, "AwaitingSignature"):
+            raise PluginError(f"the operator rejected it: {ready.get('reason')}: {ready.get('message')}")
+        time.sleep(1)
+    print(f"not in service after {args.timeout:.0f}s: check `kubectl mtls status {args.name}`; then delete "
+          f"secret/{secret}, which holds a copy of the key", file=sys.stderr)  # fmt: skip
+
+
+def _days_left(not_after: str | None) -> str:
+    moment = parse_time(not_after)
+    return "-" if moment is None else str((moment - now()).days)
+
+
+def cmd_status(args: argparse.Namespace, custom: Any, core: Any, namespace: str) -> int:
+    if args.name:
+        items = [get_certificate(custom, namespace, args.name)]
+    else:
+        items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL).get("items", [])
+    rows = [("NAME", "PHASE", "COMMON NAME", "NOT AFTER", "DAYS LEFT", "AWAITING", "REASON")]
+    for item in items:
+        status = item.get("status") or {}
+        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        awaiting = status.get("csrPublishedTime") if status.get("csr") else None
+        rows.append(
+            (
+                item["metadata"]["name"],
+                status.get("phase", "Pending"),
+                item.get("spec", {}).get("commonName", ""),
+                status.get("notAfter", "-"),
+                _days_left(status.get("notAfter")),
+                age(parse_time(awaiting)),
+                ready.get("reason", "-"),
+            )
+        )
+    print_table(rows)
+    return 0

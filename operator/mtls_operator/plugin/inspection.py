@@ -1,0 +1,105 @@
+"""`kubectl mtls inspect NAME`: what is in service, and what is pending — never the key."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..pki.certificates import (
+    chain_problem,
+    common_name_of,
+    describe_certificate,
+    dns_names_of,
+    extended_key_usages,
+    first_certificate,
+    load_pem_bundle,
+)
+from ..pki.csr import load_csr
+from ..pki.keys import key_spec_of
+from .common import age, get_certificate, get_secret, now, parse_time
+
+
+def _fmt(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def in_service(cert_data: bytes | None, ca_data: bytes | None) -> dict[str, Any] | None:
+    leaf = first_certificate(cert_data)
+    if leaf is None:
+        return None
+    info = describe_certificate(leaf)
+    chain = load_pem_bundle(cert_data or b"")
+    anchors = load_pem_bundle(ca_data) if ca_data and ca_data.strip() else []
+    if anchors:
+        problem = chain_problem(chain, anchors)
+        verification = "verified to ca.crt" if problem is None else f"FAILED: {problem}"
+    else:
+        verification = "not checked: no ca.crt"
+    return {
+        "subject": leaf.subject.rfc4514_string(),
+        "commonName": common_name_of(leaf),
+        "dnsNames": dns_names_of(leaf),
+        "issuer": info.issuer,
+        "serialNumber": info.serial_number,
+        "notBefore": _fmt(info.not_before),
+        "notAfter": _fmt(info.not_after),
+        "daysLeft": round((info.not_after - now()).total_seconds() / 86400, 1),
+        "key": str(key_spec_of(leaf.public_key())),  # type: ignore[arg-type]
+        "extendedKeyUsages": extended_key_usages(leaf),
+        "fingerprintSHA256": info.fingerprint_sha256,
+        "chainLength": len(chain),
+        "chainVerification": verification,
+    }
+
+
+def pending(status: dict[str, Any]) -> dict[str, Any] | None:
+    if status.get("csr"):
+        csr = load_csr(status["csr"])
+        published = parse_time(status.get("csrPublishedTime"))
+        return {
+            "kind": "CSR in status.csr (kubectl mtls csr)",
+            "publishedTime": status.get("csrPublishedTime"),
+            "waiting": age(published),
+            "key": str(key_spec_of(csr.public_key())),  # type: ignore[arg-type]
+            "subject": csr.subject.rfc4514_string(),
+        }
+    if status.get("certificateSigningRequest"):
+        return {"kind": "CertificateSigningRequest", "name": status["certificateSigningRequest"]}
+    return None
+
+
+def cmd_inspect(args: argparse.Namespace, custom: Any, core: Any, namespace: str) -> int:
+    cert = get_certificate(custom, namespace, args.name)
+    spec, status = cert.get("spec") or {}, cert.get("status") or {}
+    secret = get_secret(core, namespace, spec.get("secretName", ""))
+    report = {
+        "name": f"{namespace}/{args.name}",
+        "phase": status.get("phase", "Pending"),
+        "secret": spec.get("secretName"),
+        "inService": in_service(secret.get("tls.crt"), secret.get("ca.crt")) if secret else None,
+        "pending": pending(status),
+    }
+    if args.output == "json":
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"MtlsCertificate {report['name']} (phase {report['phase']}, Secret {report['secret']})")
+    current = report["inService"]
+    if current is None:
+        print("In service: nothing yet")
+    else:
+        print("In service:")
+        for label, key in (
+            ("Subject", "subject"), ("DNS names", "dnsNames"), ("Issuer", "issuer"), ("Serial", "serialNumber"),
+            ("Not before", "notBefore"), ("Not after", "notAfter"), ("Days left", "daysLeft"), ("Key", "key"),
+            ("Extended key usage", "extendedKeyUsages"), ("SHA-256 fingerprint", "fingerprintSHA256"),
+            ("Chain", "chainVerification"),
+        ):  # fmt: skip
+            value = current[key]
+            print(f"  {label + ':':<21}{', '.join(value) if isinstance(value, list) else value}")
+    waiting = report["pending"]
+    if waiting:
+        print("Pending request:")
+        for key, value in waiting.items():
+            print(f"  {key + ':':<21}{value}")
+    return 0

@@ -1,0 +1,51 @@
+"""`kubectl mtls renew`: ask the operator to renew now, as `cmctl renew` does.
+
+It sets the annotation mtls.dev/renew-requested-at; the operator starts one renewal (a new key per
+rotationPolicy; for `manual`, a new CSR to send; automatic signers re-issue at once) and records the request as
+satisfied when the new certificate is in service. Asking again while a request is still open changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .. import GROUP, PLURAL, VERSION
+from ..spec import RENEW_ANNOTATION
+from .common import UsageError, get_certificate, now
+
+
+def _targets(args: argparse.Namespace, custom: Any, namespace: str) -> list[dict[str, Any]]:
+    if args.names and (args.selector or args.all):
+        raise UsageError("give certificate names, or -l SELECTOR, or --all; not several of them")
+    if args.names:
+        if args.all_namespaces:
+            raise UsageError("names need one namespace: drop -A, or use -l / --all")
+        return [get_certificate(custom, namespace, name) for name in args.names]
+    if not (args.selector or args.all):
+        raise UsageError("say which certificates: NAME..., -l SELECTOR or --all")
+    selector = args.selector or ""
+    if args.all_namespaces:
+        found = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=selector)
+    else:
+        found = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, label_selector=selector)
+    return list(found.get("items", []))
+
+
+def cmd_renew(args: argparse.Namespace, custom: Any, core: Any, namespace: str) -> int:
+    targets = _targets(args, custom, namespace)
+    if not targets:
+        print("no certificates matched")
+        return 0
+    stamp = now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for cert in targets:
+        meta, status = cert["metadata"], cert.get("status") or {}
+        where = f"{meta['namespace']}/{meta['name']}"
+        open_request = (meta.get("annotations") or {}).get(RENEW_ANNOTATION)
+        if open_request and open_request != status.get("lastRenewalRequest"):
+            print(f"{where}: renewal already requested at {open_request} and under way; not asking twice")
+            continue
+        patch = {"metadata": {"annotations": {RENEW_ANNOTATION: stamp}}}
+        custom.patch_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], patch)
+        print(f"{where}: renewal requested; the certificate in service keeps serving until the new one is in")
+    return 0

@@ -1,0 +1,71 @@
+"""spec.publishCA: the CA certificates a server must trust, published in a ConfigMap (never the CA's key).
+
+A ConfigMap holds the union, for every MtlsCertificate naming it, of the CA of the certificate in service and the
+CA that will sign its next one (the CA Secret's certificate for signer `ca`). During a CA rotation it therefore
+holds old and new CA together until every certificate in service chains to the new one; then the old one drops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from .kube import MANAGED_BY, MANAGER, KubeIO
+from .pki.certificates import load_pem_bundle, to_pem
+
+log = logging.getLogger(__name__)
+
+CA_KEY = "ca.crt"
+
+
+def published_configmap(body: Mapping[str, Any]) -> str | None:
+    return ((body.get("spec") or {}).get("publishCA") or {}).get("configMapName") or None
+
+
+def trust_bundle(bundles: list[bytes]) -> bytes:
+    """Every certificate of the given PEM bundles once (by fingerprint), oldest first; unreadable ones skipped."""
+    seen: dict[bytes, x509.Certificate] = {}
+    for data in bundles:
+        try:
+            certificates = load_pem_bundle(data)
+        except ValueError:
+            continue
+        for cert in certificates:
+            seen.setdefault(cert.fingerprint(hashes.SHA256()), cert)
+    ordered = sorted(seen.values(), key=lambda c: (c.not_valid_before_utc, c.serial_number))
+    return to_pem(ordered)
+
+
+class CAPublisher:
+    def __init__(self, kube: KubeIO) -> None:
+        self.kube = kube
+
+    async def publish(self, namespace: str, name: str, sources: list[Mapping[str, Any]]) -> str | None:
+        """Writes the ConfigMap when its content changed. Returns a problem to report, or None."""
+        bundles: list[bytes] = []
+        for body in sources:
+            spec = body.get("spec") or {}
+            live = await self.kube.get_secret(namespace, spec.get("secretName", ""))
+            if live is not None and live.get(CA_KEY):
+                bundles.append(live.data[CA_KEY])
+            ca_secret = ((spec.get("signer") or {}).get("ca") or {}).get("secretName")
+            if ca_secret:
+                ca = await self.kube.get_secret(namespace, ca_secret)
+                if ca is not None and ca.get("tls.crt"):
+                    bundles.append(ca.data["tls.crt"])  # the certificate only; tls.key is never read here
+        existing = await self.kube.get_configmap(namespace, name)
+        if existing is not None and (existing["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGER:
+            return f"ConfigMap {name} exists and was not created by mtls-operator; choose another publishCA name"
+        pem = trust_bundle(bundles).decode()
+        if not pem and existing is None:
+            return None  # nothing in service yet: no empty ConfigMap
+        sources_text = ",".join(sorted(body["metadata"]["name"] for body in sources))
+        if existing is not None and (existing.get("data") or {}).get(CA_KEY, "") == pem:
+            return None
+        await self.kube.write_configmap(namespace, name, {CA_KEY: pem}, existing, source=sources_text)
+        log.info("published %d CA certificate(s) in ConfigMap %s/%s", pem.count("BEGIN CERTIFICATE"), namespace, name)
+        return None
