@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -201,4 +202,8 @@ def test_status_table(kubectl: Kubectl, operator: OperatorProcess, namespace: st
     create_and_get_csr(kubectl, namespace, "table")
     out = kubectl.plugin("status", "-n", namespace).stdout.splitlines()
     assert out[0].split()[:3] == ["NAME", "PHASE", "COMMON"]
-    assert out[1].split() == ["table", "AwaitingSignature", "client.example.com", "-", "-", "AwaitingSignature"]
+    assert out[0].split() == ["NAME", "PHASE", "COMMON", "NAME", "NOT", "AFTER", "DAYS", "LEFT", "AWAITING", "REASON"]
+    row = out[1].split()
+    assert row[:5] == ["table", "AwaitingSignature", "client.example.com", "-", "-"]
+    assert re.fullmatch(r"\d+s", row[5]), row  # how long the CSR has waited for its signature
+    assert row[6] == "AwaitingSignature"

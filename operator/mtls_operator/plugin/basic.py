@@ -49,7 +49,7 @@ def cmd_import(args: argparse.Namespace, custom: Any, core: Any, namespace: str)
     key = _checked_key(args.name, cert, key_pem) if key_pem else _pending_public_key(args.name, status)
     verdict = verify_signed_certificate(tls_crt, ca_crt, key, spec["commonName"], now())
     if isinstance(verdict, Rejection):
-        raise PluginError(f"{verdict.reason}: {verdict.message}; nothing was changed")
+        raise PluginError(f"{verdict.reason}: {verdict.message}")
     secret_name = (signer.get("manual") or {}).get("signedSecretName") or f"{args.name}-signed"
     data = {"tls.crt": tls_crt} | ({"ca.crt": ca_crt} if ca_crt else {}) | ({"tls.key": key_pem} if key_pem else {})
     body = {
