@@ -14,8 +14,18 @@ from collections.abc import Callable
 from .attempt import Attempt, PendingKey
 from .kube import KubeIO, SecretView
 from .offload import CpuPool
-from .pki.keys import PrivateKey, generate_private_key, key_spec_of, load_private_key, private_key_to_pem
+from .pki.certificates import common_name_of, first_certificate
+from .pki.keys import (
+    PrivateKey,
+    generate_private_key,
+    key_spec_of,
+    load_private_key,
+    private_key_to_pem,
+    same_public_key,
+)
 from .policy.keymanager import LIVE, decide_pending_key
+from .policy.ownership import FOREIGN
+from .spec import CertificateSpec
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +64,26 @@ class KeyStore:
             self._keys.move_to_end(digest)
         return key, False
 
+    async def adoption_problem(self, spec: CertificateSpec, secret: SecretView) -> str | None:
+        """Why a retained Secret of an earlier object of this name does not fit this spec, or None when it does:
+        its key is readable and of the wanted algorithm and size, and its certificate (if any) is for that key
+        and this Common Name."""
+        prefix = f"the retained Secret {secret.name} was made for an earlier MtlsCertificate {spec.name} and"
+        fix = "; delete it or choose another secretName"
+        leaf = first_certificate(secret.get("tls.crt"))
+        if leaf is not None and common_name_of(leaf) != spec.subject.common_name:
+            return f"{prefix} holds a certificate for CN={common_name_of(leaf)}{fix}"
+        if spec.outbound:
+            return None  # the partner owns the key: nothing else to match
+        key, _ = await self.stored_key(secret)
+        if key is None:
+            return f"{prefix} holds no readable key{fix}"
+        if key_spec_of(key) != spec.key:
+            return f"{prefix} holds a {key_spec_of(key)} key, the spec asks for {spec.key}{fix}"
+        if leaf is not None and not same_public_key(leaf.public_key(), key):  # type: ignore[arg-type]
+            return f"{prefix} holds a certificate that does not match its key{fix}"
+        return None
+
     async def pending_key(self, a: Attempt, has_certificate: bool, *, persist: bool) -> PendingKey:
         """The key the next certificate certifies.
 
@@ -63,7 +93,7 @@ class KeyStore:
         spec, live = a.spec, a.live
         read_next = has_certificate and persist
         next_secret = await self.kube.get_secret(spec.namespace, spec.next_secret_name) if read_next else None
-        if next_secret is not None and not next_secret.managed_for(spec.uid):
+        if next_secret is not None and next_secret.ownership(spec.name, spec.uid) == FOREIGN:
             next_secret = None  # never read or overwrite a key we did not store; creating it will conflict
         live_key, live_bad = await self.stored_key(live)
         next_key, next_bad = await self.stored_key(next_secret)
@@ -102,8 +132,8 @@ class KeyStore:
                 empty = {"tls.key": pem, "tls.crt": b"", "ca.crt": b""}
                 await self.kube.create_secret(a.body, spec.secret_name, TLS_SECRET, empty)
             else:
-                await self.kube.replace_secret_data(stored, {**stored.data, "tls.key": pem})
+                await self.kube.replace_secret_data(stored, {**stored.data, "tls.key": pem}, owner=a.body)
         elif stored is None:
             await self.kube.create_secret(a.body, spec.next_secret_name, OPAQUE_SECRET, {"tls.key": pem})
         else:
-            await self.kube.replace_secret_data(stored, {"tls.key": pem})
+            await self.kube.replace_secret_data(stored, {"tls.key": pem}, owner=a.body)

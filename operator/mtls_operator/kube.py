@@ -22,10 +22,8 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from . import GROUP, KIND, PLURAL, VERSION
+from .policy.ownership import CERTIFICATE_LABEL, MANAGED_BY, MANAGER, UID_ANNOTATION, secret_ownership
 
-MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGER = "mtls-operator"
-CERTIFICATE_LABEL = "mtls.dev/certificate"
 NAMESPACE_LABEL = "mtls.dev/namespace"  # on cluster-scoped objects (CertificateSigningRequests)
 PUBLISHED_BY = "mtls.dev/published-by"  # on CA ConfigMaps: the certificates whose CAs it holds
 COMPONENT = "mtls-operator"
@@ -49,8 +47,9 @@ class SecretView:
     def get(self, key: str) -> bytes | None:
         return self.data.get(key)
 
-    def managed_for(self, uid: str) -> bool:
-        return self.labels.get(MANAGED_BY) == MANAGER and uid in self.owner_uids
+    def ownership(self, certificate_name: str, certificate_uid: str) -> str:
+        """policy.ownership: OWNED, ADOPTABLE (ours, for an earlier object of that name) or FOREIGN."""
+        return secret_ownership(self.labels, self.annotations, self.owner_uids, certificate_name, certificate_uid)
 
 
 def secret_from_json(obj: Mapping[str, Any]) -> SecretView:
@@ -193,22 +192,24 @@ class KubeIO:
                 raise Conflict(f"CertificateSigningRequest {name} already exists") from None
             raise
 
-    def _owned_metadata(self, name: str, owner: Mapping[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _owned_metadata(owner: Mapping[str, Any]) -> dict[str, Any]:
+        """Labels and an annotation name the MtlsCertificate; an owner reference only with secretDeletionPolicy
+        Delete, so by default deleting the MtlsCertificate never garbage-collects a key or a signed certificate."""
         meta = owner["metadata"]
+        delete_with_owner = (owner.get("spec") or {}).get("secretDeletionPolicy") == "Delete"
+        reference = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "controller": True,
+            "blockOwnerDeletion": False,
+        }
         return {
-            "name": name,
-            "namespace": meta["namespace"],
             "labels": {MANAGED_BY: MANAGER, CERTIFICATE_LABEL: meta["name"]},
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": KIND,
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": False,
-                }
-            ],
+            "annotations": {UID_ANNOTATION: meta["uid"]},
+            "ownerReferences": [reference] if delete_with_owner else [],
         }
 
     async def create_secret(
@@ -218,7 +219,7 @@ class KubeIO:
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": self._owned_metadata(name, owner),
+            "metadata": {"name": name, "namespace": owner["metadata"]["namespace"], **self._owned_metadata(owner)},
             "type": secret_type,
             "data": _encode(data),
         }
@@ -234,18 +235,18 @@ class KubeIO:
             raise
         return self._remember(secret_from_json(resp))
 
-    async def replace_secret_data(self, secret: SecretView, data: Mapping[str, bytes]) -> SecretView:
-        """One atomic write of all keys, guarded by resourceVersion (optimistic concurrency)."""
-        body = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": secret.name,
-                "namespace": secret.namespace,
-                "resourceVersion": secret.resource_version,
-            },
-            "data": _encode(data),
-        }
+    async def replace_secret_data(
+        self, secret: SecretView, data: Mapping[str, bytes] | None, owner: Mapping[str, Any] | None = None
+    ) -> SecretView:
+        """One atomic write of all keys, guarded by resourceVersion (optimistic concurrency). With `owner`, the
+        ownership metadata is set too (adoption by a re-created object, or a changed secretDeletionPolicy)."""
+        meta: dict[str, Any] = {"name": secret.name, "namespace": secret.namespace}
+        meta["resourceVersion"] = secret.resource_version
+        if owner is not None:
+            meta.update(self._owned_metadata(owner))
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": meta}
+        if data is not None:
+            body["data"] = _encode(data)
         try:
             resp = await self._run(
                 self.core.patch_namespaced_secret,

@@ -14,7 +14,18 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .attempt import Attempt, Issued, Outcome, PendingKey, Rejected, SignResult, Waiting, timestamp, utcnow
+from .attempt import (
+    Attempt,
+    EventTuple,
+    Issued,
+    Outcome,
+    PendingKey,
+    Rejected,
+    SignResult,
+    Waiting,
+    timestamp,
+    utcnow,
+)
 from .keystore import OPAQUE_SECRET, TLS_SECRET, KeyStore
 from .kube import Conflict, KubeIO
 from .offload import CpuPool
@@ -24,6 +35,7 @@ from .pki.keys import key_spec_of
 from .pki.verify import Verified, verify_signed_certificate
 from .policy import readiness as phases
 from .policy.keymanager import LIVE
+from .policy.ownership import ADOPTABLE, FOREIGN
 from .policy.readiness import Condition, merge_conditions
 from .policy.trigger import (
     Trigger,
@@ -84,17 +96,23 @@ class Reconciler:
     async def _decide(self, body: Mapping[str, Any], spec: CertificateSpec, now: datetime.datetime) -> Outcome:
         status = body.get("status") or {}
         live = await self.kube.get_secret(spec.namespace, spec.secret_name)
-        if live is not None and not live.managed_for(spec.uid):
-            return Outcome(
-                phases.FAILED,
-                Condition(
-                    "Ready",
-                    "False",
-                    "SecretConflict",
+        adopted: list[EventTuple] = []
+        if live is not None:
+            ownership = live.ownership(spec.name, spec.uid)
+            problem = None
+            if ownership == FOREIGN:
+                problem = (
                     f"Secret {spec.secret_name} exists and is not managed by this MtlsCertificate; "
-                    "delete it or choose another spec.secretName",
-                ),
-            )
+                    "delete it or choose another spec.secretName"
+                )
+            elif ownership == ADOPTABLE:
+                problem = await self.keys.adoption_problem(spec, live)
+                if problem is None:
+                    live = await self.kube.replace_secret_data(live, None, owner=body)
+                    adopted.append(("Normal", "Adopted", f"took over the retained Secret {spec.secret_name}: its key "
+                                    "and certificate fit this spec, so nothing is generated again"))  # fmt: skip
+            if problem is not None:
+                return Outcome(phases.FAILED, Condition("Ready", "False", "SecretConflict", problem))
         a = Attempt(body=body, spec=spec, status=status, live=live, now=now)
         leaf = first_certificate(live.get("tls.crt") if live else None)
         current = describe_certificate(leaf) if leaf else None
@@ -125,6 +143,7 @@ class Reconciler:
             outcome.wake_at = next_wakeup(current, renew_at, now)
         _add_renewal_state(outcome, status, trigger, current, now)
         _acknowledge_renewal_request(outcome, spec, status, trigger)
+        outcome.events = adopted + outcome.events
         return outcome
 
     def _signer(self, spec: CertificateSpec) -> Signer | None:
@@ -210,7 +229,7 @@ class Reconciler:
         else:
             if live.type != TLS_SECRET:
                 data.pop("tls.key")
-            await self.kube.replace_secret_data(live, data)
+            await self.kube.replace_secret_data(live, data, owner=body)
         if pending is not None and pending.location != LIVE and pending.stored:
             await self.kube.delete_secret(spec.namespace, spec.next_secret_name)
         # Stamped when it happened: key generation and signing before this write can take seconds under load.
