@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pki.csr import Subject
+from .pki.csr import CsrPolicy, Subject
 from .pki.keys import KeySpec
 
 DEFAULT_DURATION = datetime.timedelta(hours=8760)
@@ -57,6 +57,7 @@ class CertificateSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     renewal_requested: str | None = None  # the RENEW_ANNOTATION value (`kubectl mtls renew`)
     publish_ca_configmap: str | None = None  # spec.publishCA.configMapName
+    csr_policy: CsrPolicy = field(default_factory=CsrPolicy)  # outbound: which partner keys we sign
 
     @property
     def outbound(self) -> bool:
@@ -111,6 +112,7 @@ def parse_spec(body: Mapping[str, Any]) -> CertificateSpec:
         labels=dict(meta.get("labels") or {}),
         renewal_requested=(meta.get("annotations") or {}).get(RENEW_ANNOTATION) or None,
         publish_ca_configmap=(spec.get("publishCA") or {}).get("configMapName") or None,
+        csr_policy=_parse_csr_policy(spec.get("csrPolicy") or {}),
     )
 
 
@@ -139,3 +141,12 @@ def _parse_ca_from(ref: Mapping[str, Any] | None) -> tuple[str, str, str] | None
         if field_name in ref:
             return kind, ref[field_name]["name"], ref[field_name].get("key") or "ca.crt"
     raise ValueError("spec.signer.kubernetes.caFrom must set configMapKeyRef or secretKeyRef")
+
+
+def _parse_csr_policy(policy: Mapping[str, Any]) -> CsrPolicy:
+    default = CsrPolicy()
+    return CsrPolicy(
+        algorithms=tuple(policy.get("allowedKeyAlgorithms") or default.algorithms),
+        min_rsa_bits=max(int(policy.get("minRSAKeySize") or default.min_rsa_bits), default.min_rsa_bits),
+        min_ecdsa_bits=int(policy.get("minECDSAKeySize") or default.min_ecdsa_bits),
+    )

@@ -98,3 +98,24 @@ def test_certifies_csr(ca, client_key, ec_key):
     assert certifies_csr(issue(client_key.public_key(), ca), pem)
     assert not certifies_csr(issue(ec_key.public_key(), ca), pem)
     assert not certifies_csr(issue(client_key.public_key(), ca), "not a csr")
+
+
+def test_partner_ecdsa_key_is_refused_by_default_and_allowed_by_policy(ec_key):
+    from mtls_operator.pki.csr import CsrPolicy
+
+    pem = partner_csr(ec_key, SUBJECT)
+    _, problem = check_partner_csr(pem, "client.example.com")
+    assert problem is not None
+    assert problem.message.startswith("the CSR's key is ECDSA (256 bits); spec.csrPolicy allows RSA only")
+    csr, problem = check_partner_csr(pem, "client.example.com", CsrPolicy(algorithms=("RSA", "ECDSA")))
+    assert problem is None and csr is not None
+    _, problem = check_partner_csr(pem, "client.example.com", CsrPolicy(algorithms=("ECDSA",), min_ecdsa_bits=384))
+    assert problem.message == "the CSR's ECDSA key has 256 bits; at least 384 are required"
+
+
+def test_csr_policy_never_goes_below_the_guides_minimum():
+    from mtls_operator.spec import _parse_csr_policy
+
+    assert _parse_csr_policy({"minRSAKeySize": 1024}).min_rsa_bits == 2048
+    assert _parse_csr_policy({}).algorithms == ("RSA",)
+    assert _parse_csr_policy({"allowedKeyAlgorithms": ["ECDSA"]}).algorithms == ("ECDSA",)

@@ -58,3 +58,29 @@ def test_error_messages_never_contain_key_bytes(ca):
         load_ca(ca[0].public_bytes(PEM), broken)
     body_lines = [line for line in key_pem.decode().splitlines() if not line.startswith("-----")]
     assert not any(line[:20] in str(info.value) for line in body_lines)
+
+
+def test_expired_ca_is_refused_and_leaves_never_outlive_their_ca(client_key):
+    from cryptography import x509 as x
+    from cryptography.hazmat.primitives import hashes as h
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from mtls_operator.pki.signing import CertificateAuthority, ca_validity_problem, sign_csr
+
+    key = rsa.generate_private_key(65537, 2048)
+    name = x.Name([x.NameAttribute(x.NameOID.COMMON_NAME, "Short CA")])
+    now = datetime.datetime(2026, 11, 29, tzinfo=datetime.UTC)
+    cert = (
+        x.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=10))
+        .add_extension(x.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, h.SHA256())
+    )  # fmt: skip
+    ca = CertificateAuthority(cert, key)
+    assert ca_validity_problem(ca, now) is None
+    assert (
+        ca_validity_problem(ca, now + datetime.timedelta(days=11))
+        == "the CA certificate expired at 2026-12-09T00:00:00Z"
+    )
+    csr = x.CertificateSigningRequestBuilder().subject_name(name).sign(client_key, h.SHA256())
+    leaf = sign_csr(csr, ca, datetime.timedelta(days=365), now)
+    assert leaf.not_valid_after_utc == cert.not_valid_after_utc

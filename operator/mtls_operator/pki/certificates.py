@@ -72,6 +72,11 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def is_issuer_of(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
+    """`issuer` is a CA certificate whose key signed `cert`."""
+    return is_ca(issuer) and _issued_by(cert, issuer)
+
+
 def chain_problem(chain: list[x509.Certificate], trust_anchors: list[x509.Certificate]) -> str | None:
     """Walks leaf -> intermediates -> one of the trust anchors; returns why that fails, or None.
 

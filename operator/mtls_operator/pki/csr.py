@@ -108,27 +108,51 @@ class PartnerCsrProblem:
     message: str
 
 
+@dataclass(frozen=True)
+class CsrPolicy:
+    """Which partner keys we sign (spec.csrPolicy). The default is the partner guide's rule: RSA, >= 2048 bits."""
+
+    algorithms: tuple[str, ...] = ("RSA",)
+    min_rsa_bits: int = MIN_RSA_BITS
+    min_ecdsa_bits: int = 256
+
+    def problem(self, public: object) -> str | None:
+        if isinstance(public, rsa.RSAPublicKey):
+            algorithm, bits, minimum = "RSA", public.key_size, self.min_rsa_bits
+        elif isinstance(public, ec.EllipticCurvePublicKey):
+            algorithm, bits, minimum = "ECDSA", public.curve.key_size, self.min_ecdsa_bits
+        else:
+            return f"the CSR's key type {type(public).__name__} is not RSA or ECDSA"
+        if algorithm not in self.algorithms:
+            allowed = " or ".join(self.algorithms)
+            return (
+                f"the CSR's key is {algorithm} ({bits} bits); spec.csrPolicy allows {allowed} only "
+                "(default: the partner guide's rule, RSA of at least 2048 bits)"
+            )
+        if bits < minimum:
+            return f"the CSR's {algorithm} key has {bits} bits; at least {minimum} are required"
+        return None
+
+
 def check_partner_csr(
-    csr_pem: str, expected_common_name: str
+    csr_pem: str, expected_common_name: str, policy: CsrPolicy | None = None
 ) -> tuple[x509.CertificateSigningRequest | None, PartnerCsrProblem | None]:
     """Checks a partner's CSR against the requirements we publish before signing it.
 
     Returns (csr, None) when it may be signed, else (None, problem) with a message naming what is wrong.
     """
+    count = csr_pem.count("-----BEGIN CERTIFICATE REQUEST-----") if isinstance(csr_pem, str) else 0
+    if count > 1:
+        return None, PartnerCsrProblem(f"spec.csr holds {count} CSRs; put exactly one (the one to sign)")
     try:
         csr = load_csr(csr_pem)
     except ValueError:
         return None, PartnerCsrProblem("spec.csr is not a PEM certificate signing request")
     if not csr.is_signature_valid:
         return None, PartnerCsrProblem("the CSR's signature is invalid (it was altered or not signed by its key)")
-    public = csr.public_key()
-    if isinstance(public, rsa.RSAPublicKey):
-        if public.key_size < MIN_RSA_BITS:
-            return None, PartnerCsrProblem(
-                f"the CSR's RSA key has {public.key_size} bits; at least {MIN_RSA_BITS} are required"
-            )
-    elif not isinstance(public, ec.EllipticCurvePublicKey):
-        return None, PartnerCsrProblem(f"the CSR's key type {type(public).__name__} is not RSA or ECDSA")
+    key_problem = (policy or CsrPolicy()).problem(csr.public_key())
+    if key_problem is not None:
+        return None, PartnerCsrProblem(key_problem)
     missing = [
         label
         for label, oid in (

@@ -42,6 +42,15 @@ def load_ca(tls_crt: bytes | None, tls_key: bytes | None) -> CertificateAuthorit
     return CertificateAuthority(certificate=certificate, key=key)
 
 
+def ca_validity_problem(ca: CertificateAuthority, now: datetime.datetime) -> str | None:
+    """An expired (or not yet valid) CA must not sign: nothing would verify what it issues."""
+    if now >= ca.certificate.not_valid_after_utc:
+        return f"the CA certificate expired at {ca.certificate.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"
+    if now < ca.certificate.not_valid_before_utc:
+        return f"the CA certificate is not valid before {ca.certificate.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}"
+    return None
+
+
 def random_serial_number() -> int:
     """128 random bits (RFC 5280 allows up to 20 octets; CA/B asks for at least 64 bits of entropy)."""
     return secrets.randbits(128) or 1
@@ -62,7 +71,7 @@ def sign_csr(
         .public_key(public_key)
         .serial_number(random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + duration)
+        .not_valid_after(min(now + duration, ca.certificate.not_valid_after_utc))  # never outlives its CA
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(key_usage_for(public_key), critical=True)  # type: ignore[arg-type]
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)

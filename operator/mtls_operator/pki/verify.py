@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from .certificates import allows_client_auth, chain_problem, common_name_of, load_pem_bundle
+from .certificates import allows_client_auth, chain_problem, common_name_of, is_issuer_of, load_pem_bundle
 from .keys import PrivateKey, PublicKey, same_public_key
 
 
@@ -57,6 +57,13 @@ def verify_signed_certificate(
             return Rejection("InvalidCertificate", "ca.crt is not a PEM certificate (it does not parse)")
     leaf = chain[0]
     if not same_public_key(leaf.public_key(), key):  # type: ignore[arg-type]
+        position = next((i for i, c in enumerate(chain) if same_public_key(c.public_key(), key)), None)  # type: ignore[arg-type]
+        if position is not None:
+            return Rejection(
+                "KeyMismatch",
+                f"the certificate for the pending key is number {position + 1} in tls.crt; put it first, then "
+                "its issuers in order",
+            )
         return Rejection(
             "KeyMismatch",
             "the certificate's public key does not match the pending private key (it was signed for a different CSR)",
@@ -71,6 +78,14 @@ def verify_signed_certificate(
         return Rejection("Expired", f"the certificate expired at {_fmt(leaf.not_valid_after_utc)}")
     if now < leaf.not_valid_before_utc:
         return Rejection("NotYetValid", f"the certificate is not valid before {_fmt(leaf.not_valid_before_utc)}")
+    for index in range(1, len(chain)):
+        if not is_issuer_of(chain[index], chain[index - 1]):
+            return Rejection(
+                "InvalidChain",
+                f"tls.crt holds {len(chain)} certificates, but number {index + 1} "
+                f"({chain[index].subject.rfc4514_string()}) is not the CA that issued number {index}: "
+                "put the leaf first, then only its issuers, in order",
+            )
     if anchors:
         problem = chain_problem(chain, anchors)
         if problem:

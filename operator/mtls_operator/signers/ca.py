@@ -11,7 +11,7 @@ from ..attempt import Attempt, Issued, Rejected, SignResult
 from ..kube import SecretView
 from ..pki.certificates import load_pem_bundle, to_pem
 from ..pki.csr import build_csr
-from ..pki.signing import CertificateAuthority, load_ca, sign_csr
+from ..pki.signing import CertificateAuthority, ca_validity_problem, load_ca, sign_csr
 from ..pki.verify import Verified
 from ..policy import readiness as phases
 from ..policy.trigger import Trigger
@@ -37,6 +37,9 @@ class CALoader:
             ca = await self._parse(secret)
         except ValueError as exc:
             return Rejected("CAInvalid", f"CA Secret {name}: {exc}", phase=phases.FAILED)
+        problem = ca_validity_problem(ca, a.now)
+        if problem is not None:
+            return Rejected("CAInvalid", f"CA Secret {name}: {problem}", phase=phases.FAILED)
         return ca, to_pem([ca.certificate])
 
     async def _parse(self, secret: SecretView) -> CertificateAuthority:

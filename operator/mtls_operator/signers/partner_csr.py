@@ -22,7 +22,7 @@ class PartnerCSRSigner(SignerBase):
     async def sign(self, a: Attempt, trigger: Trigger) -> SignResult:
         spec = a.spec
         assert spec.partner_csr is not None
-        csr, problem = check_partner_csr(spec.partner_csr, spec.subject.common_name)
+        csr, problem = check_partner_csr(spec.partner_csr, spec.subject.common_name, spec.csr_policy)
         if problem is not None or csr is None:
             message = problem.message if problem else "the CSR cannot be signed"
             return Rejected("CSRRejected", message, phase=phases.FAILED)

@@ -10,7 +10,8 @@ local hs = {}
 local degraded = {
   Expired = true, CSRRejected = true, CSRDenied = true, CSRFailed = true, CANotFound = true, CAInvalid = true,
   InvalidSpec = true, SecretConflict = true, InvalidCertificate = true, KeyMismatch = true,
-  CommonNameMismatch = true, NotYetValid = true, UntrustedChain = true, WrongUsage = true,
+  CommonNameMismatch = true, NotYetValid = true, UntrustedChain = true, WrongUsage = true, InvalidChain = true,
+  InvalidKey = true, KeySpecMismatch = true, SignerNotEnabled = true, CABundleNotFound = true,
 }
 
 local function condition(status, wanted)
