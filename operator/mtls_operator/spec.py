@@ -71,6 +71,14 @@ class CertificateSpec:
 
 def parse_spec(body: Mapping[str, Any]) -> CertificateSpec:
     """Raises ValueError naming the field when the body is unusable (the CRD schema catches most before us)."""
+    try:
+        return _parse_spec(body)
+    except (AttributeError, TypeError, KeyError) as exc:
+        # Only a body that bypassed the schema gets here (found by fuzzing): name the problem, do not crash.
+        raise ValueError(f"spec does not have the shape the CRD schema defines ({type(exc).__name__}: {exc})") from exc
+
+
+def _parse_spec(body: Mapping[str, Any]) -> CertificateSpec:
     meta = body.get("metadata", {})
     spec = body.get("spec") or {}
     name = meta["name"]

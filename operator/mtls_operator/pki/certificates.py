@@ -6,7 +6,7 @@ import datetime
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
@@ -28,9 +28,25 @@ def load_pem_bundle(data: bytes) -> list[x509.Certificate]:
     if not data or not data.strip():
         raise ValueError("no certificate: the data is empty")
     try:
-        return x509.load_pem_x509_certificates(data)
+        certificates = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
         raise ValueError("not a PEM certificate (the data does not parse as one)") from exc
+    for cert in certificates:
+        _parse_fully(cert)
+    return certificates
+
+
+def _parse_fully(cert: x509.Certificate) -> None:
+    """cryptography parses a certificate's fields lazily, on first use: read every one we use now, so a corrupt
+    field is one clear ValueError here instead of a surprise deep inside a check (found by fuzzing)."""
+    try:
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        list(cert.extensions)
+        cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
+        cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ValueError(f"a certificate does not parse completely ({str(exc).split(':')[0]})") from exc
 
 
 def to_pem(certs: list[x509.Certificate]) -> bytes:
@@ -67,7 +83,7 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -65,11 +66,17 @@ def build_csr(key: PrivateKey, subject: Subject, dns_names: list[str]) -> bytes:
 
 
 def load_csr(pem: bytes | str) -> x509.CertificateSigningRequest:
-    data = pem.encode() if isinstance(pem, str) else pem
+    """Raises ValueError unless every field we read parses (cryptography parses lazily; found by fuzzing)."""
     try:
-        return x509.load_pem_x509_csr(data)
-    except ValueError as exc:
+        data = pem.encode() if isinstance(pem, str) else pem
+        csr = x509.load_pem_x509_csr(data)
+        csr.subject.rfc4514_string()
+        list(csr.extensions)
+        csr.public_key()
+        csr.is_signature_valid  # noqa: B018
+    except (ValueError, UnicodeError, UnsupportedAlgorithm) as exc:
         raise ValueError("not a PEM certificate signing request") from exc
+    return csr
 
 
 def csr_dns_names(csr: x509.CertificateSigningRequest) -> list[str]:

@@ -6,6 +6,7 @@ import datetime
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from .certificates import allows_client_auth, chain_problem, common_name_of, is_issuer_of, load_pem_bundle
 from .keys import PrivateKey, PublicKey, same_public_key
@@ -55,6 +56,9 @@ def verify_signed_certificate(
             anchors = load_pem_bundle(ca_crt)
         except ValueError:
             return Rejection("InvalidCertificate", "ca.crt is not a PEM certificate (it does not parse)")
+    unreadable = _unsupported_keys(chain + anchors)
+    if unreadable:
+        return Rejection("InvalidCertificate", f"{unreadable}: its public key algorithm is unknown or unsupported")
     leaf = chain[0]
     if not same_public_key(leaf.public_key(), key):  # type: ignore[arg-type]
         position = next((i for i, c in enumerate(chain) if same_public_key(c.public_key(), key)), None)  # type: ignore[arg-type]
@@ -93,3 +97,16 @@ def verify_signed_certificate(
     if not allows_client_auth(leaf):
         return Rejection("WrongUsage", "the certificate's extended key usage does not allow clientAuth")
     return Verified(chain=chain, ca_certificates=anchors)
+
+
+def _unsupported_keys(certificates: list[x509.Certificate]) -> str | None:
+    """The subject of the first certificate whose public key cannot be read (a corrupt or exotic certificate)."""
+    for cert in certificates:
+        try:
+            cert.public_key()
+        except (ValueError, UnsupportedAlgorithm):
+            try:
+                return f"certificate {cert.subject.rfc4514_string()!r}"
+            except ValueError:
+                return "a certificate"
+    return None
