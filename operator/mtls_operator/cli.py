@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf logs every handled watch event at INFO: noise at 10,000 objects.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        # urllib3 warns once per retried connection: an apiserver outage is reported once by apihealth instead.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     load_client_config()
     wait_until_served(args.namespace[0] if args.namespace else None)
     cpu_threads = args.cpu_threads or os.cpu_count() or 2

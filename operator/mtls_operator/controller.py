@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from .apihealth import is_outage
 from .kube import CERTIFICATE_LABEL, NAMESPACE_LABEL, Conflict, KubeIO
 from .metrics import Metrics
 from .publisher import CAPublisher, published_configmap
@@ -70,7 +71,7 @@ class Controller:
         self.kube = kube
         self.metrics = Metrics()
         kube.on_request = lambda verb, resource: self.metrics.api_requests.labels(verb, resource).inc()
-        self.queue = WorkQueue(self._process, slots=concurrency)
+        self.queue = WorkQueue(self._process, slots=concurrency, quiet_failure=is_outage)
         self.reconciler = Reconciler(
             kube,
             cpu_threads=cpu_threads,
@@ -92,9 +93,11 @@ class Controller:
     def start(self) -> None:
         self.queue.start()
         self._lag_task = asyncio.create_task(self._sample_loop_lag(), name="loop-lag")
+        self._probe_task = asyncio.create_task(self._probe_api(), name="api-probe")
 
     async def stop(self) -> None:
         self._lag_task.cancel()
+        self._probe_task.cancel()
         await self.queue.stop()
 
     async def set_leader(self, leader: bool) -> None:
@@ -112,6 +115,12 @@ class Controller:
     @property
     def standby(self) -> bool:
         return not self.queue.active
+
+    async def _probe_api(self, interval: float = 5.0) -> None:
+        """/readyz must notice an outage even when no reconcile is due: one cheap GET /version every few seconds."""
+        while True:
+            await asyncio.sleep(interval)
+            await self.kube.probe()
 
     async def _sample_loop_lag(self, interval: float = 0.1) -> None:
         """How late the loop wakes us: a blocked event loop shows here before anything else suffers."""

@@ -22,6 +22,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from . import GROUP, KIND, PLURAL, VERSION
+from .apihealth import ApiHealth, is_outage
 from .policy.ownership import CERTIFICATE_LABEL, MANAGED_BY, MANAGER, UID_ANNOTATION, secret_ownership
 
 NAMESPACE_LABEL = "mtls.dev/namespace"  # on cluster-scoped objects (CertificateSigningRequests)
@@ -91,6 +92,7 @@ class KubeIO:
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self.certificates = kubernetes.client.CertificatesV1Api(self.api_client)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-io")
+        self.health = ApiHealth()
         self.instance = socket.gethostname()
         self.on_request: Callable[[str, str], None] | None = None
         # The resourceVersion of each Secret as we last read or wrote it: a watch event carrying that version
@@ -104,9 +106,37 @@ class KubeIO:
             verb, _, resource = name.partition("_namespaced_") if "_namespaced_" in name else name.partition("_")
             self.on_request(verb, resource)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.executor, lambda: json.loads(fn(*args, _preload_content=False, **kwargs).data)
-        )
+        try:
+            result: dict[str, Any] = await loop.run_in_executor(
+                self.executor, lambda: json.loads(fn(*args, _preload_content=False, **kwargs).data)
+            )
+        except Exception as exc:
+            if is_outage(exc):
+                self.health.failed(exc)
+            else:
+                self.health.succeeded()  # an answer, even a refusal, means the API is there
+            raise
+        self.health.succeeded()
+        return result
+
+    async def probe(self) -> None:
+        """GET /readyz (public, and it checks etcd too): tells `health` whether the API can serve us."""
+
+        def call() -> None:
+            config = self.api_client.configuration
+            token = config.auth_settings().get("BearerToken", {}).get("value")
+            headers = {"Authorization": token} if token else {}
+            resp = self.api_client.call_api("GET", f"{config.host}/readyz", header_params=headers, _request_timeout=5)
+            if resp.status >= 400:
+                raise ApiException(status=resp.status, reason=f"/readyz answered {resp.status}")
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        except Exception as exc:
+            if is_outage(exc):
+                self.health.failed(exc)
+            return
+        self.health.succeeded()
 
     async def get_secret(self, namespace: str, name: str) -> SecretView | None:
         try:

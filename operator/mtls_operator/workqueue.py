@@ -34,11 +34,13 @@ class WorkQueue:
         self,
         process: Callable[[Key], Awaitable[datetime.datetime | None]],
         *,
+        quiet_failure: Callable[[BaseException], bool] = lambda exc: False,
         slots: int = 32,
         base_backoff: float = 1.0,
         max_backoff: float = 300.0,
     ) -> None:
         self._process = process
+        self._quiet_failure = quiet_failure  # e.g. an apiserver outage: logged once elsewhere, not per attempt
         self._slots = asyncio.Semaphore(slots)
         self._base_backoff = base_backoff
         self._max_backoff = max_backoff
@@ -168,11 +170,14 @@ class WorkQueue:
                     self._started.discard(key)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             failures = self._failures.get(key, 0) + 1
             self._failures[key] = failures
             delay = min(self._max_backoff, self._base_backoff * 2 ** (failures - 1))
-            log.exception("reconcile of %s failed (attempt %d); retrying in %.0fs", key, failures, delay)
+            if self._quiet_failure(exc):
+                log.debug("reconcile of %s failed (attempt %d): %s; retrying in %.0fs", key, failures, exc, delay)
+            else:
+                log.exception("reconcile of %s failed (attempt %d); retrying in %.0fs", key, failures, delay)
             self.add_after(key, delay)
         else:
             self._failures.pop(key, None)

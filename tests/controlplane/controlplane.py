@@ -294,15 +294,16 @@ def start(directory: Path, *, controller_manager: bool = True) -> ControlPlane:
     kubeconfig = directory / "kubeconfig"
     write_kubeconfig(kubeconfig, server, pki)
     plane = ControlPlane(directory=directory, server=server, kubeconfig=kubeconfig, pids=pids)
-    state = {"server": server, "pids": pids}
+    # Commands are kept so a test can stop and start one component (an apiserver or etcd outage).
+    state = {"server": server, "pids": pids, "commands": {"etcd": etcd_cmd, "kube-apiserver": apiserver_cmd}}
     (directory / STATE_FILE).write_text(json.dumps(state))
     try:
         plane.wait_ready()
         if controller_manager:
             kcm_port = free_port()
-            pids.append(
-                _spawn(directory, "kube-controller-manager", controller_manager_command(binaries, directory, kcm_port))
-            )
+            kcm_cmd = controller_manager_command(binaries, directory, kcm_port)
+            pids.append(_spawn(directory, "kube-controller-manager", kcm_cmd))
+            state["commands"]["kube-controller-manager"] = kcm_cmd  # type: ignore[index]
             (directory / STATE_FILE).write_text(json.dumps(state))
             plane.wait_controller_manager(kcm_port)
     except Exception:
@@ -311,6 +312,31 @@ def start(directory: Path, *, controller_manager: bool = True) -> ControlPlane:
     seconds = time.monotonic() - started
     (directory / "ready-seconds").write_text(f"{seconds:.2f}\n")
     return plane
+
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")  # the order of pids in the state file
+
+
+def stop_component(plane: ControlPlane, name: str) -> None:
+    """Kills one component (SIGKILL: a crash, not a graceful stop); start_component brings it back."""
+    pid = plane.pids[COMPONENTS.index(name)]
+    _signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        _reap([pid])
+        time.sleep(0.05)
+
+
+def start_component(plane: ControlPlane, name: str) -> None:
+    """Starts a stopped component again with its original command (and data), and waits for the apiserver."""
+    state_file = plane.directory / STATE_FILE
+    state = json.loads(state_file.read_text())
+    index = COMPONENTS.index(name)
+    log_name = f"{name}-restarted-{int(time.time())}"
+    plane.pids[index] = _spawn(plane.directory, log_name, state["commands"][name])
+    state["pids"] = plane.pids
+    state_file.write_text(json.dumps(state))
+    plane.wait_ready()
 
 
 def stop(directory: Path, timeout: float = 15.0) -> None:
