@@ -84,6 +84,17 @@ class KeyStore:
             return f"{prefix} holds a certificate that does not match its key{fix}"
         return None
 
+    async def drop_next_key_in_service(self, a: Attempt) -> None:
+        """Deletes `<secretName>-next` when its key is the one in service: the switch happened, the clean-up did
+        not (a kill between the two writes). A next key that is not in service is kept: its CSR may be out."""
+        spec, live = a.spec, a.live
+        next_secret = await self.kube.get_secret(spec.namespace, spec.next_secret_name)
+        if next_secret is None or live is None or next_secret.ownership(spec.name, spec.uid) == FOREIGN:
+            return
+        if next_secret.get("tls.key") and next_secret.get("tls.key") == live.get("tls.key"):
+            log.info("removing %s/%s: its key is already in service", spec.namespace, spec.next_secret_name)
+            await self.kube.delete_secret(spec.namespace, spec.next_secret_name)
+
     async def pending_key(self, a: Attempt, has_certificate: bool, *, persist: bool) -> PendingKey:
         """The key the next certificate certifies.
 

@@ -129,7 +129,7 @@ class Reconciler:
             # The partner sent a new CSR (new key): sign it now, not at the next renewal.
             trigger = Trigger("CSRChanged", "spec.csr asks for another key than the certificate in service")
         if trigger is None and current is not None:
-            trigger = requested_renewal(spec.renewal_requested, status.get("lastRenewalRequest"))
+            trigger = requested_renewal(spec.renewal_requested, status.get("lastRenewalRequest"), current.not_before)
         renew_at = renewal_time(current.not_before, current.not_after, spec.renew_before, spec.uid) if current else None
         base = _certificate_status(current, renew_at) if current is not None else {}
         if trigger is None:
@@ -156,6 +156,8 @@ class Reconciler:
             Condition("Ready", "True", "Ready", f"certificate is valid until {_ts(current.not_after)}"),
             status={**base, "csr": None, "csrPublishedTime": None, "certificateSigningRequest": None},
         )
+        if a.status.get("phase") == phases.RENEWING or a.status.get("csr"):
+            await self.keys.drop_next_key_in_service(a)  # a crash between switching and cleaning up left it
         signer = self._signer(a.spec)
         offered = await signer.replacement(a) if signer is not None else None
         if offered is None:
@@ -339,12 +341,18 @@ def _acknowledge_renewal_request(
 ) -> None:
     """One Normal Event per `kubectl mtls renew`; status.renewalRequest shows it until a certificate satisfies it."""
     requested = spec.renewal_requested
-    if not requested or requested == status.get("lastRenewalRequest") or status.get("renewalRequest") == requested:
+    if not requested or requested == status.get("lastRenewalRequest"):
+        return
+    if trigger is None:
+        # Satisfied by the certificate in service (issued after the request; its status write was lost).
+        outcome.status.update({"lastRenewalRequest": requested, "renewalRequest": None})
+        return
+    if status.get("renewalRequest") == requested:
         return
     if trigger is not None and trigger.reason == "RenewalRequested":
         action = "re-issued" if outcome.phase == phases.READY else "renewal started; the current certificate serves"
     else:
-        action = f"renewal already under way ({trigger.reason})" if trigger else "nothing in service yet"
+        action = f"renewal already under way ({trigger.reason})"
     outcome.events.insert(0, ("Normal", "RenewalRequested", f"renewal requested at {requested}: {action}"))
     if outcome.status.get("lastRenewalRequest") != requested:
         outcome.status["renewalRequest"] = requested

@@ -181,5 +181,9 @@ class WorkQueue:
             self.add_after(key, delay)
         else:
             self._failures.pop(key, None)
-            if wake_at is not None:
+            if wake_at is not None and wake_at <= datetime.datetime.now(datetime.UTC):
+                # Due already: run again now. add() would drop it, taking this finished run for one that has
+                # not read anything yet (found when a certificate arrived inside its renewal window).
+                self._dirty.add(key)
+            elif wake_at is not None:
                 self.add_at(key, wake_at)

@@ -243,7 +243,17 @@ def controller_manager_command(binaries: Path, directory: Path, port: int) -> li
     ]
 
 
-def start(directory: Path, *, controller_manager: bool = True) -> ControlPlane:
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+"""
+
+
+def start(directory: Path, *, controller_manager: bool = True, audit: bool = False) -> ControlPlane:
     """Starts etcd, kube-apiserver and kube-controller-manager in the background (own process groups), ready."""
     binaries = build_binaries()
     directory = directory.resolve()
@@ -289,6 +299,10 @@ def start(directory: Path, *, controller_manager: bool = True) -> ControlPlane:
         f"--service-account-signing-key-file={pki / 'sa.key'}",
         "--v=1",
     ]
+    if audit:  # every request of a ServiceAccount, as JSON lines in audit.log (least-privilege tests read it)
+        (directory / "audit-policy.yaml").write_text(AUDIT_POLICY)
+        apiserver_cmd += [f"--audit-policy-file={directory / 'audit-policy.yaml'}",
+                          f"--audit-log-path={directory / 'audit.log'}", "--audit-log-mode=blocking"]  # fmt: skip
     started = time.monotonic()
     pids = [_spawn(directory, "etcd", etcd_cmd), _spawn(directory, "kube-apiserver", apiserver_cmd)]
     kubeconfig = directory / "kubeconfig"

@@ -324,3 +324,26 @@ def running_prometheus(targets: list[str], workdir: Path) -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
+
+
+def service_account_kubeconfig(plane: Any, kube: Kubectl, sa: str, ns: str, out_dir: Path) -> Path:
+    """A kubeconfig that authenticates only with a ServiceAccount token (what the operator's Pod would use)."""
+    token = kube.run("create", "token", sa, "-n", ns, "--duration=1h").stdout.strip()
+    ca = out_dir / "ca.crt"
+    shutil.copyfile(plane.directory / "pki" / "ca.crt", ca)
+    ca.chmod(0o644)
+    path = out_dir / "sa-kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": plane.server, "certificate-authority": str(ca)}}],
+                "users": [{"name": sa, "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": sa, "namespace": ns}}],
+                "current-context": "c",
+            }
+        )
+    )
+    path.chmod(0o644)
+    return path

@@ -24,6 +24,7 @@ from support import (
     OperatorProcess,
     Partner,
     certificate_manifest,
+    service_account_kubeconfig,
     wait_for,
     wait_ready,
 )
@@ -177,30 +178,6 @@ def test_wheel_runs_as_non_root(wheel_venv: Path) -> None:
         as_nobody(str(wheel_venv / "bin" / "mtls-operator"), "run", "--help"), capture_output=True, text=True
     )
     assert "--all-namespaces" in run_help.stdout
-
-
-def service_account_kubeconfig(
-    plane: controlplane.ControlPlane, kube: Kubectl, sa: str, ns: str, out_dir: Path
-) -> Path:
-    token = kube.run("create", "token", sa, "-n", ns, "--duration=1h").stdout.strip()
-    ca = out_dir / "ca.crt"
-    shutil.copyfile(plane.directory / "pki" / "ca.crt", ca)
-    ca.chmod(0o644)
-    path = out_dir / "sa-kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": plane.server, "certificate-authority": str(ca)}}],
-                "users": [{"name": sa, "user": {"token": token}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": sa, "namespace": ns}}],
-                "current-context": "c",
-            }
-        )
-    )
-    path.chmod(0o644)
-    return path
 
 
 def test_operator_as_service_account_issues_and_is_confined(

@@ -6,6 +6,8 @@ MtlsCertificate goes; a re-created object of the same name adopts them. Delete k
 
 from __future__ import annotations
 
+import base64
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -140,3 +142,26 @@ def test_keys_survive_deleting_the_crd(own_plane: tuple[Kubectl, OperatorProcess
         kubectl, "crd", "survivor", lambda o: condition(o).get("status") == "True", "Ready after re-install", 90
     )
     assert kubectl.secret_data("survivor-tls", "crd") == before
+
+
+def test_kill_between_switch_and_cleanup_leaves_no_next_key_behind(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, partner: Partner
+) -> None:
+    """Replays what a kill -9 between the live write and the delete of <secretName>-next leaves, then restarts."""
+    csr = create_and_get_csr(kubectl, namespace, "orphan")
+    put_signed(kubectl, namespace, "orphan-signed", {"tls.crt": partner.sign(csr)})
+    wait_ready(kubectl, namespace, "orphan")
+    kubectl.plugin("renew", "orphan", "-n", namespace)
+    new_csr = wait_certificate(
+        kubectl, namespace, "orphan", lambda o: (o.get("status") or {}).get("csr"), "renewal CSR"
+    )["status"]["csr"]
+    next_key = kubectl.secret_data("orphan-tls-next", namespace)["tls.key"]
+    operator.stop()
+    renewed = partner.sign(new_csr, out="renewed.crt").read_bytes()
+    put_signed(kubectl, namespace, "orphan-signed", {"tls.crt": renewed})  # the user imported it; the switch began
+    switch = {"data": {"tls.key": base64.b64encode(next_key).decode(), "tls.crt": base64.b64encode(renewed).decode()}}
+    kubectl.run("patch", "secret", "orphan-tls", "-n", namespace, "--type=merge", "-p", json.dumps(switch))
+    operator.start()  # status still says Renewing; the next key is in service
+    wait_for(lambda: kubectl.get("secret", "orphan-tls-next", namespace) is None, what="orphaned next key removed")
+    obj = wait_ready(kubectl, namespace, "orphan")
+    assert obj["status"]["phase"] == "Ready" and kubectl.secret_data("orphan-tls", namespace)["tls.key"] == next_key

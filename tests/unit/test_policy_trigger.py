@@ -103,3 +103,17 @@ def test_short_lived_certificate_is_not_due_at_issuance():
     for i in range(200):
         due = renewal_time(not_before, NOT_AFTER, renew_before, f"u{i}")
         assert not_before + datetime.timedelta(seconds=30) <= due <= NOT_AFTER - renew_before
+
+
+def test_renewal_request_is_satisfied_by_a_certificate_issued_after_it():
+    from mtls_operator.policy.trigger import requested_renewal
+
+    asked = "2026-06-01T12:00:00.000000Z"
+    at = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)
+    assert requested_renewal(asked, None, at - datetime.timedelta(days=30)).reason == "RenewalRequested"
+    assert requested_renewal(asked, asked, at - datetime.timedelta(days=30)) is None  # recorded in status
+    assert requested_renewal(asked, None, at + datetime.timedelta(seconds=5)) is None  # signed after the request
+    assert requested_renewal(asked, None, at - datetime.timedelta(seconds=2)).reason == "RenewalRequested"
+    assert requested_renewal(asked, None, at - datetime.timedelta(minutes=5)).reason == "RenewalRequested"
+    assert requested_renewal("not a time", None, at).reason == "RenewalRequested"  # opaque: only status satisfies it
+    assert requested_renewal(None, None, at) is None

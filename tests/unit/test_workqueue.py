@@ -195,3 +195,19 @@ async def test_deactivated_queue_cancels_runs_drops_timers_and_ignores_adds():
     await asyncio.sleep(0.05)
     assert sorted(finished) == ["slow", "timer"]
     await queue.stop()
+
+
+async def test_a_run_that_asks_to_run_again_now_runs_again():
+    runs: list[str] = []
+
+    async def process(key):
+        runs.append(key)
+        # The first run decides the key is due again at once (a certificate issued inside its renewal window).
+        return datetime.datetime.now(datetime.UTC) if len(runs) == 1 else None
+
+    queue = WorkQueue(process)
+    queue.start()
+    queue.add("a")
+    await asyncio.sleep(0.05)
+    assert runs == ["a", "a"]
+    await queue.stop()

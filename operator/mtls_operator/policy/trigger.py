@@ -72,15 +72,36 @@ def issuance_trigger(
     return None
 
 
-def requested_renewal(requested: str | None, last_satisfied: str | None) -> Trigger | None:
-    """`kubectl mtls renew` asked at `requested`; a certificate put in service since then recorded it as satisfied.
+# No slack: a renewal asked for right after an issuance (a key that leaked) must never count as satisfied by it.
+# (Our CA backdates notBefore by a minute, so after a kill between its Secret write and status it may issue once
+# more: harmless for an automatic signer; a partner signs after the request, so hand-signed ones are recognised.)
+REQUEST_TOLERANCE = datetime.timedelta(0)
 
-    Asking again before a new certificate is in service changes `requested` but starts nothing new: the pending
-    key and CSR of the renewal already under way serve both requests.
+
+def requested_renewal(
+    requested: str | None, last_satisfied: str | None, in_service_since: datetime.datetime | None = None
+) -> Trigger | None:
+    """`kubectl mtls renew` asked at `requested`; it is satisfied once a certificate was put in service after it.
+
+    Status records that (`last_satisfied`), and the certificate's notBefore shows it too when status was lost (a
+    kill between switching the Secret and writing status). Asking again before a new certificate is in service
+    changes `requested` but starts nothing new: the pending key and CSR already under way serve both requests.
     """
     if not requested or requested == last_satisfied:
         return None
+    asked_at = _parse_request_time(requested)
+    if asked_at is not None and in_service_since is not None and in_service_since >= asked_at - REQUEST_TOLERANCE:
+        return None
     return Trigger("RenewalRequested", f"renewal requested with kubectl mtls renew at {requested}")
+
+
+def _parse_request_time(text: str) -> datetime.datetime | None:
+    for layout in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.datetime.strptime(text, layout).replace(tzinfo=datetime.UTC)
+        except ValueError:
+            continue
+    return None
 
 
 EXPIRY_EVENT_DAYS = (14, 7, 3, 1)

@@ -1,0 +1,159 @@
+"""Least privilege, proven from the apiserver's own records, and the Pod admitted at the `restricted` level.
+
+A control plane with audit logging; the chart installed with every feature on (kubernetes signer, two replicas with
+leader election, one watched namespace); the operator run with nothing but the chart's ServiceAccount token while it
+exercises every signer, renewal, publishCA and a Lease. Every (API group, resource, verb) the ServiceAccount used,
+read from audit.log, is compared with what the chart's Roles and ClusterRoles grant: a grant never used fails the
+test, and so does a request that was not granted.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from support import (
+    ROOT,
+    TOOLS_BIN,
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    certificate_manifest,
+    create_and_get_csr,
+    put_signed,
+    service_account_kubeconfig,
+    wait_certificate,
+    wait_for,
+    wait_ready,
+)
+
+sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
+import controlplane
+
+CHART = ROOT / "charts" / "mtls-operator"
+VALUES = ["--set", "watchNamespaces={a}", "--set", "signers.kubernetes.enabled=true", "--set", "replicaCount=2"]
+SUBJECT = "system:serviceaccount:mtls-system:mtls-operator"
+Permission = tuple[str, str, str]  # (API group, resource[/subresource], verb)
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[controlplane.ControlPlane, Kubectl]]:
+    plane = controlplane.start(tmp_path_factory.mktemp("audited"), audit=True)
+    try:
+        kube = Kubectl(plane.kubeconfig)
+        kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
+        kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+        yield plane, kube
+    finally:
+        controlplane.stop(plane.directory)
+
+
+def helm(kubeconfig: Path, *args: str) -> str:
+    import subprocess
+
+    proc = subprocess.run(
+        [str(TOOLS_BIN / "helm"), "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def granted(rendered: str) -> set[Permission]:
+    found = set()
+    for doc in yaml.safe_load_all(rendered):
+        if doc and doc["kind"] in ("Role", "ClusterRole"):
+            for rule in doc["rules"]:
+                for group in rule["apiGroups"]:
+                    found |= {(group, res, verb) for res in rule["resources"] for verb in rule["verbs"]}
+    return found
+
+
+def used(audit_log: Path) -> tuple[set[Permission], list[str]]:
+    permissions, denied = set(), []
+    for line in audit_log.read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef")
+        if event["user"]["username"] != SUBJECT or ref is None:
+            continue  # non-resource URLs (/readyz, discovery) are everyone's by default
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        permission = (ref.get("apiGroup", ""), resource, event["verb"])
+        if (event.get("responseStatus") or {}).get("code") == 403:
+            denied.append(f"{permission}: {event['requestURI']}")
+        else:
+            permissions.add(permission)
+    return permissions, denied
+
+
+def test_the_chart_grants_exactly_what_the_operator_uses(
+    audited: tuple[controlplane.ControlPlane, Kubectl], tmp_path: Path
+) -> None:
+    plane, kube = audited
+    for ns in ("mtls-system", "a"):
+        kube.run("create", "namespace", ns)
+    # The Pod Security admission plugin judges the chart's Pods at the strictest level.
+    kube.run("label", "namespace", "mtls-system", "pod-security.kubernetes.io/enforce=restricted")
+    rendered = helm(plane.kubeconfig, "template", "mtls-operator", str(CHART), "-n", "mtls-system", *VALUES)
+    helm(plane.kubeconfig, "install", "mtls-operator", str(CHART), "-n", "mtls-system", *VALUES)
+    pods = wait_for(
+        lambda: json.loads(kube.run("get", "pods", "-n", "mtls-system", "-o", "json").stdout)["items"],
+        timeout=60, what="the ReplicaSet controller creates the Pods (admitted as restricted)",
+    )  # fmt: skip
+    assert len(pods) == 2
+    rejected = [e for e in kube.events("mtls-system") if e["reason"] == "FailedCreate"]
+    assert not rejected, rejected
+
+    sa_dir = tmp_path / "sa"
+    sa_dir.mkdir()
+    sa_config = service_account_kubeconfig(plane, kube, "mtls-operator", "mtls-system", sa_dir)
+    (tmp_path / "logs").mkdir()
+    args = ["--namespace", "a", "--kubernetes-signer", "--leader-elect", "--leader-election-namespace", "mtls-system"]
+    operator = OperatorProcess(sa_config, tmp_path / "logs", args)
+    operator.start()
+    try:
+        exercise_everything(kube, tmp_path)
+    finally:
+        operator.stop()
+    permissions, denied = used(plane.directory / "audit.log")
+    assert not denied, f"the operator was refused: {denied}"
+    grants = granted(rendered)
+    assert permissions - grants == set(), "used without a grant"
+    assert grants - permissions == set(), "granted but never used: remove it from the chart"
+
+
+def exercise_everything(kube: Kubectl, tmp_path: Path) -> None:
+    """Every code path that talks to the API: each signer, renewal with a next key, publishCA, Events, the Lease."""
+    partner = Partner(tmp_path / "partner")
+    kube.run("create", "secret", "tls", "internal-ca", "-n", "a", f"--cert={partner.ca_crt}", f"--key={partner.ca_key}")
+    ca_spec = "  signer:\n    ca:\n      secretName: internal-ca\n  publishCA:\n    configMapName: trust\n"
+    kube.apply(certificate_manifest("auto", extra_spec=ca_spec), "a")
+    wait_ready(kube, "a", "auto", timeout=60)
+    wait_for(lambda: kube.get("configmap", "trust", "a"), what="publishCA ConfigMap created")
+    rotated = Partner(tmp_path / "rotated", name="Rotated CA")
+    kube.run("apply", "-n", "a", "-f", "-", input=kube.run(
+        "create", "secret", "tls", "internal-ca", "-n", "a", f"--cert={rotated.ca_crt}", f"--key={rotated.ca_key}",
+        "--dry-run=client", "-o", "yaml").stdout)  # fmt: skip
+    wait_for(lambda: "Rotated CA" in json.dumps(kube.get("configmap", "trust", "a")) or None, what="ConfigMap patched")
+
+    csr = create_and_get_csr(kube, "a", "hand")  # manual: key stored, CSR published, Events
+    put_signed(kube, "a", "hand-signed", {"tls.crt": partner.sign(csr)})
+    wait_ready(kube, "a", "hand", timeout=60)
+    kube.plugin("renew", "hand", "-n", "a")  # next key in <secretName>-next, deleted when the new one is in
+    new_csr = wait_certificate(kube, "a", "hand", lambda o: (o.get("status") or {}).get("csr"), "new CSR")["status"][
+        "csr"
+    ]
+    put_signed(kube, "a", "hand-signed", {"tls.crt": partner.sign(new_csr, out="renewed.crt")})
+    wait_certificate(kube, "a", "hand", lambda o: o["status"].get("revision") == 2, "renewed", 60)
+
+    ca_from = "      caFrom:\n        configMapKeyRef:\n          name: kube-root-ca.crt\n"
+    spec = f"  signer:\n    kubernetes:\n      signerName: kubernetes.io/kube-apiserver-client\n{ca_from}"
+    kube.apply(certificate_manifest("cluster", common_name="bot", extra_spec=spec), "a")
+    name = wait_certificate(kube, "a", "cluster", lambda o: (o.get("status") or {}).get("certificateSigningRequest"),
+                            "CSR", 60)["status"]["certificateSigningRequest"]  # fmt: skip
+    kube.run("certificate", "approve", name)
+    wait_ready(kube, "a", "cluster", timeout=60)
+    assert base64.b64decode(kube.get("secret", "cluster-tls", "a")["data"]["ca.crt"])
