@@ -137,7 +137,9 @@ def exercise_everything(kube: Kubectl, tmp_path: Path) -> None:
     kube.run("apply", "-n", "a", "-f", "-", input=kube.run(
         "create", "secret", "tls", "internal-ca", "-n", "a", f"--cert={rotated.ca_crt}", f"--key={rotated.ca_key}",
         "--dry-run=client", "-o", "yaml").stdout)  # fmt: skip
-    wait_for(lambda: "Rotated CA" in json.dumps(kube.get("configmap", "trust", "a")) or None, what="ConfigMap patched")
+    rotated_pem = rotated.ca_crt.read_text()
+    wait_for(lambda: rotated_pem in (kube.get("configmap", "trust", "a") or {}).get("data", {}).get("ca.crt", ""),
+             what="ConfigMap patched")  # fmt: skip
 
     csr = create_and_get_csr(kube, "a", "hand")  # manual: key stored, CSR published, Events
     put_signed(kube, "a", "hand-signed", {"tls.crt": partner.sign(csr)})

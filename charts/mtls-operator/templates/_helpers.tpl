@@ -21,18 +21,19 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- end -}}
 
 {{- define "mtls-operator.rules" -}}
+{{- /* Exactly what the operator uses, proven from the audit log (tests/e2e/test_least_privilege.py). */}}
 - apiGroups: ["mtls.dev"]
   resources: ["mtlscertificates"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["mtls.dev"]
   resources: ["mtlscertificates/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "create", "patch"]  # spec.publishCA (CA certificates only); signer.kubernetes.caFrom
