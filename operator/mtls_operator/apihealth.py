@@ -26,10 +26,14 @@ def is_outage(exc: BaseException) -> bool:
 
 
 class ApiHealth:
+    FLAP_SECONDS = 30.0  # a failure this soon after recovering continues the same outage in the log
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.down_since: float | None = None
         self.failures = 0
+        self._recovered_at: float | None = None
+        self._quiet = False  # this outage continues one already logged (the API flapped while coming back)
 
     @property
     def reachable(self) -> bool:
@@ -42,14 +46,22 @@ class ApiHealth:
         self.failures += 1
         if self.down_since is None:
             self.down_since = self.clock()
+            self._quiet = self._recovered_at is not None and self.down_since - self._recovered_at < self.FLAP_SECONDS
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            log.warning("Kubernetes API unreachable (%s); retrying with backoff, further failures are counted", reason)
+            if self._quiet:
+                log.debug("Kubernetes API unreachable again (%s), right after recovering", reason)
+            else:
+                log.warning(
+                    "Kubernetes API unreachable (%s); retrying with backoff, further failures are counted", reason
+                )
 
     def succeeded(self) -> None:
         if self.down_since is not None:
-            log.info(
+            log.log(
+                logging.DEBUG if self._quiet else logging.INFO,
                 "Kubernetes API reachable again after %.0fs; %d requests failed meanwhile",
                 self.outage_seconds(), self.failures,
             )  # fmt: skip
             self.down_since = None
             self.failures = 0
+            self._recovered_at = self.clock()

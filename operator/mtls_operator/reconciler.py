@@ -27,7 +27,7 @@ from .attempt import (
     utcnow,
 )
 from .keystore import OPAQUE_SECRET, TLS_SECRET, KeyStore
-from .kube import Conflict, KubeIO
+from .kube import Conflict, KubeIO, SecretView
 from .offload import CpuPool
 from .pki.certificates import CertificateInfo, describe_certificate, first_certificate, to_pem
 from .pki.csr import certifies_csr
@@ -95,24 +95,9 @@ class Reconciler:
 
     async def _decide(self, body: Mapping[str, Any], spec: CertificateSpec, now: datetime.datetime) -> Outcome:
         status = body.get("status") or {}
-        live = await self.kube.get_secret(spec.namespace, spec.secret_name)
-        adopted: list[EventTuple] = []
-        if live is not None:
-            ownership = live.ownership(spec.name, spec.uid)
-            problem = None
-            if ownership == FOREIGN:
-                problem = (
-                    f"Secret {spec.secret_name} exists and is not managed by this MtlsCertificate; "
-                    "delete it or choose another spec.secretName"
-                )
-            elif ownership == ADOPTABLE:
-                problem = await self.keys.adoption_problem(spec, live)
-                if problem is None:
-                    live = await self.kube.replace_secret_data(live, None, owner=body)
-                    adopted.append(("Normal", "Adopted", f"took over the retained Secret {spec.secret_name}: its key "
-                                    "and certificate fit this spec, so nothing is generated again"))  # fmt: skip
-            if problem is not None:
-                return Outcome(phases.FAILED, Condition("Ready", "False", "SecretConflict", problem))
+        live, adopted, problem = await self._claim_live_secret(body, spec)
+        if problem is not None:
+            return Outcome(phases.FAILED, Condition("Ready", "False", "SecretConflict", problem))
         a = Attempt(body=body, spec=spec, status=status, live=live, now=now)
         leaf = first_certificate(live.get("tls.crt") if live else None)
         current = describe_certificate(leaf) if leaf else None
@@ -145,6 +130,34 @@ class Reconciler:
         _acknowledge_renewal_request(outcome, spec, status, trigger)
         outcome.events = adopted + outcome.events
         return outcome
+
+    async def _claim_live_secret(
+        self, body: Mapping[str, Any], spec: CertificateSpec
+    ) -> tuple[SecretView | None, list[EventTuple], str | None]:
+        """(the live Secret, Events, a conflict). Ours: used. Retained from an earlier object of this name: adopted
+        when its content fits the spec. Anyone else's: never touched."""
+        live = await self.kube.get_secret(spec.namespace, spec.secret_name)
+        if live is None:
+            return None, [], None
+        ownership = live.ownership(spec.name, spec.uid)
+        if ownership == FOREIGN:
+            return (
+                live,
+                [],
+                (
+                    f"Secret {spec.secret_name} exists and is not managed by this MtlsCertificate; "
+                    "delete it or choose another spec.secretName"
+                ),
+            )
+        if ownership == ADOPTABLE:
+            problem = await self.keys.adoption_problem(spec, live)
+            if problem is not None:
+                return live, [], problem
+            live = await self.kube.replace_secret_data(live, None, owner=body)
+            adopted = (f"took over the retained Secret {spec.secret_name}: its key and certificate fit this spec, "
+                       "so nothing is generated again")  # fmt: skip
+            return live, [("Normal", "Adopted", adopted)], None
+        return live, [], None
 
     def _signer(self, spec: CertificateSpec) -> Signer | None:
         return self.signers.get(signer_kind(spec))

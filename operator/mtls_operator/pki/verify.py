@@ -82,14 +82,9 @@ def verify_signed_certificate(
         return Rejection("Expired", f"the certificate expired at {_fmt(leaf.not_valid_after_utc)}")
     if now < leaf.not_valid_before_utc:
         return Rejection("NotYetValid", f"the certificate is not valid before {_fmt(leaf.not_valid_before_utc)}")
-    for index in range(1, len(chain)):
-        if not is_issuer_of(chain[index], chain[index - 1]):
-            return Rejection(
-                "InvalidChain",
-                f"tls.crt holds {len(chain)} certificates, but number {index + 1} "
-                f"({chain[index].subject.rfc4514_string()}) is not the CA that issued number {index}: "
-                "put the leaf first, then only its issuers, in order",
-            )
+    disorder = _chain_order_problem(chain)
+    if disorder is not None:
+        return disorder
     if anchors:
         problem = chain_problem(chain, anchors)
         if problem:
@@ -109,4 +104,17 @@ def _unsupported_keys(certificates: list[x509.Certificate]) -> str | None:
                 return f"certificate {cert.subject.rfc4514_string()!r}"
             except ValueError:
                 return "a certificate"
+    return None
+
+
+def _chain_order_problem(chain: list[x509.Certificate]) -> Rejection | None:
+    """tls.crt must be the leaf, then only its issuers in order: stray or shuffled certificates are refused."""
+    for index in range(1, len(chain)):
+        if not is_issuer_of(chain[index], chain[index - 1]):
+            return Rejection(
+                "InvalidChain",
+                f"tls.crt holds {len(chain)} certificates, but number {index + 1} "
+                f"({chain[index].subject.rfc4514_string()}) is not the CA that issued number {index}: "
+                "put the leaf first, then only its issuers, in order",
+            )
     return None
