@@ -221,7 +221,8 @@ def run(counts: dict[str, int], work: Path) -> int:
             thread.start()
         rng = random.Random(20261129)  # reproducible schedule
         kills, outages = counts["kills"], []
-        schedule = {kills // 4: ("kube-apiserver", 5.0), kills // 2: ("etcd", 5.0),
+        # Restarts keep a component down 15 s: long enough for the operator's 5-second probe to see it.
+        schedule = {kills // 4: ("kube-apiserver", 15.0), kills // 2: ("etcd", 15.0),
                     (3 * kills) // 4: ("kube-apiserver", float(counts["unreachable"]))}  # fmt: skip
         for kill in range(kills):
             time.sleep(rng.uniform(2, 12))
