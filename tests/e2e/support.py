@@ -347,3 +347,20 @@ def service_account_kubeconfig(plane: Any, kube: Kubectl, sa: str, ns: str, out_
     )
     path.chmod(0o644)
     return path
+
+
+@contextlib.contextmanager
+def own_control_plane(directory: Path, **options: Any) -> Iterator[tuple[Any, Kubectl]]:
+    """A control plane of a test's own (for tests that break or audit it), with the CRD installed; stopped after.
+    `options` go to controlplane.start (controller_manager=False, audit=True)."""
+    sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
+    import controlplane
+
+    plane = controlplane.start(directory, **options)
+    try:
+        kube = Kubectl(plane.kubeconfig)
+        kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
+        kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+        yield plane, kube
+    finally:
+        controlplane.stop(plane.directory)

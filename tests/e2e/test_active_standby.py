@@ -9,26 +9,22 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import (
-    ROOT,
     Kubectl,
     OperatorProcess,
     Partner,
     certificate_manifest,
     create_and_get_csr,
+    own_control_plane,
     put_signed,
     wait_for,
     wait_ready,
 )
-
-sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
-import controlplane
 
 NS = "ha"
 WRITE_VERBS = ("create", "patch", "replace", "delete")
@@ -37,14 +33,8 @@ SHORT = "  duration: 2m\n  renewBefore: 90s\n  signer:\n    ca:\n      secretNam
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
-    cluster = controlplane.start(tmp_path_factory.mktemp("ha-cluster"), controller_manager=False)
-    try:
-        kube = Kubectl(cluster.kubeconfig)
-        kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
-        kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+    with own_control_plane(tmp_path_factory.mktemp("ha-cluster"), controller_manager=False) as (_, kube):
         yield kube
-    finally:
-        controlplane.stop(cluster.directory)
 
 
 def metric(op: OperatorProcess, name: str, **labels: str) -> float:

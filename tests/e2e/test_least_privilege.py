@@ -25,6 +25,7 @@ from support import (
     Partner,
     certificate_manifest,
     create_and_get_csr,
+    own_control_plane,
     put_signed,
     service_account_kubeconfig,
     wait_certificate,
@@ -43,14 +44,8 @@ Permission = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[controlplane.ControlPlane, Kubectl]]:
-    plane = controlplane.start(tmp_path_factory.mktemp("audited"), audit=True)
-    try:
-        kube = Kubectl(plane.kubeconfig)
-        kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
-        kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+    with own_control_plane(tmp_path_factory.mktemp("audited"), audit=True) as (plane, kube):
         yield plane, kube
-    finally:
-        controlplane.stop(plane.directory)
 
 
 def helm(kubeconfig: Path, *args: str) -> str:

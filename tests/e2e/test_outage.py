@@ -18,6 +18,7 @@ from support import (
     Partner,
     certificate_manifest,
     create_ca_secret,
+    own_control_plane,
     wait_certificate,
     wait_for,
     wait_ready,
@@ -39,18 +40,14 @@ def probe(op: OperatorProcess, path: str) -> tuple[int, str]:
 
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[tuple[controlplane.ControlPlane, Kubectl, OperatorProcess]]:
-    cluster = controlplane.start(tmp_path / "cluster", controller_manager=False)
-    kube = Kubectl(cluster.kubeconfig)
-    kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
-    kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
-    (tmp_path / "logs").mkdir()
-    op = OperatorProcess(cluster.kubeconfig, tmp_path / "logs")
-    op.start()
-    try:
-        yield cluster, kube, op
-    finally:
-        op.stop()
-        controlplane.stop(cluster.directory)
+    with own_control_plane(tmp_path / "cluster", controller_manager=False) as (cluster, kube):
+        (tmp_path / "logs").mkdir()
+        op = OperatorProcess(cluster.kubeconfig, tmp_path / "logs")
+        op.start()
+        try:
+            yield cluster, kube, op
+        finally:
+            op.stop()
 
 
 @pytest.mark.parametrize("component", ["kube-apiserver", "etcd"])

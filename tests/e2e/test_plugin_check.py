@@ -17,6 +17,7 @@ from support import (
     Kubectl,
     OperatorProcess,
     Partner,
+    certificate_manifest,
     free_port,
     put_signed,
     wait_certificate,
@@ -71,24 +72,9 @@ def setup(kubectl: Kubectl, operator: OperatorProcess, tmp_path_factory: pytest.
 
 
 def published_csr(kubectl: Kubectl, namespace: str, name: str) -> str:
-    kubectl.apply(_manifest(name), namespace)
+    kubectl.apply(certificate_manifest(name, common_name="localhost"), namespace)
     wait_certificate(kubectl, namespace, name, lambda o: (o.get("status") or {}).get("csr"), "CSR published")
     return kubectl.plugin("csr", name, "-n", namespace).stdout
-
-
-def _manifest(name: str) -> str:
-    return f"""
-apiVersion: mtls.dev/v1alpha1
-kind: MtlsCertificate
-metadata:
-  name: {name}
-spec:
-  secretName: {name}-tls
-  commonName: localhost
-  subject:
-    country: IE
-    organization: My Company Inc.
-"""
 
 
 def check(kubectl: Kubectl, namespace: str, *args: str) -> tuple[int, dict]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,15 +21,13 @@ from support import (
     certificate_manifest,
     condition,
     create_and_get_csr,
+    own_control_plane,
     put_signed,
     wait_certificate,
     wait_for,
     wait_ready,
     wait_reason,
 )
-
-sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
-import controlplane
 
 
 def delete_certificate(kubectl: Kubectl, namespace: str, name: str) -> None:
@@ -105,18 +102,14 @@ def test_retained_secret_that_does_not_fit_the_new_spec_is_not_adopted(
 @pytest.fixture
 def own_plane(tmp_path: Path) -> Iterator[tuple[Kubectl, OperatorProcess]]:
     """A control plane of its own (with the garbage collector): this test deletes the CRD itself."""
-    plane = controlplane.start(tmp_path / "cluster")
-    kube = Kubectl(plane.kubeconfig)
-    kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
-    kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
-    (tmp_path / "logs").mkdir()
-    op = OperatorProcess(plane.kubeconfig, tmp_path / "logs")
-    op.start()
-    try:
-        yield kube, op
-    finally:
-        op.stop()
-        controlplane.stop(plane.directory)
+    with own_control_plane(tmp_path / "cluster") as (plane, kube):
+        (tmp_path / "logs").mkdir()
+        op = OperatorProcess(plane.kubeconfig, tmp_path / "logs")
+        op.start()
+        try:
+            yield kube, op
+        finally:
+            op.stop()
 
 
 def test_keys_survive_deleting_the_crd(own_plane: tuple[Kubectl, OperatorProcess], tmp_path: Path) -> None:
