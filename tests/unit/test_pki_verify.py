@@ -71,3 +71,11 @@ def test_expiry_boundary_is_exclusive(ca, client_key):
     cert = issue(client_key.public_key(), ca, not_after=NOW + datetime.timedelta(seconds=10))
     assert isinstance(verdict([cert], client_key, now=NOW + datetime.timedelta(seconds=9)), Verified)
     assert isinstance(verdict([cert], client_key, now=NOW + datetime.timedelta(seconds=10)), Rejection)
+
+
+def test_serial_is_printed_like_openssl():
+    from mtls_operator.pki.certificates import openssl_serial
+
+    assert openssl_serial(0x0FB96835) == "0FB96835"  # whole bytes: `openssl x509 -serial` keeps the leading zero
+    assert openssl_serial(0xABC) == "0ABC"
+    assert openssl_serial(0x80) == "80"

@@ -58,13 +58,19 @@ def common_name_of(cert: x509.Certificate) -> str:
     return str(values[0].value) if values else ""
 
 
+def openssl_serial(serial: int) -> str:
+    """As `openssl x509 -serial` prints it: upper-case hex of whole bytes, so a leading zero nibble stays (0FB9…)."""
+    text = f"{serial:X}"
+    return "0" + text if len(text) % 2 else text
+
+
 def describe_certificate(cert: x509.Certificate) -> CertificateInfo:
     fingerprint = cert.fingerprint(hashes.SHA256()).hex().upper()
     return CertificateInfo(
         common_name=common_name_of(cert),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
-        serial_number=f"{cert.serial_number:X}",
+        serial_number=openssl_serial(cert.serial_number),
         issuer=cert.issuer.rfc4514_string(),
         fingerprint_sha256=":".join(fingerprint[i : i + 2] for i in range(0, len(fingerprint), 2)),
     )
