@@ -150,6 +150,7 @@ def test_kill_between_switch_and_cleanup_leaves_no_next_key_behind(
     )["status"]["csr"]
     next_key = kubectl.secret_data("orphan-tls-next", namespace)["tls.key"]
     operator.stop()
+    time.sleep(1.1)  # the partner signs later than the request (certificates carry whole seconds)
     renewed = partner.sign(new_csr, out="renewed.crt").read_bytes()
     put_signed(kubectl, namespace, "orphan-signed", {"tls.crt": renewed})  # the user imported it; the switch began
     switch = {"data": {"tls.key": base64.b64encode(next_key).decode(), "tls.crt": base64.b64encode(renewed).decode()}}

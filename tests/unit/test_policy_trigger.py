@@ -114,6 +114,7 @@ def test_renewal_request_is_satisfied_by_a_certificate_issued_after_it():
     assert requested_renewal(asked, asked, at - datetime.timedelta(days=30)) is None  # recorded in status
     assert requested_renewal(asked, None, at + datetime.timedelta(seconds=5)) is None  # signed after the request
     assert requested_renewal(asked, None, at - datetime.timedelta(seconds=2)).reason == "RenewalRequested"
+    assert requested_renewal(asked, None, at).reason == "RenewalRequested"  # the same second: maybe the leaked one
     assert requested_renewal(asked, None, at - datetime.timedelta(minutes=5)).reason == "RenewalRequested"
     assert requested_renewal("not a time", None, at).reason == "RenewalRequested"  # opaque: only status satisfies it
     assert requested_renewal(None, None, at) is None

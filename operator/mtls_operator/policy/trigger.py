@@ -90,11 +90,9 @@ def requested_renewal(
     if not requested or requested == last_satisfied:
         return None
     asked_at = _parse_request_time(requested)
-    # Certificates carry whole seconds: one signed in the same second as the request counts as after it.
-    if asked_at is not None and in_service_since is not None:
-        satisfied = in_service_since >= asked_at.replace(microsecond=0) - REQUEST_TOLERANCE
-        if satisfied:
-            return None
+    # Strictly after: a certificate signed in the same (whole) second as the request may be the one it is about.
+    if asked_at is not None and in_service_since is not None and in_service_since > asked_at + REQUEST_TOLERANCE:
+        return None
     return Trigger("RenewalRequested", f"renewal requested with kubectl mtls renew at {requested}")
 
 
