@@ -24,6 +24,7 @@ from support import (
     OperatorProcess,
     Partner,
     certificate_manifest,
+    own_control_plane,
     service_account_kubeconfig,
     wait_for,
     wait_ready,
@@ -131,14 +132,8 @@ def test_helm_install_and_uninstall(cluster: controlplane.ControlPlane, kubectl:
 
 @pytest.fixture(scope="module")
 def isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[controlplane.ControlPlane, Kubectl]]:
-    plane = controlplane.start(tmp_path_factory.mktemp("isolated-cluster"))
-    try:
-        kube = Kubectl(plane.kubeconfig)
-        kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
-        kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+    with own_control_plane(tmp_path_factory.mktemp("isolated-cluster")) as (plane, kube):
         yield plane, kube
-    finally:
-        controlplane.stop(plane.directory)
 
 
 @pytest.fixture(scope="module")
