@@ -364,3 +364,12 @@ def own_control_plane(directory: Path, **options: Any) -> Iterator[tuple[Any, Ku
         yield plane, kube
     finally:
         controlplane.stop(plane.directory)
+
+
+def helm(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HELM_CACHE_HOME": "/tmp/mtls-helm-cache",
+           "HELM_CONFIG_HOME": "/tmp/mtls-helm-config", "HELM_DATA_HOME": "/tmp/mtls-helm-data"}  # fmt: skip
+    proc = subprocess.run([str(TOOLS_BIN / "helm"), *args], capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed: {proc.stderr}")
+    return proc

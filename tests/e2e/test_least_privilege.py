@@ -19,12 +19,12 @@ import pytest
 import yaml
 from support import (
     ROOT,
-    TOOLS_BIN,
     Kubectl,
     OperatorProcess,
     Partner,
     certificate_manifest,
     create_and_get_csr,
+    helm,
     own_control_plane,
     put_signed,
     service_account_kubeconfig,
@@ -46,16 +46,6 @@ Permission = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[controlplane.ControlPlane, Kubectl]]:
     with own_control_plane(tmp_path_factory.mktemp("audited"), audit=True) as (plane, kube):
         yield plane, kube
-
-
-def helm(kubeconfig: Path, *args: str) -> str:
-    import subprocess
-
-    proc = subprocess.run(
-        [str(TOOLS_BIN / "helm"), "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 def granted(rendered: str) -> set[Permission]:
@@ -92,7 +82,7 @@ def test_the_chart_grants_exactly_what_the_operator_uses(
         kube.run("create", "namespace", ns)
     # The Pod Security admission plugin judges the chart's Pods at the strictest level.
     kube.run("label", "namespace", "mtls-system", "pod-security.kubernetes.io/enforce=restricted")
-    rendered = helm(plane.kubeconfig, "template", "mtls-operator", str(CHART), "-n", "mtls-system", *VALUES)
+    rendered = helm(plane.kubeconfig, "template", "mtls-operator", str(CHART), "-n", "mtls-system", *VALUES).stdout
     helm(plane.kubeconfig, "install", "mtls-operator", str(CHART), "-n", "mtls-system", *VALUES)
     pods = wait_for(
         lambda: json.loads(kube.run("get", "pods", "-n", "mtls-system", "-o", "json").stdout)["items"],

@@ -19,11 +19,11 @@ import pytest
 import yaml
 from support import (
     ROOT,
-    TOOLS_BIN,
     Kubectl,
     OperatorProcess,
     Partner,
     certificate_manifest,
+    helm,
     own_control_plane,
     service_account_kubeconfig,
     wait_for,
@@ -35,15 +35,6 @@ import controlplane
 
 CHART = ROOT / "charts" / "mtls-operator"
 NOBODY = 65534
-
-
-def helm(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HELM_CACHE_HOME": "/tmp/mtls-helm-cache",
-           "HELM_CONFIG_HOME": "/tmp/mtls-helm-config", "HELM_DATA_HOME": "/tmp/mtls-helm-data"}  # fmt: skip
-    proc = subprocess.run([str(TOOLS_BIN / "helm"), *args], capture_output=True, text=True, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed: {proc.stderr}")
-    return proc
 
 
 def test_helm_lint_is_clean(cluster: controlplane.ControlPlane) -> None:
