@@ -36,6 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="enable signer.kubernetes (creates and watches certificates.k8s.io CertificateSigningRequests; "
         "needs cluster-scoped RBAC for them)",
     )
+    run.add_argument(
+        "--shard-count",
+        type=int,
+        default=1,
+        help="split the certificates between this many processes by hash of namespace/name (1: no sharding)",
+    )
+    run.add_argument(
+        "--shard-index",
+        type=int,
+        default=None,
+        help="which shard this process is, 0..count-1 (default: the ordinal at the end of the pod name "
+        "of a StatefulSet, else 0)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging (never logs key material)")
     return parser
 
@@ -47,15 +60,33 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def shard_index_from(hostname: str) -> int:
+    """A StatefulSet pod is named <set>-<ordinal>."""
+    ordinal = hostname.rsplit("-", 1)[-1]
+    return int(ordinal) if ordinal.isdigit() else 0
+
+
 def run(args: argparse.Namespace) -> int:
     import os
+    import socket
 
     import kopf
+    import kubernetes
 
     from . import handlers
     from .controller import Controller
+    from .informer import SecretInformer
     from .kube import KubeIO, load_client_config, wait_until_served
     from .leader import LeaderElector, default_namespace
+    from .sharding import Shard
+
+    index = args.shard_index
+    if index is None:
+        index = shard_index_from(socket.gethostname()) if args.shard_count > 1 else 0
+    try:
+        shard = Shard(index, args.shard_count)
+    except ValueError as exc:
+        raise SystemExit(f"mtls-operator: {exc} (--shard-count {args.shard_count})") from None
 
     kopf.configure(verbose=args.verbose)
     if not args.verbose:
@@ -68,11 +99,20 @@ def run(args: argparse.Namespace) -> int:
     cpu_threads = args.cpu_threads or os.cpu_count() or 2
     if args.kubernetes_signer:
         handlers.register_csr_watch()
+    kube = KubeIO(threads=args.api_threads)
     controller = Controller(
-        KubeIO(threads=args.api_threads),
+        kube,
         cpu_threads=cpu_threads,
         kubernetes_signer=args.kubernetes_signer,
         standby=args.leader_elect,
+        shard=shard,
+    )
+    # Its own client: long-running watches must not hold connections of the reconcilers' pool.
+    kube.secrets = SecretInformer(
+        kubernetes.client.ApiClient(kubernetes.client.Configuration.get_default_copy()),
+        args.namespace,
+        owns=shard.owns,
+        on_change=controller.secret_changed,
     )
     elector = None
     if args.leader_elect:
@@ -82,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
             on_change=controller.set_leader,
         )
     memo = kopf.Memo(
-        controller=controller, elector=elector, metrics_address=args.metrics_address, metrics_port=args.metrics_port
+        controller=controller,
+        informer=kube.secrets,
+        elector=elector,
+        metrics_address=args.metrics_address,
+        metrics_port=args.metrics_port,
     )
     # Standalone: kopf's peering pauses kopf's own handlers but not our work queue (a split brain, seen with two
     # replicas); who acts is decided by the Lease above instead.

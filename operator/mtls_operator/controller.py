@@ -15,6 +15,7 @@ from .kube import CERTIFICATE_LABEL, NAMESPACE_LABEL, Conflict, KubeIO
 from .metrics import Metrics
 from .publisher import CAPublisher, published_configmap
 from .reconciler import Outcome, Reconciler
+from .sharding import Shard
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,12 @@ class Controller:
         concurrency: int = 32,
         kubernetes_signer: bool = True,
         standby: bool = False,
+        shard: Shard | None = None,
     ) -> None:
         self.kube = kube
+        self.shard = shard or Shard()
         self.metrics = Metrics()
+        self.metrics.set_shard(self.shard.index, self.shard.count)
         kube.on_request = lambda verb, resource: self.metrics.api_requests.labels(verb, resource).inc()
         self.queue = WorkQueue(self._process, slots=concurrency, quiet_failure=is_outage)
         self.reconciler = Reconciler(
@@ -135,6 +139,8 @@ class Controller:
     def certificate_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
+        if not self.shard.owns(*key):
+            return  # another shard's: not cached, not reconciled, not metered here
         if event_type == "DELETED" or meta.get("deletionTimestamp"):
             self._forget(key)
             return
@@ -145,9 +151,8 @@ class Controller:
         self._store(key, slim(body))
         self.queue.add(key)
 
-    def secret_changed(self, namespace: str, name: str, resource_version: str | None = None) -> None:
-        if self.kube.is_known_version(namespace, name, resource_version):
-            return  # a version a reconcile already read or wrote: nothing new to decide
+    def secret_changed(self, namespace: str, name: str) -> None:
+        """The informer saw a version of this Secret newer than any we read or wrote."""
         for key in self._secret_index.get((namespace, name), ()):
             self.queue.add(key)
 
@@ -156,9 +161,6 @@ class Controller:
         key = (labels.get(NAMESPACE_LABEL, ""), labels.get(CERTIFICATE_LABEL, ""))
         if key in self.cache:
             self.queue.add(key)
-
-    def watches_secret(self, namespace: str, name: str) -> bool:
-        return (namespace, name) in self._secret_index
 
     # --- internals ------------------------------------------------------------------------------------------
 
@@ -186,7 +188,6 @@ class Controller:
             self.queue.add((PUBLISH, key[0], published_configmap(body)))  # its CAs leave the bundle
         for secret in self._refs.pop(key, set()):
             self._unindex(key, secret)
-            self.kube.known_versions.pop((key[0], secret), None)
         self.queue.forget(key)
         self.metrics.remove(*key)
 

@@ -37,6 +37,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         # Fail fast (the pod restarts, the log says why) rather than run for a minute without reconciling.
         raise kopf.PermanentError(f"cannot serve /metrics and /healthz on port {memo.metrics_port}: {exc}") from exc
     controller.start()
+    # Secrets are watched by our own informer (informer.py), not by kopf: server-side selectors, pagination,
+    # metadata only for Secrets that are not ours.
+    memo.informer.start()
     if memo.get("elector") is not None:
         memo.elector_task = asyncio.create_task(memo.elector.run(), name="leader-election")
 
@@ -47,6 +50,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         memo.elector_task.cancel()
         await memo.controller.set_leader(False)  # stop writing first, then hand the Lease over
         await asyncio.get_running_loop().run_in_executor(None, memo.elector.release)
+    memo.informer.stop()
     await memo.controller.stop()
     if memo.get("http_runner") is not None:
         await memo.http_runner.cleanup()
@@ -55,16 +59,6 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def certificate_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.controller.certificate_changed(event.get("type"), dict(body))
-
-
-def _watched_secret(namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any) -> bool:
-    return bool(namespace and name) and memo.controller.watches_secret(namespace, name)
-
-
-@kopf.on.event("", "v1", "secrets", when=_watched_secret)
-async def secret_event(namespace: str | None, name: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-    if namespace:
-        memo.controller.secret_changed(namespace, name, meta.get("resourceVersion"))
 
 
 def register_csr_watch() -> None:

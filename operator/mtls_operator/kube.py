@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -29,12 +29,15 @@ NAMESPACE_LABEL = "mtls.dev/namespace"  # on cluster-scoped objects (Certificate
 PUBLISHED_BY = "mtls.dev/published-by"  # on CA ConfigMaps: the certificates whose CAs it holds
 COMPONENT = "mtls-operator"
 
+if TYPE_CHECKING:
+    from .informer import SecretInformer
+
 
 class Conflict(Exception):
     """Someone else changed or created the object first; re-read and decide again."""
 
 
-@dataclass
+@dataclass(slots=True)
 class SecretView:
     name: str
     namespace: str
@@ -95,9 +98,8 @@ class KubeIO:
         self.health = ApiHealth()
         self.instance = socket.gethostname()
         self.on_request: Callable[[str, str], None] | None = None
-        # The resourceVersion of each Secret as we last read or wrote it: a watch event carrying that version
-        # (the echo of our own write, or the initial listing of what a reconcile just read) tells us nothing new.
-        self.known_versions: dict[tuple[str, str], str] = {}
+        # Reads of Secrets come from here when set (informer.SecretInformer); our writes are fed back into it.
+        self.secrets: SecretInformer | None = None
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         """One API call in the thread pool; the JSON is parsed there too, so the loop only gets the result."""
@@ -139,14 +141,19 @@ class KubeIO:
         self.health.succeeded()
 
     async def get_secret(self, namespace: str, name: str) -> SecretView | None:
+        """From the informer's cache when there is one: a GET only for what the cache cannot answer."""
+        if self.secrets is not None:
+            return await self.secrets.get(namespace, name, lambda: self.read_secret(namespace, name))
+        return await self.read_secret(namespace, name)
+
+    async def read_secret(self, namespace: str, name: str) -> SecretView | None:
         try:
             resp = await self._run(self.core.read_namespaced_secret, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
-                self.known_versions.pop((namespace, name), None)
                 return None
             raise
-        return self._remember(secret_from_json(resp))
+        return secret_from_json(resp)
 
     async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -261,6 +268,7 @@ class KubeIO:
             )
         except ApiException as exc:
             if exc.status == 409:
+                self._conflicted(owner["metadata"]["namespace"], name)
                 raise Conflict(f"Secret {name} already exists") from None
             raise
         return self._remember(secret_from_json(resp))
@@ -286,25 +294,31 @@ class KubeIO:
                 _content_type="application/merge-patch+json",
             )
         except ApiException as exc:
-            if exc.status == 409:
+            if exc.status in (404, 409):
+                self._conflicted(secret.namespace, secret.name)
                 raise Conflict(f"Secret {secret.name} changed while we wrote it") from None
             raise
         return self._remember(secret_from_json(resp))
 
     def _remember(self, secret: SecretView) -> SecretView:
-        self.known_versions[(secret.namespace, secret.name)] = secret.resource_version
+        """Our write's result is the newest version we know: the cache serves it at once, and the watch event
+        that echoes it later changes nothing."""
+        if self.secrets is not None:
+            self.secrets.written(secret)
         return secret
 
-    def is_known_version(self, namespace: str, name: str, resource_version: str | None) -> bool:
-        return resource_version is not None and self.known_versions.get((namespace, name)) == resource_version
+    def _conflicted(self, namespace: str, name: str) -> None:
+        if self.secrets is not None:
+            self.secrets.conflicted(namespace, name)  # the cache was behind: read it fresh next time
 
     async def delete_secret(self, namespace: str, name: str) -> None:
-        self.known_versions.pop((namespace, name), None)
         try:
             await self._run(self.core.delete_namespaced_secret, name, namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise
+        if self.secrets is not None:
+            self.secrets.deleted(namespace, name)
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any] | None:
         """Merge-patches status (a None value removes a field); returns the updated object or None if gone."""

@@ -90,6 +90,13 @@ class Metrics:
             registry=r,
         )
         self.leader.set(1)
+        self.shards = Gauge(
+            "mtls_operator_shards",
+            "Shard count this process was started with (--shard-count), labelled with its own --shard-index: "
+            "fewer distinct indexes than the value means a shard is missing.",
+            ("index",),
+            registry=r,
+        )
         self.build_info = Info("mtls_operator_build", "Operator version.", registry=r)
         self.build_info.info({"version": __version__})
         self.certificates: dict[tuple[str, str], CertificateSeries] = {}
@@ -121,6 +128,10 @@ class Metrics:
                 series.renewals += 1
             elif event_type == "Warning" and reason != "RenewalDue":
                 series.failures[reason] = series.failures.get(reason, 0) + 1
+
+    def set_shard(self, index: int, count: int) -> None:
+        self.shards.clear()
+        self.shards.labels(str(index)).set(count)
 
     def set_leader(self, leader: bool) -> None:
         """A standby reports no certificates: across replicas, every certificate is counted once."""
