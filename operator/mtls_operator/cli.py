@@ -113,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
         args.namespace,
         owns=shard.owns,
         on_change=controller.secret_changed,
+        on_relist=controller.metrics.secret_relists.inc,
     )
+    controller.metrics.watch_cache(kube.secrets.counts)
     elector = None
     if args.leader_elect:
         elector = LeaderElector(

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
+from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from .apihealth import is_outage
 from .kube import SecretView, secret_from_json
 from .policy.ownership import CERTIFICATE_LABEL, MANAGED_BY, MANAGER
 
@@ -78,12 +80,14 @@ class SecretInformer:
         *,
         owns: Callable[[str, str], bool] = lambda namespace, certificate: True,
         on_change: Callable[[str, str], None] | None = None,
+        on_relist: Callable[[], None] | None = None,
     ) -> None:
         """`namespaces` None: cluster-wide. `owns(namespace, certificate)`: this shard caches that one's Secrets."""
         self.api_client = api_client
         self.scopes: list[str | None] = list(namespaces) if namespaces else [None]
         self.owns = owns
         self.on_change = on_change
+        self.on_relist = on_relist
         self.entries: dict[SecretKey, Entry] = {}
         self.stale: set[SecretKey] = set()  # a write conflicted: read by GET before trusting the cache again
         self.synced = asyncio.Event()
@@ -91,8 +95,6 @@ class SecretInformer:
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
-        self.relists = 0  # for tests and logs: how often a stream had to list again
-        self._outage_logged = False
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -137,6 +139,10 @@ class SecretInformer:
             return None
         self.written(view)
         return view
+
+    def counts(self) -> dict[str, int]:
+        whole = sum(1 for e in self.entries.values() if e.view is not None)
+        return {"object": whole, "version": len(self.entries) - whole}
 
     def written(self, view: SecretView) -> None:
         """What our own create/patch/GET returned: newer than (or equal to) anything a watch has shown us."""
@@ -222,7 +228,7 @@ class SecretInformer:
     def _run_stream(self, stream: str, scope: str | None) -> None:
         rv: str | None = None
         first = True
-        delay = 0.5
+        delay, last_error = 0.5, ""
         while not self._stop.is_set():
             try:
                 if rv is None:
@@ -230,18 +236,20 @@ class SecretInformer:
                     if first:
                         self._post(self._listed)
                         first = False
-                    else:
-                        self.relists += 1
+                    elif self.on_relist is not None:
+                        self.on_relist()
                 rv = self._watch(stream, scope, rv)
-                delay = 0.5
-                self._outage_logged = False
+                delay, last_error = 0.5, ""
             except Gone:
                 log.info("secrets (%s, %s): resourceVersion too old, listing again", stream, scope or "all")
                 rv = None
             except Exception as exc:  # a dropped connection, an apiserver restart: resume after a pause
-                if not self._outage_logged:
-                    log.info("secrets (%s, %s): watch interrupted (%s); resuming", stream, scope or "all", exc)
-                    self._outage_logged = True
+                where = f"secrets ({stream}, {scope or 'all namespaces'})"
+                if is_outage(exc):
+                    log.debug("%s: watch interrupted (%s); resuming", where, exc)  # apihealth logs the outage once
+                elif str(exc) != last_error:
+                    log.warning("%s: cannot list or watch (%s); retrying", where, exc)
+                last_error = str(exc)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
 
@@ -259,7 +267,7 @@ class SecretInformer:
         if resp.status == 410:
             raise Gone()
         if resp.status >= 400:
-            raise RuntimeError(f"GET {url.split('?')[0]} answered {resp.status}: {resp.read()[:200]!r}")
+            raise ApiException(status=resp.status, reason=f"GET {url.split('?')[0]}: {resp.read()[:300]!r}")
         return resp
 
     @staticmethod

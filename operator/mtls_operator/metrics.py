@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,9 +97,22 @@ class Metrics:
             ("index",),
             registry=r,
         )
+        self.secret_relists = Counter(
+            "mtls_operator_secret_relists",
+            "Full lists of a Secret stream after the first (410 Gone: its resourceVersion was too old).",
+            registry=r,
+        )
+        self.cached_secrets = Gauge(
+            "mtls_operator_cached_secrets",
+            "Secrets in the informer's cache: `object` kept whole (ours, this shard), `version` by resourceVersion "
+            "only (everyone else's).",
+            ("kind",),
+            registry=r,
+        )
         self.build_info = Info("mtls_operator_build", "Operator version.", registry=r)
         self.build_info.info({"version": __version__})
         self.certificates: dict[tuple[str, str], CertificateSeries] = {}
+        self._cache_counts: Callable[[], Mapping[str, int]] | None = None
 
     def observe(self, body: Mapping[str, Any], events: list[tuple[str, str, str]]) -> None:
         """Sets every value of one certificate from its status, and counts what just happened."""
@@ -143,8 +156,14 @@ class Metrics:
         """Drops every series of a deleted MtlsCertificate."""
         self.certificates.pop((namespace, name), None)
 
+    def watch_cache(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._cache_counts = counts
+
     def exposition(self) -> bytes:
         """The whole scrape in the Prometheus text format (0.0.4)."""
+        if self._cache_counts is not None:
+            for kind, value in self._cache_counts().items():
+                self.cached_secrets.labels(kind).set(value)
         return generate_latest(self.registry) + self._certificate_exposition().encode()
 
     def _certificate_exposition(self) -> str:

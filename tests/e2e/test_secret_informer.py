@@ -1,0 +1,169 @@
+"""The operator's own Secret informer against the real apiserver: reads come from its cache, unrelated Secrets
+cost a resourceVersion each, a restart re-reads nothing by GET, and it recovers by itself when the apiserver
+restarts (its watches resume, or list again after 410 Gone). And two shards on one control plane split the
+certificates between them, each reconciling, metering and caching only its own.
+
+On a control plane of its own: the session's operator would act on these certificates too."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import (
+    ROOT,
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    certificate_manifest,
+    create_and_get_csr,
+    create_ca_secret,
+    own_control_plane,
+    put_signed,
+    wait_certificate,
+    wait_for,
+    wait_ready,
+)
+
+sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
+sys.path.insert(0, str(ROOT / "operator"))
+import controlplane
+from mtls_operator.sharding import shard_of
+
+CA = "  signer:\n    ca:\n      secretName: internal-ca\n"
+
+
+def metric(op: OperatorProcess, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in op.metrics().splitlines():
+        named = line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ")
+        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def secret_gets(op: OperatorProcess) -> float:
+    return metric(op, "mtls_operator_api_requests_total", verb="read", resource="secret")
+
+
+def certificate_series(op: OperatorProcess, namespace: str) -> set[str]:
+    prefix = "mtls_certificate_expiration_timestamp_seconds{"
+    return {
+        line.split('name="', 1)[1].split('"', 1)[0]
+        for line in op.metrics().splitlines()
+        if line.startswith(prefix) and f'namespace="{namespace}"' in line
+    }
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[controlplane.ControlPlane, Kubectl]]:
+    with own_control_plane(tmp_path_factory.mktemp("informer-cluster"), controller_manager=False) as (cluster, kube):
+        yield cluster, kube
+
+
+def test_reads_come_from_the_cache_and_it_recovers_from_an_apiserver_restart(
+    plane: tuple[controlplane.ControlPlane, Kubectl], tmp_path: Path
+) -> None:
+    cluster, kubectl = plane
+    ns = "inf"
+    kubectl.run("create", "namespace", ns)
+    partner = Partner(tmp_path / "partner")
+    create_ca_secret(kubectl, ns, partner)
+    (tmp_path / "logs").mkdir()
+    op = OperatorProcess(cluster.kubeconfig, tmp_path / "logs", ["-n", ns])
+    op.start()
+    try:
+        names = [f"c{i}" for i in range(3)]
+        for name in names:
+            kubectl.apply(certificate_manifest(name, extra_spec=CA), ns)
+        for name in names:
+            wait_ready(kubectl, ns, name)
+
+        # Unrelated Secrets: known by resourceVersion only, never read by GET, and they reconcile nothing.
+        gets = secret_gets(op)
+        for i in range(60):
+            kubectl.run("create", "secret", "generic", f"unrelated-{i}", "-n", ns, "--from-literal=k=v")
+        wait_for(lambda: metric(op, "mtls_operator_cached_secrets", kind="version") >= 60, what="versions")
+        assert secret_gets(op) == gets
+        # Whole objects: the three live Secrets, and the CA Secret they reference (fetched once, by GET).
+        assert metric(op, "mtls_operator_cached_secrets", kind="object") == len(names) + 1
+
+        # A restart re-reads everything through the informer's list: zero Secret GETs for unchanged certificates.
+        op.stop()
+        op.start()
+        wait_for(lambda: certificate_series(op, ns) >= set(names), timeout=60, what="resynced")
+        reconciles = metric(op, "mtls_operator_reconcile_duration_seconds_count")
+        assert reconciles >= len(names)
+        assert secret_gets(op) == 0
+
+        # Changes made while the operator cannot watch, then an apiserver restart: it must find them by itself.
+        csr = create_and_get_csr(kubectl, ns, "manual")
+        revision = kubectl.get("mtlscertificate", "c0", ns)["status"]["revision"]
+        assert op.proc is not None
+        os.killpg(op.proc.pid, signal.SIGSTOP)
+        try:
+            kubectl.run("delete", "secret", "c0-tls", "-n", ns)  # lost: re-issued, with a new key
+            put_signed(kubectl, ns, "manual-signed", {"tls.crt": partner.sign(csr), "ca.crt": partner.ca_crt})
+            controlplane.stop_component(cluster, "kube-apiserver")
+            controlplane.start_component(cluster, "kube-apiserver")
+        finally:
+            os.killpg(op.proc.pid, signal.SIGCONT)
+        wait_ready(kubectl, ns, "manual", timeout=90)
+        wait_certificate(
+            kubectl,
+            ns,
+            "c0",
+            lambda o: o["status"]["revision"] > revision,
+            "re-issued after its Secret was deleted",
+            90,
+        )
+        wait_ready(kubectl, ns, "c0")
+        assert kubectl.get("secret", "c0-tls", ns)["data"]["tls.crt"]
+        relists = metric(op, "mtls_operator_secret_relists_total")
+        print(f"apiserver restart: {relists:.0f} relists (410 Gone), Secret GETs since restart: {secret_gets(op):.0f}")
+        assert relists >= 1  # a new apiserver's watch cache starts after our last resourceVersion: 410, list again
+        assert op.proc.poll() is None and "Traceback" not in op.logs()
+    finally:
+        op.stop()
+
+
+def test_two_shards_split_the_certificates(plane: tuple[controlplane.ControlPlane, Kubectl], tmp_path: Path) -> None:
+    _, kubectl = plane
+    ns = "shards"
+    kubectl.run("create", "namespace", ns)
+    create_ca_secret(kubectl, ns, Partner(tmp_path / "partner"))
+    names = [f"s{i}" for i in range(24)]
+    expected = {i: {n for n in names if shard_of(ns, n, 2) == i} for i in (0, 1)}
+    assert expected[0] and expected[1]  # the names are chosen so both shards have work
+    shards = []
+    for index in (0, 1):
+        (tmp_path / f"shard{index}").mkdir()
+        args = ["-n", ns, "--shard-count", "2", "--shard-index", str(index)]
+        shards.append(OperatorProcess(plane[0].kubeconfig, tmp_path / f"shard{index}", args))
+    try:
+        for op in shards:
+            op.start()
+        for name in names:
+            kubectl.apply(certificate_manifest(name, extra_spec=CA), ns)
+        for name in names:
+            wait_ready(kubectl, ns, name, timeout=90)
+        for index, op in enumerate(shards):
+            # Metered only by its owner: a dashboard summing both shards counts each certificate once.
+            wait_for(lambda op=op, i=index: certificate_series(op, ns) == expected[i], what=f"shard {index} series")
+            issued = metric(op, "mtls_certificate_issued_total")
+            assert issued == len(expected[index]), f"shard {index} issued {issued}"
+            # Cached whole: only its own certificates' Secrets; the other shard's are versions only.
+            assert metric(op, "mtls_operator_cached_secrets", kind="object") == len(expected[index]) + 1  # + the CA
+            assert metric(op, "mtls_operator_shards", index=str(index)) == 2
+        # Each Secret was written by its owner's process alone.
+        for index, op in enumerate(shards):
+            creates = metric(op, "mtls_operator_api_requests_total", verb="create", resource="secret")
+            assert creates == len(expected[index])
+    finally:
+        for op in shards:
+            op.stop()
