@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.kubernetes_signer:
         handlers.register_csr_watch()
     kube = KubeIO(threads=args.api_threads)
+    kube.probe_namespace = args.namespace[0] if args.namespace else None
     controller = Controller(
         kube,
         cpu_threads=cpu_threads,

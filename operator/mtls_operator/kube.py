@@ -100,6 +100,7 @@ class KubeIO:
         self.on_request: Callable[[str, str], None] | None = None
         # Reads of Secrets come from here when set (informer.SecretInformer); our writes are fed back into it.
         self.secrets: SecretInformer | None = None
+        self.probe_namespace: str | None = None  # where the health probe may list MtlsCertificates (None: all)
 
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         """One API call in the thread pool; the JSON is parsed there too, so the loop only gets the result."""
@@ -122,15 +123,22 @@ class KubeIO:
         return result
 
     async def probe(self) -> None:
-        """GET /readyz (public, and it checks etcd too): tells `health` whether the API can serve us."""
+        """Tells `health` whether the API can serve us: GET /readyz, then a one-item list of our resource.
+
+        The apiserver's own /readyz notices a dead etcd only after 15-30 s (longer under load); the list is a
+        consistent read, so it needs etcd and fails (or times out) as soon as etcd is gone."""
 
         def call() -> None:
             config = self.api_client.configuration
             token = config.auth_settings().get("BearerToken", {}).get("value")
             headers = {"Authorization": token} if token else {}
-            resp = self.api_client.call_api("GET", f"{config.host}/readyz", header_params=headers, _request_timeout=5)
-            if resp.status >= 400:
-                raise ApiException(status=resp.status, reason=f"/readyz answered {resp.status}")
+            scope = f"/namespaces/{self.probe_namespace}" if self.probe_namespace else ""
+            for path in ("/readyz", f"/apis/{GROUP}/{VERSION}{scope}/{PLURAL}?limit=1"):
+                resp = self.api_client.call_api(
+                    "GET", f"{config.host}{path}", header_params=headers, _request_timeout=5
+                )
+                if resp.status >= 400:
+                    raise ApiException(status=resp.status, reason=f"{path} answered {resp.status}")
 
         try:
             await asyncio.get_running_loop().run_in_executor(self.executor, call)

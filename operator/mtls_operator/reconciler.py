@@ -91,7 +91,8 @@ class Reconciler:
             # Lost a race with another writer: decide again from fresh reads, soon.
             log.info("conflict on %s/%s: %s; retrying", spec.namespace, spec.name, exc)
             return None, now + datetime.timedelta(seconds=1)
-        return await self.apply(body, outcome, now), outcome.wake_at
+        # Conditions are stamped when they are written: key generation and signing can take seconds under load.
+        return await self.apply(body, outcome, self.clock()), outcome.wake_at
 
     async def _decide(self, body: Mapping[str, Any], spec: CertificateSpec, now: datetime.datetime) -> Outcome:
         status = body.get("status") or {}
