@@ -457,10 +457,38 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def burst_only(
+    cluster: Cluster, operator: OperatorProcess, partner: Partner, sizes: dict[str, int], limit: float
+) -> int:
+    for run in range(sizes["runs"]):
+        p1 = p1_burst(cluster, operator, sizes["p1"], run)
+        p2 = p2_ca(cluster, operator, partner, sizes["p2"], run)
+        print(
+            f"run {run + 1}: P1 ratio {p1['seconds'] / (sizes['p1'] / limit):.2f}, "
+            f"P4 p99 {p1['lag_p99'] * 1000:.1f} ms, "
+            f"P2 fraction {p2['certs_per_second'] / limit:.2f} ({p2['certs_per_second']:.1f}/s at {limit:.1f} keys/s), "
+            f"CPU/cert operator {p2['operator_cpu_ms_per_cert']:.0f} ms, control plane "
+            f"{p2['control_plane_cpu_ms_per_cert']:.0f} ms",
+            flush=True,
+        )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke test of every scenario")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="results directory")
+    parser.add_argument(
+        "--burst-only",
+        action="store_true",
+        help="only the limit, P1/P4 and P2, printed (not written): for comparing a change to the hot path",
+    )
+    parser.add_argument(
+        "--memory-only",
+        type=int,
+        metavar="N",
+        help="only the baseline, P3 with N certificates and P5 with 2N unrelated Secrets, printed (not written)",
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     cores = os.cpu_count() or 1
@@ -478,8 +506,15 @@ def main() -> int:
         operator = OperatorProcess(plane.kubeconfig, workdir / "logs")
         operator.start()
         limit = statistics.median(limits)
+        if args.burst_only:
+            return burst_only(cluster, operator, partner, sizes, limit)
         print("baseline", flush=True)
         base = baseline(operator)
+        if args.memory_only:
+            p3 = p3_steady(cluster, operator, partner, args.memory_only, 5)
+            p5 = p5_unrelated_secrets(cluster, operator, 2 * args.memory_only)
+            print(json.dumps({"baseline": base, "p3": p3, "p5": p5}, indent=1))
+            return 0
         # Memory first, on a cluster holding only these certificates: P3a measures `p3` certificates, not more.
         print("P3 steady state", flush=True)
         p3 = p3_steady(cluster, operator, partner, sizes["p3"], sizes["idle_seconds"])

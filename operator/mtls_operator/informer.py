@@ -89,6 +89,7 @@ class SecretInformer:
         self.on_change = on_change
         self.on_relist = on_relist
         self.entries: dict[SecretKey, Entry] = {}
+        self.changes = 0  # watch events and listed objects applied (memory.settle_heap runs after a wave)
         self.stale: set[SecretKey] = set()  # a write conflicted: read by GET before trusting the cache again
         self.synced = asyncio.Event()
         self._pending_lists = 2 * len(self.scopes)
@@ -169,6 +170,7 @@ class SecretInformer:
         return self.owns(view.namespace, view.labels.get(CERTIFICATE_LABEL, ""))
 
     def _apply(self, stream: str, changes: list[Change]) -> None:
+        self.changes += len(changes)
         for change in changes:
             entry = self.entries.get(change.key)
             if change.kind == "delete":

@@ -32,6 +32,7 @@ from support import (
 
 sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
 import controlplane
+from mtls_operator.cli import shard_index_from
 
 CHART = ROOT / "charts" / "mtls-operator"
 NOBODY = 65534
@@ -64,6 +65,7 @@ def test_values_schema_rejects_typos_and_wrong_types(cluster: controlplane.Contr
         ["--set", "replicaCount=2"],
         ["--set", "dashboards.enabled=true"],
         ["--set", "signers.kubernetes.enabled=true", "--set", "watchNamespaces={team-a}"],
+        ["--set", "sharding.shards=3"],
     ],
 )
 def test_helm_template_is_accepted_by_the_apiserver(
@@ -75,7 +77,29 @@ def test_helm_template_is_accepted_by_the_apiserver(
     for ns in ("team-a", "team-b"):
         kubectl.run("create", "namespace", ns, check=False)
     proc = kubectl.run("apply", "--dry-run=server", "-f", "-", input=rendered)
-    assert "deployment.apps/dry-mtls-operator created (server dry run)" in proc.stdout
+    kind = "statefulset" if "sharding.shards=3" in values else "deployment"
+    assert f"{kind}.apps/dry-mtls-operator created (server dry run)" in proc.stdout
+
+
+def test_sharded_chart_runs_one_pod_per_shard(
+    cluster: controlplane.ControlPlane, kubectl: Kubectl, namespace: str
+) -> None:
+    """sharding.shards=2: the controller manager's StatefulSet controller creates pods -0 and -1, whose hostnames
+    give the operator its shard index."""
+    rendered = helm(cluster.kubeconfig, "template", "sh", str(CHART), "-n", namespace, "--set", "sharding.shards=2",
+                    "--set", f"watchNamespaces={{{namespace}}}").stdout  # fmt: skip
+    kubectl.run("apply", "-f", "-", input=rendered)
+
+    def shard_pods() -> list[dict]:
+        items = json.loads(kubectl.run("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+        return sorted(items, key=lambda p: p["metadata"]["name"]) if len(items) == 2 else []
+
+    pods = wait_for(shard_pods, timeout=60, what="two shard pods")
+    assert [p["metadata"]["name"] for p in pods] == ["sh-mtls-operator-0", "sh-mtls-operator-1"]
+    for index, pod in enumerate(pods):
+        args = pod["spec"]["containers"][0]["args"]
+        assert "--shard-count=2" in args and not any(a.startswith("--leader-elect") for a in args)
+        assert shard_index_from(pod["metadata"]["name"]) == index
 
 
 def test_kubectl_manifests_equal_helm_template_defaults(cluster: controlplane.ControlPlane, kubectl: Kubectl) -> None:
