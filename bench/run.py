@@ -489,8 +489,11 @@ def main() -> int:
         metavar="N",
         help="only the baseline, P3 with N certificates and P5 with 2N unrelated Secrets, printed (not written)",
     )
+    parser.add_argument("--runs", type=int, help="repetitions of P1 and P2 (default 3, quick 1)")
     args = parser.parse_args()
-    sizes = QUICK if args.quick else FULL
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.runs:
+        sizes["runs"] = args.runs
     cores = os.cpu_count() or 1
     workdir = Path(tempfile.mkdtemp(prefix="mtls-bench-"))
     plane = controlplane.start(workdir / "cluster")

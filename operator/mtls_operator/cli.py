@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from .informer import SecretInformer
     from .kube import KubeIO, load_client_config, wait_until_served
     from .leader import LeaderElector, default_namespace
-    from .memory import limit_arenas
+    from .memory import limit_arenas, tune_collector
     from .sharding import Shard
 
     index = args.shard_index
@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"mtls-operator: {exc} (--shard-count {args.shard_count})") from None
 
     limit_arenas()  # before the first thread: see memory.py
+    tune_collector()
     kopf.configure(verbose=args.verbose)
     if not args.verbose:
         # kopf logs every handled watch event at INFO: noise at 10,000 objects.

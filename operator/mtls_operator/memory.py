@@ -37,6 +37,15 @@ def limit_arenas(arenas: int = 2) -> bool:
     return bool(libc is not None and libc.mallopt(M_ARENA_MAX, arenas))
 
 
+def tune_collector() -> None:
+    """At start, once everything is imported: the import-time heap (the kubernetes client's models alone are
+    hundreds of thousands of objects) is frozen, and young collections run less often. Measured with gc callbacks
+    during a burst of 1,000 certificates: full collections of up to 470 ms on the event loop before."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(5000, 20, 20)
+
+
 def release_free_memory() -> None:
     """Hands free heap pages back to the kernel: after a list of thousands of objects, most of it is garbage."""
     libc = _libc()
