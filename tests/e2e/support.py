@@ -279,6 +279,16 @@ def create_ca_secret(kubectl: Kubectl, namespace: str, partner: Partner, name: s
     kubectl.run("create", "secret", "tls", name, "-n", namespace, f"--cert={partner.ca_crt}", f"--key={partner.ca_key}")
 
 
+def metric_sum(op: OperatorProcess, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in op.metrics().splitlines():
+        named = line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ")
+        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def metric_value(operator: OperatorProcess, metric: str, namespace: str, name: str) -> float | None:
     for line in operator.metrics().splitlines():
         if line.startswith(metric + "{") and f'namespace="{namespace}"' in line and f'name="{name}"' in line:

@@ -20,6 +20,7 @@ from support import (
     Partner,
     certificate_manifest,
     create_and_get_csr,
+    metric_sum,
     own_control_plane,
     put_signed,
     wait_for,
@@ -37,18 +38,8 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
         yield kube
 
 
-def metric(op: OperatorProcess, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for line in op.metrics().splitlines():
-        named = line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ")
-        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def writes(op: OperatorProcess) -> float:
-    return sum(metric(op, "mtls_operator_api_requests_total", verb=verb) for verb in WRITE_VERBS)
+    return sum(metric_sum(op, "mtls_operator_api_requests_total", verb=verb) for verb in WRITE_VERBS)
 
 
 def replica(kubectl: Kubectl, tmp_path: Path, name: str) -> OperatorProcess:
@@ -71,10 +62,10 @@ def test_only_the_lease_holder_writes_and_failover_keeps_every_key(plane: Kubect
     kubectl.run("create", "secret", "tls", "internal-ca", "-n", NS,
                 f"--cert={partner.ca_crt}", f"--key={partner.ca_key}")  # fmt: skip
     first = replica(kubectl, tmp_path, "a")
-    wait_for(lambda: metric(first, "mtls_operator_leader") == 1, timeout=30, what="a holds the Lease")
+    wait_for(lambda: metric_sum(first, "mtls_operator_leader") == 1, timeout=30, what="a holds the Lease")
     second = replica(kubectl, tmp_path, "b")
     time.sleep(3)  # a few election rounds
-    assert metric(second, "mtls_operator_leader") == 0
+    assert metric_sum(second, "mtls_operator_leader") == 0
     try:
         for name in ("r1", "r2", "r3"):
             kubectl.apply(certificate_manifest(name, extra_spec=SHORT), NS)
@@ -83,13 +74,13 @@ def test_only_the_lease_holder_writes_and_failover_keeps_every_key(plane: Kubect
         for name in ("r1", "r2", "r3"):
             wait_ready(kubectl, NS, name)
         assert writes(first) > 0 and writes(second) == 0
-        assert metric(second, "mtls_certificate_phase") == 0  # a standby reports nothing: no double counting
+        assert metric_sum(second, "mtls_certificate_phase") == 0  # a standby reports nothing: no double counting
 
         killed = time.monotonic()
         assert first.proc is not None
         os.killpg(first.proc.pid, signal.SIGKILL)
         first.proc.wait()
-        wait_for(lambda: metric(second, "mtls_operator_leader") == 1, timeout=60, interval=0.5, what="b takes over")
+        wait_for(lambda: metric_sum(second, "mtls_operator_leader") == 1, timeout=60, interval=0.5, what="b takes over")
         failover = time.monotonic() - killed
         print(f"failover after kill -9: {failover:.1f}s")
         assert failover < 60
@@ -111,9 +102,9 @@ def test_only_the_lease_holder_writes_and_failover_keeps_every_key(plane: Kubect
                 interval=1,
                 what="every short certificate renewed after the comeback",
             )
-            assert metric(comeback, "mtls_operator_leader") == 0 and writes(comeback) == 0
-            assert metric(second, "mtls_operator_leader") == 1
-            assert metric(second, "mtls_certificate_renewals_total") >= 3
+            assert metric_sum(comeback, "mtls_operator_leader") == 0 and writes(comeback) == 0
+            assert metric_sum(second, "mtls_operator_leader") == 1
+            assert metric_sum(second, "mtls_certificate_renewals_total") >= 3
             assert "active: reconciling" in second.logs() and "active: reconciling" not in comeback.logs()
         finally:
             comeback.stop()
@@ -129,14 +120,14 @@ def test_graceful_stop_hands_the_lease_over_at_once(plane: Kubectl, tmp_path: Pa
     second = replica(kubectl, tmp_path, "g2")
     try:
         wait_for(
-            lambda: metric(first, "mtls_operator_leader") + metric(second, "mtls_operator_leader") == 1,
+            lambda: metric_sum(first, "mtls_operator_leader") + metric_sum(second, "mtls_operator_leader") == 1,
             timeout=30,
             what="one leader",
         )
-        active, standby = (first, second) if metric(first, "mtls_operator_leader") == 1 else (second, first)
+        active, standby = (first, second) if metric_sum(first, "mtls_operator_leader") == 1 else (second, first)
         stopped = time.monotonic()
         active.stop()  # SIGTERM: stop writing, then release the Lease
-        wait_for(lambda: metric(standby, "mtls_operator_leader") == 1, timeout=15, what="standby takes over")
+        wait_for(lambda: metric_sum(standby, "mtls_operator_leader") == 1, timeout=15, what="standby takes over")
         assert time.monotonic() - stopped < 10  # no waiting out the 15 s lease
     finally:
         first.stop()

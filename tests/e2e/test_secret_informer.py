@@ -23,6 +23,7 @@ from support import (
     certificate_manifest,
     create_and_get_csr,
     create_ca_secret,
+    metric_sum,
     own_control_plane,
     put_signed,
     wait_certificate,
@@ -38,18 +39,8 @@ import controlplane
 CA = "  signer:\n    ca:\n      secretName: internal-ca\n"
 
 
-def metric(op: OperatorProcess, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for line in op.metrics().splitlines():
-        named = line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ")
-        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def secret_gets(op: OperatorProcess) -> float:
-    return metric(op, "mtls_operator_api_requests_total", verb="read", resource="secret")
+    return metric_sum(op, "mtls_operator_api_requests_total", verb="read", resource="secret")
 
 
 def certificate_series(op: OperatorProcess, namespace: str) -> set[str]:
@@ -89,16 +80,16 @@ def test_reads_come_from_the_cache_and_it_recovers_from_an_apiserver_restart(
         gets = secret_gets(op)
         for i in range(60):
             kubectl.run("create", "secret", "generic", f"unrelated-{i}", "-n", ns, "--from-literal=k=v")
-        wait_for(lambda: metric(op, "mtls_operator_cached_secrets", kind="version") >= 60, what="versions")
+        wait_for(lambda: metric_sum(op, "mtls_operator_cached_secrets", kind="version") >= 60, what="versions")
         assert secret_gets(op) == gets
         # Whole objects: the three live Secrets, and the CA Secret they reference (fetched once, by GET).
-        assert metric(op, "mtls_operator_cached_secrets", kind="object") == len(names) + 1
+        assert metric_sum(op, "mtls_operator_cached_secrets", kind="object") == len(names) + 1
 
         # A restart re-reads everything through the informer's list: zero Secret GETs for unchanged certificates.
         op.stop()
         op.start()
         wait_for(lambda: certificate_series(op, ns) >= set(names), timeout=60, what="resynced")
-        reconciles = metric(op, "mtls_operator_reconcile_duration_seconds_count")
+        reconciles = metric_sum(op, "mtls_operator_reconcile_duration_seconds_count")
         assert reconciles >= len(names)
         assert secret_gets(op) == 0
 
@@ -128,7 +119,7 @@ def test_reads_come_from_the_cache_and_it_recovers_from_an_apiserver_restart(
         )
         wait_ready(kubectl, ns, "c0")
         assert kubectl.get("secret", "c0-tls", ns)["data"]["tls.crt"]
-        relists = metric(op, "mtls_operator_secret_relists_total")
+        relists = metric_sum(op, "mtls_operator_secret_relists_total")
         print(f"apiserver restart: {relists:.0f} relists (410 Gone), Secret GETs since restart: {secret_gets(op):.0f}")
         assert op.proc.poll() is None and "Traceback" not in op.logs()
     finally:
@@ -158,14 +149,14 @@ def test_two_shards_split_the_certificates(plane: tuple[controlplane.ControlPlan
         for index, op in enumerate(shards):
             # Metered only by its owner: a dashboard summing both shards counts each certificate once.
             wait_for(lambda op=op, i=index: certificate_series(op, ns) == expected[i], what=f"shard {index} series")
-            issued = metric(op, "mtls_certificate_issued_total")
+            issued = metric_sum(op, "mtls_certificate_issued_total")
             assert issued == len(expected[index]), f"shard {index} issued {issued}"
             # Cached whole: only its own certificates' Secrets; the other shard's are versions only.
-            assert metric(op, "mtls_operator_cached_secrets", kind="object") == len(expected[index]) + 1  # + the CA
-            assert metric(op, "mtls_operator_shards", index=str(index)) == 2
+            assert metric_sum(op, "mtls_operator_cached_secrets", kind="object") == len(expected[index]) + 1  # + the CA
+            assert metric_sum(op, "mtls_operator_shards", index=str(index)) == 2
         # Each Secret was written by its owner's process alone.
         for index, op in enumerate(shards):
-            creates = metric(op, "mtls_operator_api_requests_total", verb="create", resource="secret")
+            creates = metric_sum(op, "mtls_operator_api_requests_total", verb="create", resource="secret")
             assert creates == len(expected[index])
     finally:
         for op in shards:

@@ -41,3 +41,10 @@ def test_one_shard_owns_everything_and_bad_indexes_are_refused():
         Shard(2, 2)
     with pytest.raises(ValueError):
         Shard(0, 0)
+
+
+def test_the_shard_index_comes_from_a_statefulset_pod_name():
+    from mtls_operator.cli import shard_index_from
+
+    assert shard_index_from("mtls-operator-2") == 2
+    assert shard_index_from("laptop") == 0
