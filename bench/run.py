@@ -165,6 +165,17 @@ def lag_quantiles(before: dict[str, float], after: dict[str, float]) -> dict[str
     return result
 
 
+def wait_resynced(operator: OperatorProcess, namespace: str, count: int) -> None:
+    """Until the (re)started operator has a series for each of `count` certificates: its resync is done."""
+
+    def rebuilt() -> bool:
+        prefix = "mtls_certificate_expiration_timestamp_seconds{"
+        lines = operator.metrics().splitlines()
+        return sum(1 for line in lines if line.startswith(prefix) and f'namespace="{namespace}"' in line) >= count
+
+    wait_for(rebuilt, timeout=600, interval=0.5, what="gauges rebuilt")
+
+
 def pid_of(operator: OperatorProcess) -> int:
     assert operator.proc is not None
     return operator.proc.pid
@@ -265,16 +276,7 @@ def p3_steady(cluster: Cluster, operator: OperatorProcess, partner: Partner, cou
     restart = time.perf_counter()
     operator.start()
 
-    def rebuilt() -> bool:
-        text = operator.metrics()
-        series = sum(
-            1
-            for line in text.splitlines()
-            if line.startswith("mtls_certificate_expiration_timestamp_seconds{") and f'namespace="{ns}"' in line
-        )
-        return series >= total_ready
-
-    wait_for(rebuilt, timeout=600, interval=0.5, what="gauges rebuilt")
+    wait_resynced(operator, ns, total_ready)
     resync = time.perf_counter() - restart
     time.sleep(5)
     after = scrape_labelled(operator)
@@ -361,6 +363,8 @@ def p6_shards(cluster: Cluster, operator: OperatorProcess, logs: Path, namespace
         for shard in shards:
             shard.stop()
         operator.start()
+        wait_resynced(operator, namespace, total)  # P5 measures RSS next: not in the middle of this resync
+        time.sleep(15)  # and after the heap settled (memory.settle_heap, every 10 s once idle)
 
 
 def baseline(operator: OperatorProcess) -> dict[str, float]:
