@@ -42,7 +42,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.scanning.disabled = True
     settings.networking.request_timeout = 60
     # kopf keeps a worker task per object until it has been idle this long (default 5 s): after a list of
-    # 10,000 certificates and their Secrets, shorter means a lower memory peak.
+    # 10,000 certificates, shorter means a lower memory peak.
     settings.batching.idle_timeout = 1.0
     settings.persistence.diffbase_storage = NoDiffBase()
     controller: Controller = memo.controller
