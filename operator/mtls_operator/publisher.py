@@ -8,7 +8,7 @@ holds old and new CA together until every certificate in service chains to the n
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -44,7 +44,7 @@ class CAPublisher:
     def __init__(self, kube: KubeIO) -> None:
         self.kube = kube
 
-    async def publish(self, namespace: str, name: str, sources: list[Mapping[str, Any]]) -> str | None:
+    async def publish(self, namespace: str, name: str, sources: Sequence[Mapping[str, Any]]) -> str | None:
         """Writes the ConfigMap when its content changed. Returns a problem to report, or None."""
         bundles: list[bytes] = []
         for body in sources:
