@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests" / "controlplane"), str(ROOT / "tests" / "e2e")]
-from support import Kubectl, OperatorProcess, Partner, wait_for  # noqa: E402
+from support import Kubectl, OperatorProcess, Partner, certificate_series, wait_for  # noqa: E402
 
 import controlplane  # noqa: E402
 from mtls_operator.sharding import shard_of  # noqa: E402
@@ -169,9 +169,7 @@ def wait_resynced(operator: OperatorProcess, namespace: str, count: int) -> None
     """Until the (re)started operator has a series for each of `count` certificates: its resync is done."""
 
     def rebuilt() -> bool:
-        prefix = "mtls_certificate_expiration_timestamp_seconds{"
-        lines = operator.metrics().splitlines()
-        return sum(1 for line in lines if line.startswith(prefix) and f'namespace="{namespace}"' in line) >= count
+        return len(certificate_series(operator, namespace)) >= count
 
     wait_for(rebuilt, timeout=600, interval=0.5, what="gauges rebuilt")
 
@@ -339,18 +337,14 @@ def p6_shards(cluster: Cluster, operator: OperatorProcess, logs: Path, namespace
         names = [item["metadata"]["name"] for item in cluster.certificates(namespace)]
         expected = [{n for n in names if shard_of(namespace, n, 2) == i} for i in (0, 1)]
 
-        def series(op: OperatorProcess) -> set[str]:
-            prefix = "mtls_certificate_expiration_timestamp_seconds{"
-            return {
-                line.split('name="', 1)[1].split('"', 1)[0]
-                for line in op.metrics().splitlines()
-                if line.startswith(prefix) and f'namespace="{namespace}"' in line
-            }
-
-        wait_for(lambda: all(series(op) == expected[i] for i, op in enumerate(shards)), timeout=600, what="split")
+        wait_for(
+            lambda: all(certificate_series(op, namespace) == expected[i] for i, op in enumerate(shards)),
+            timeout=600,
+            what="split",
+        )
         resync = time.perf_counter() - start
         time.sleep(10)
-        seen = [series(op) for op in shards]
+        seen = [certificate_series(op, namespace) for op in shards]
         return {
             "count": total,
             "resync_seconds": resync,

@@ -164,11 +164,6 @@ class SecretInformer:
 
     # --- applying changes (on the loop) ------------------------------------------------------------------------
 
-    def _keep_view(self, stream: str, view: SecretView) -> bool:
-        if stream != OURS:
-            return False
-        return self.owns(view.namespace, view.labels.get(CERTIFICATE_LABEL, ""))
-
     def _apply(self, stream: str, changes: list[Change]) -> None:
         self.changes += len(changes)
         for change in changes:
@@ -283,8 +278,8 @@ class SecretInformer:
         view = None
         if kind == "put" and stream == OURS:
             view = secret_from_json(obj)
-            if not self._keep_view(stream, view):
-                view = None
+            if not self.owns(view.namespace, view.labels.get(CERTIFICATE_LABEL, "")):
+                view = None  # another shard's: a version is enough
         return Change(kind, key, rv, view)
 
     def _list(self, stream: str, scope: str | None) -> str:

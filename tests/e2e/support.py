@@ -279,6 +279,16 @@ def create_ca_secret(kubectl: Kubectl, namespace: str, partner: Partner, name: s
     kubectl.run("create", "secret", "tls", name, "-n", namespace, f"--cert={partner.ca_crt}", f"--key={partner.ca_key}")
 
 
+def certificate_series(op: OperatorProcess, namespace: str) -> set[str]:
+    """Names of the certificates of `namespace` that this operator process reports (one series each)."""
+    prefix = "mtls_certificate_expiration_timestamp_seconds{"
+    return {
+        line.split('name="', 1)[1].split('"', 1)[0]
+        for line in op.metrics().splitlines()
+        if line.startswith(prefix) and f'namespace="{namespace}"' in line
+    }
+
+
 def metric_sum(op: OperatorProcess, name: str, **labels: str) -> float:
     """Sum of the samples of `name` whose labels include `labels`."""
     total = 0.0

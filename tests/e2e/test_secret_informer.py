@@ -21,6 +21,7 @@ from support import (
     OperatorProcess,
     Partner,
     certificate_manifest,
+    certificate_series,
     create_and_get_csr,
     create_ca_secret,
     metric_sum,
@@ -41,15 +42,6 @@ CA = "  signer:\n    ca:\n      secretName: internal-ca\n"
 
 def secret_gets(op: OperatorProcess) -> float:
     return metric_sum(op, "mtls_operator_api_requests_total", verb="read", resource="secret")
-
-
-def certificate_series(op: OperatorProcess, namespace: str) -> set[str]:
-    prefix = "mtls_certificate_expiration_timestamp_seconds{"
-    return {
-        line.split('name="', 1)[1].split('"', 1)[0]
-        for line in op.metrics().splitlines()
-        if line.startswith(prefix) and f'namespace="{namespace}"' in line
-    }
 
 
 @pytest.fixture(scope="module")
