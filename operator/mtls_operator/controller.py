@@ -162,10 +162,11 @@ class Controller:
         return not self.queue.active
 
     async def _probe_api(self, interval: float = 5.0) -> None:
-        """/readyz must notice an outage even when no reconcile is due: one cheap GET /version every few seconds."""
+        """/readyz must notice an outage even when no reconcile is due: a cheap probe every few seconds, the first
+        at once (a restart during an outage is when it matters most)."""
         while True:
-            await asyncio.sleep(interval)
             await self.kube.probe()
+            await asyncio.sleep(interval)
 
     async def _sample_loop_lag(self, interval: float = 0.1) -> None:
         """How late the loop wakes us: a blocked event loop shows here before anything else suffers."""

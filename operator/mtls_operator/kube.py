@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import datetime
 import json
 import logging
@@ -114,6 +115,10 @@ class KubeIO:
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self.certificates = kubernetes.client.CertificatesV1Api(self.api_client)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-io")
+        # The probe's own thread and client: during an etcd outage every kube-io thread can sit in a request the
+        # apiserver holds for up to a minute, and a probe queued behind them would leave /readyz at 200 throughout.
+        self._probe_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-probe")
+        self._probe_client: kubernetes.client.ApiClient | None = None
         self.health = ApiHealth()
         self.instance = socket.gethostname()
         self.on_request: Callable[[str, str], None] | None = None
@@ -141,6 +146,9 @@ class KubeIO:
         self.health.succeeded()
         return result
 
+    PROBE_TIMEOUT_SECONDS = 5.0  # per request; the probe's client does not retry, so one silent request fails it
+    PROBE_DEADLINE_SECONDS = 2 * PROBE_TIMEOUT_SECONDS + 2.0  # a guard should a request outlive its timeout
+
     async def probe(self) -> None:
         """Tells `health` whether the API can serve us: GET /readyz, then a one-item list of our resource.
 
@@ -148,19 +156,26 @@ class KubeIO:
         consistent read, so it needs etcd and fails (or times out) as soon as etcd is gone."""
 
         def call() -> None:
-            config = self.api_client.configuration
+            if self._probe_client is None:
+                # urllib3 would retry a read timeout three times: 20 s for one probe of a silent apiserver, and
+                # the first sign of an etcd outage is exactly that (the consistent list hangs).
+                probe_config = copy.deepcopy(self.api_client.configuration)
+                probe_config.retries = False
+                self._probe_client = kubernetes.client.ApiClient(probe_config)
+            config = self._probe_client.configuration
             token = config.auth_settings().get("BearerToken", {}).get("value")
             headers = {"Authorization": token} if token else {}
             scope = f"/namespaces/{self.probe_namespace}" if self.probe_namespace else ""
             for path in ("/readyz", f"/apis/{GROUP}/{VERSION}{scope}/{PLURAL}?limit=1"):
-                resp = self.api_client.call_api(
-                    "GET", f"{config.host}{path}", header_params=headers, _request_timeout=5
+                resp = self._probe_client.call_api(
+                    "GET", f"{config.host}{path}", header_params=headers, _request_timeout=self.PROBE_TIMEOUT_SECONDS
                 )
                 if resp.status >= 400:
                     raise ApiException(status=resp.status, reason=f"{path} answered {resp.status}")
 
         try:
-            await asyncio.get_running_loop().run_in_executor(self.executor, call)
+            probing = asyncio.get_running_loop().run_in_executor(self._probe_executor, call)
+            await asyncio.wait_for(probing, self.PROBE_DEADLINE_SECONDS)
         except Exception as exc:
             if is_outage(exc):
                 self.health.failed(exc)
