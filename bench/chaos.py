@@ -153,15 +153,21 @@ class Chaos:
         controlplane.stop_component(self.plane, component)
         started = time.monotonic()
         healthz, readyz = set(), set()
+        not_ready_after: float | None = None
         while time.monotonic() - started < seconds:  # what the probes answer while it is down
             healthz.add(self.probe("/healthz"))
             readyz.add(self.probe("/readyz"))
+            if 503 in readyz and not_ready_after is None:
+                not_ready_after = time.monotonic() - started
             time.sleep(1)
         seen: dict[str, Any] = {"component": component, "seconds": seconds}
         seen["healthz"] = 200 if healthz == {200} else sorted(healthz)
         seen["readyz"] = 503 if 503 in readyz else sorted(readyz)  # not ready at some point of the outage
         controlplane.start_component(self.plane, component)
-        self.events.append(f"{component} down {seconds:.0f}s: /healthz {seen['healthz']}, /readyz {seen['readyz']}")
+        noticed = "" if not_ready_after is None else f" after {not_ready_after:.0f}s"
+        self.events.append(
+            f"{component} down {seconds:.0f}s: /healthz {seen['healthz']}, /readyz {seen['readyz']}{noticed}"
+        )
         return seen
 
     def probe(self, path: str) -> int:
