@@ -141,5 +141,6 @@ def run(args: argparse.Namespace) -> int:
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or [],
         memo=memo,
+        memories=handlers.ForgetfulMemories(),
     )
     return 0
