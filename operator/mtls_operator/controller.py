@@ -8,6 +8,7 @@ import asyncio
 import datetime
 import json
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +19,12 @@ from .memory import settle_heap
 from .metrics import Metrics
 from .publisher import CAPublisher, published_configmap
 from .reconciler import Outcome, Reconciler
+from .secretindex import CertKey, SecretIndex
 from .sharding import Shard
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
-CertKey = tuple[str, str]  # (namespace, name)
 PUBLISH = "publish-ca"  # queue keys (PUBLISH, namespace, configMapName) rebuild a spec.publishCA ConfigMap
 
 
@@ -116,8 +117,7 @@ class Controller:
         if standby:  # with leader election, nothing is reconciled until the Lease is ours
             self.queue.active = False
             self.metrics.set_leader(False)
-        self._refs: dict[CertKey, set[str]] = {}
-        self._secret_index: dict[tuple[str, str], set[CertKey]] = {}
+        self._secrets = SecretIndex()
 
     def start(self) -> None:
         self.queue.start()
@@ -180,7 +180,7 @@ class Controller:
 
     def certificate_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
+        key = (sys.intern(meta["namespace"]), meta["name"])  # one string per namespace, not per object
         if not self.shard.owns(*key):
             return  # another shard's: not cached, not reconciled, not metered here
         if event_type == "DELETED" or meta.get("deletionTimestamp"):
@@ -195,7 +195,7 @@ class Controller:
 
     def secret_changed(self, namespace: str, name: str) -> None:
         """The informer saw a version of this Secret newer than any we read or wrote."""
-        for key in self._secret_index.get((namespace, name), ()):
+        for key in self._secrets.holders(namespace, name):
             self.queue.add(key)
 
     def csr_changed(self, labels: Mapping[str, str]) -> None:
@@ -208,28 +208,13 @@ class Controller:
 
     def _store(self, key: CertKey, body: Mapping[str, Any]) -> None:
         self.cache[key] = CachedCertificate.of(body)
-        refs = referenced_secrets(body)
-        old_refs = self._refs.get(key, set())
-        if refs != old_refs:
-            for secret in old_refs - refs:
-                self._unindex(key, secret)
-            for secret in refs - old_refs:
-                self._secret_index.setdefault((key[0], secret), set()).add(key)
-            self._refs[key] = refs
-
-    def _unindex(self, key: CertKey, secret: str) -> None:
-        holders = self._secret_index.get((key[0], secret))
-        if holders is not None:
-            holders.discard(key)
-            if not holders:
-                del self._secret_index[(key[0], secret)]
+        self._secrets.update(key, referenced_secrets(body))
 
     def _forget(self, key: CertKey) -> None:
         cached = self.cache.pop(key, None)
         if cached is not None and cached.publish_ca:
             self.queue.add((PUBLISH, key[0], cached.publish_ca))  # its CAs leave the bundle
-        for secret in self._refs.pop(key, set()):
-            self._unindex(key, secret)
+        self._secrets.forget(key)
         self.queue.forget(key)
         self.metrics.remove(*key)
 

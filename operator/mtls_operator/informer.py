@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import threading
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -273,7 +274,7 @@ class SecretInformer:
 
     def _change(self, stream: str, kind: str, obj: Mapping[str, Any]) -> Change:
         meta = obj.get("metadata") or {}
-        key = (meta.get("namespace", ""), meta.get("name", ""))
+        key = (sys.intern(meta.get("namespace", "")), meta.get("name", ""))
         rv = version(meta.get("resourceVersion"))
         view = None
         if kind == "put" and stream == OURS:

@@ -13,6 +13,7 @@ import datetime
 import json
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -77,16 +78,19 @@ def _decoded(key: str, value: str) -> bytes:
 
 
 def secret_from_json(obj: Mapping[str, Any]) -> SecretView:
+    # Keys, namespaces, types and our managed-by value repeat in every Secret: interned, each is kept once
+    # (a parsed JSON document has its own copy of every string; about 600 bytes per cached Secret).
+    intern = sys.intern
     meta = obj.get("metadata", {})
     return SecretView(
         name=meta["name"],
-        namespace=meta.get("namespace", ""),
-        data={k: _decoded(k, v) for k, v in (obj.get("data") or {}).items()},
-        labels=dict(meta.get("labels") or {}),
-        annotations=dict(meta.get("annotations") or {}),
+        namespace=intern(meta.get("namespace", "")),
+        data={intern(k): _decoded(k, v) for k, v in (obj.get("data") or {}).items()},
+        labels={intern(k): intern(v) if k == MANAGED_BY else v for k, v in (meta.get("labels") or {}).items()},
+        annotations={intern(k): v for k, v in (meta.get("annotations") or {}).items()},
         owner_uids=[o.get("uid", "") for o in meta.get("ownerReferences") or []],
         resource_version=meta.get("resourceVersion", ""),
-        type=obj.get("type", "Opaque"),
+        type=intern(obj.get("type", "Opaque")),
     )
 
 

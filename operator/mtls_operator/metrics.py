@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,7 +123,7 @@ class Metrics:
             f'{k}="{_label_value(v)}"'
             for k, v in zip(LABELS, (meta["namespace"], meta["name"], spec.get("commonName", ""), signer), strict=True)
         )
-        key = (meta["namespace"], meta["name"])
+        key = (sys.intern(meta["namespace"]), meta["name"])
         series = self.certificates.get(key)
         if series is None or series.labels != labels:
             series = self.certificates[key] = CertificateSeries(labels)
