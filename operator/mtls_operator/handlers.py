@@ -61,9 +61,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Resources are known in advance: no need to watch CRDs/namespaces (and no RBAC for it).
     settings.scanning.disabled = True
     settings.networking.request_timeout = 60
-    # kopf keeps a worker task per object until it has been idle this long (default 5 s): after a list of
-    # 10,000 certificates, shorter means a lower memory peak.
-    settings.batching.idle_timeout = 1.0
+    # kopf keeps a worker task per object until it has been idle this long (default 5 s), and the idle worker
+    # still holds the last parsed body: after a list, every body at once. 2,000 certificates after a restart:
+    # 147 MB RSS with 1.0 s, 132-137 MB with 0.2 s (11-13 fewer 1 MiB allocator arenas).
+    settings.batching.idle_timeout = 0.2
     settings.persistence.diffbase_storage = NoDiffBase()
     controller: Controller = memo.controller
     try:
