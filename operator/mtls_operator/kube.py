@@ -10,8 +10,10 @@ import asyncio
 import base64
 import copy
 import datetime
+import io
 import json
 import logging
+import pickle
 import socket
 import sys
 import time
@@ -60,7 +62,8 @@ class SecretView:
 
 # The same CA certificate sits in the ca.crt of every Secret it signed: kept once (a few distinct values in a
 # cluster, about 1.2 KB each saved per Secret; bounded, since only the CA bundles are shared like this).
-_SHARED_VALUES: dict[bytes, bytes] = {}
+_SHARED_VALUES: dict[bytes, int] = {}  # value → its index in _SHARED_LIST
+_SHARED_LIST: list[bytes] = []
 SHARED_KEYS = ("ca.crt",)
 MAX_SHARED = 1024
 
@@ -69,12 +72,35 @@ def _decoded(key: str, value: str) -> bytes:
     data = base64.b64decode(value)
     if key not in SHARED_KEYS:
         return data
-    shared = _SHARED_VALUES.get(data)
-    if shared is not None:
-        return shared
-    if len(_SHARED_VALUES) < MAX_SHARED:
-        _SHARED_VALUES[data] = data
+    index = _SHARED_VALUES.get(data)
+    if index is not None:
+        return _SHARED_LIST[index]
+    if len(_SHARED_LIST) < MAX_SHARED:
+        _SHARED_VALUES[data] = len(_SHARED_LIST)
+        _SHARED_LIST.append(data)
     return data
+
+
+class _Packer(pickle.Pickler):
+    def persistent_id(self, obj: Any) -> int | None:
+        return _SHARED_VALUES.get(obj) if type(obj) is bytes else None  # a shared value: its index, not its bytes
+
+
+class _Unpacker(pickle.Unpickler):
+    def persistent_load(self, pid: Any) -> bytes:
+        return _SHARED_LIST[pid]
+
+
+def pack_view(view: SecretView) -> bytes:
+    """One bytes object for a cached Secret (the informer keeps thousands): see informer.Entry."""
+    out = io.BytesIO()
+    _Packer(out, protocol=pickle.HIGHEST_PROTOCOL).dump(view)
+    return out.getvalue()
+
+
+def unpack_view(packed: bytes) -> SecretView:
+    view: SecretView = _Unpacker(io.BytesIO(packed)).load()  # our own bytes, never input
+    return view
 
 
 def secret_from_json(obj: Mapping[str, Any]) -> SecretView:

@@ -3,6 +3,9 @@ Its streams against the real apiserver are tested in tests/e2e/test_secret_infor
 
 from __future__ import annotations
 
+import base64
+from typing import Any
+
 from mtls_operator.informer import OTHERS, OURS, Change, SecretInformer
 from mtls_operator.kube import SecretView
 from mtls_operator.policy.ownership import CERTIFICATE_LABEL, MANAGED_BY, MANAGER
@@ -96,7 +99,7 @@ async def test_after_a_conflict_the_next_read_is_a_get():
     fetch = Fetcher(view("a", 6, data=b"fresh"))
     got = await informer.get("ns", "a", fetch)
     assert got is not None and got.data["tls.crt"] == b"fresh" and fetch.calls == 1
-    assert (await informer.get("ns", "a", fetch)) is got and fetch.calls == 1
+    assert (await informer.get("ns", "a", fetch)) == got and fetch.calls == 1  # from the cache: no second GET
     informer.conflicted("ns", "b")  # a create that found it existing: the cache had not seen it yet
     fetch.result = view("b", 7)
     assert (await informer.get("ns", "b", fetch)) is not None and fetch.calls == 2
@@ -113,3 +116,24 @@ async def test_secrets_of_another_shard_are_kept_as_a_version_only():
         informer._change(OTHERS, "put", {"metadata": {"name": "u", "namespace": "ns", "resourceVersion": "5"}}).view
         is None
     )
+
+
+def test_a_cached_secret_is_one_bytes_object_that_reads_back_whole() -> None:
+    def listed(name: str) -> dict[str, Any]:
+        data = {"tls.crt": b"crt " + name.encode(), "tls.key": b"key", "ca.crt": b"the CA " * 100}
+        labels = {MANAGED_BY: MANAGER, CERTIFICATE_LABEL: name}
+        return {
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": "3", "labels": labels},
+            "type": "kubernetes.io/tls",
+            "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+        }
+
+    informer = synced_informer()
+    informer._apply(OURS, [informer._change(OURS, "put", listed(n)) for n in ("a", "b")])
+    a, b = informer.entries[("ns", "a")], informer.entries[("ns", "b")]
+    assert isinstance(a.packed, bytes) and len(a.packed) < 700  # the CA's 700 bytes are kept once, not per Secret
+    view_a, view_b = a.view, b.view
+    assert view_a is not None and view_b is not None
+    assert view_a.data == {"tls.crt": b"crt a", "tls.key": b"key", "ca.crt": b"the CA " * 100}
+    assert view_a.data["ca.crt"] is view_b.data["ca.crt"]
+    assert view_a.labels[CERTIFICATE_LABEL] == "a" and view_a.resource_version == "3"
