@@ -276,7 +276,7 @@ def p3_steady(cluster: Cluster, operator: OperatorProcess, partner: Partner, cou
 
     wait_resynced(operator, ns, total_ready)
     resync = time.perf_counter() - restart
-    time.sleep(5)
+    time.sleep(15)  # RSS after the heap settled (memory.settle_heap, every 10 s once idle), as P6 measures its shards
     after = scrape_labelled(operator)
     keys_after_restart = after.get("mtls_operator_private_keys_generated_total", 0)  # a new process
     secret_gets = after.get('mtls_operator_api_requests_total{verb="read",resource="secret"}', 0)
