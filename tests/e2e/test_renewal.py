@@ -107,8 +107,10 @@ def test_ca_signer_reissues_by_itself(
     spec = "  duration: 2m\n  renewBefore: 1m50s\n  signer:\n    ca:\n      secretName: internal-ca\n"
     kubectl.apply(certificate_manifest("brief", extra_spec=spec), namespace)
     first = wait_ready(kubectl, namespace, "brief")
+    # Renewal is due 3-10 s after issuance: a slow poll may first see revision 2, so wait for one more than seen.
+    seen = first["status"]["revision"]
     obj = wait_certificate(
-        kubectl, namespace, "brief", lambda o: o["status"].get("revision", 0) >= 2, "automatic re-issue", timeout=60
+        kubectl, namespace, "brief", lambda o: o["status"].get("revision", 0) > seen, "automatic re-issue", timeout=60
     )
     assert obj["status"]["serialNumber"] != first["status"]["serialNumber"]
     assert any(e["reason"] == "Renewed" for e in kubectl.events(namespace, "brief"))

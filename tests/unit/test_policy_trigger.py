@@ -105,6 +105,22 @@ def test_short_lived_certificate_is_not_due_at_issuance():
         assert not_before + datetime.timedelta(seconds=30) <= due <= NOT_AFTER - renew_before
 
 
+def test_backdated_short_lived_certificate_is_not_due_at_issuance():
+    """Our CA backdates notBefore by a minute: duration 2m, renewBefore 1m50s leaves 10 s after the issuance.
+
+    With the jitter capped at half of notBefore..latest (35 s) every UID whose jitter reached 10 s was due the moment
+    it was issued (CI: test_ca_signer_reissues_by_itself saw no revision 1 at all).
+    """
+    from mtls_operator.pki.signing import BACKDATE
+
+    issued_at = NOT_AFTER - datetime.timedelta(minutes=2)
+    renew_before = datetime.timedelta(minutes=1, seconds=50)
+    dues = [renewal_time(issued_at - BACKDATE, NOT_AFTER, renew_before, f"u{i}") for i in range(2000)]
+    assert all(issued_at < due <= NOT_AFTER - renew_before for due in dues)
+    assert min(dues) - issued_at >= datetime.timedelta(seconds=3)
+    assert len(set(dues)) > 1, "still jittered"
+
+
 def test_renewal_request_is_satisfied_by_a_certificate_issued_after_it():
     from mtls_operator.policy.trigger import requested_renewal
 

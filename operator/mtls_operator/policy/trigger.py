@@ -23,11 +23,14 @@ def renewal_time(
 ) -> datetime.datetime:
     """notAfter - renewBefore - jitter: never later than notAfter - renewBefore.
 
-    The jitter is capped at half the time between notBefore and notAfter - renewBefore, so a short-lived
-    certificate is never due again the moment it is issued (which would re-issue it in a loop).
+    The jitter is also capped at a tenth of the time between notBefore and notAfter - renewBefore, so a
+    short-lived certificate is never due the moment it is issued. A tenth, not a half: signers backdate notBefore
+    (our CA by a minute), so for duration 2m / renewBefore 1m50s that span is 70 s of which only 10 s lie after the
+    issuance; half of it (35 s) made one UID in eleven due at once, and an automatic signer then waited for expiry.
     """
     latest = not_after - renew_before
-    jitter = min(renewal_jitter(uid, renew_before), max((latest - not_before) / 2, datetime.timedelta(0)))
+    span = max(latest - not_before, datetime.timedelta(0))
+    jitter = min(renewal_jitter(uid, renew_before), span * MAX_JITTER_FRACTION)
     return latest - jitter
 
 
