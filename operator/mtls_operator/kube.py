@@ -156,6 +156,11 @@ class KubeIO:
         self.secrets: SecretInformer | None = None
         self.probe_namespace: str | None = None  # where the health probe may list MtlsCertificates (None: all)
 
+    # (connect, read) seconds. The apiserver answers every request within its own --request-timeout (60 s, a 504
+    # while etcd is away); without a client timeout a connection that died without a reset would hold a kube-io
+    # thread forever, and eight of those would stop every reconcile.
+    REQUEST_TIMEOUT = (10.0, 65.0)
+
     async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         """One API call in the thread pool; the JSON is parsed there too, so the loop only gets the result."""
         if self.on_request is not None:
@@ -163,6 +168,7 @@ class KubeIO:
             verb, _, resource = name.partition("_namespaced_") if "_namespaced_" in name else name.partition("_")
             self.on_request(verb, resource)
         loop = asyncio.get_running_loop()
+        kwargs.setdefault("_request_timeout", self.REQUEST_TIMEOUT)
         try:
             result: dict[str, Any] = await loop.run_in_executor(
                 self.executor, lambda: json.loads(fn(*args, _preload_content=False, **kwargs).data)
@@ -475,10 +481,15 @@ def wait_until_served(
     first = True
     while True:
         try:
+            bounded: dict[str, Any] = {
+                "limit": 1,
+                "_preload_content": False,
+                "_request_timeout": KubeIO.REQUEST_TIMEOUT,
+            }
             if namespace:
-                api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, limit=1, _preload_content=False)
+                api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **bounded)
             else:
-                api.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1, _preload_content=False)
+                api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **bounded)
             return clock() - started
         except ApiException as exc:
             if exc.status not in (404, 429, 503):

@@ -15,6 +15,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kubernetes
@@ -51,6 +52,13 @@ def _micro(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _client_without_retries() -> kubernetes.client.ApiClient:
+    # urllib3 retries a timed-out read three times: one round would outlast the renew deadline four times over.
+    config = kubernetes.client.Configuration.get_default_copy()
+    config.retries = False
+    return kubernetes.client.ApiClient(config)
+
+
 class LeaderElector:
     def __init__(
         self,
@@ -71,23 +79,39 @@ class LeaderElector:
         self.lease_duration = datetime.timedelta(seconds=lease_duration)
         self.renew_deadline = datetime.timedelta(seconds=renew_deadline)
         self.retry_period = retry_period
-        self.api = api or kubernetes.client.CoordinationV1Api()
+        self.api = api or kubernetes.client.CoordinationV1Api(_client_without_retries())
         self.clock = clock
         self.is_leader = False
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) as last seen
         self._observed_at: datetime.datetime | None = None
         self._last_renewal: datetime.datetime | None = None
+        # Each request is bounded (a connection that died without a reset would otherwise hang a round forever,
+        # and a holder stuck in it would never step down while a standby takes the Lease over).
+        self.request_timeout = (retry_period, retry_period * 2)
+        # Own threads: a round abandoned at its deadline may still sit in its request, and must not take a thread
+        # of the loop's default executor (key generation runs there).
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="leader-election")
+
+    def round_deadline(self) -> float:
+        """Seconds one round may take: a holder must have renewed by `renew_deadline` after its last renewal."""
+        if not self.is_leader or self._last_renewal is None:
+            return self.renew_deadline.total_seconds()
+        left = self.renew_deadline - (self.clock() - self._last_renewal)
+        return max(left.total_seconds(), 0.1)
 
     async def run(self) -> None:
         """Forever: read the Lease, act on the decision, sleep `retry_period`. API calls run in a thread."""
         loop = asyncio.get_running_loop()
         while True:
             try:
-                leader, reason = await loop.run_in_executor(None, self._step)
+                leader, reason = await asyncio.wait_for(
+                    loop.run_in_executor(self._executor, self._step), self.round_deadline()
+                )
             except Exception as exc:  # the apiserver may be away: keep trying, and step down in time
-                log.debug("leader election: %s", exc)
+                error = "no answer in time" if isinstance(exc, TimeoutError) else str(exc)
+                log.debug("leader election: %s", error)
                 stale = self._last_renewal is None or self.clock() - self._last_renewal >= self.renew_deadline
-                leader, reason = (self.is_leader and not stale), f"could not renew the Lease: {exc}"
+                leader, reason = (self.is_leader and not stale), f"could not renew the Lease: {error}"
             await self._set(leader, reason)
             await asyncio.sleep(self.retry_period)
 
@@ -112,7 +136,7 @@ class LeaderElector:
 
     def _read(self) -> Any:
         try:
-            return self.api.read_namespaced_lease(self.name, self.namespace)
+            return self.api.read_namespaced_lease(self.name, self.namespace, _request_timeout=self.request_timeout)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -141,14 +165,14 @@ class LeaderElector:
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": {**spec, "acquireTime": _micro(now), "leaseTransitions": 0},
             }
-            self.api.create_namespaced_lease(self.namespace, body)
+            self.api.create_namespaced_lease(self.namespace, body, _request_timeout=self.request_timeout)
             return
         # A replace writes the whole spec: carry acquireTime and leaseTransitions over when renewing.
         acquired = lease.spec.acquire_time
         spec["acquireTime"] = _micro(now) if taking_over or acquired is None else _micro(acquired)
         spec["leaseTransitions"] = (lease.spec.lease_transitions or 0) + (1 if taking_over else 0)
         body = {"metadata": {"name": self.name, "resourceVersion": lease.metadata.resource_version}, "spec": spec}
-        self.api.replace_namespaced_lease(self.name, self.namespace, body)
+        self.api.replace_namespaced_lease(self.name, self.namespace, body, _request_timeout=self.request_timeout)
 
     async def _set(self, leader: bool, reason: str) -> None:
         if leader != self.is_leader:
@@ -169,7 +193,9 @@ class LeaderElector:
                     "metadata": {"name": self.name, "resourceVersion": lease.metadata.resource_version},
                     "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": _micro(self.clock())},
                 }
-                self.api.replace_namespaced_lease(self.name, self.namespace, body)
+                self.api.replace_namespaced_lease(
+                    self.name, self.namespace, body, _request_timeout=self.request_timeout
+                )
         except Exception as exc:
             log.warning("could not release the Lease %s/%s: %s", self.namespace, self.name, exc)
         self.is_leader = False
