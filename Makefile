@@ -9,7 +9,7 @@ CLUSTER_DIR := .cluster
 TOOLS_BIN   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mtls-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: help deps venv tools controlplane cluster-up cluster-down run test unit e2e lint fmt manifests check-manifests bench bench-quick chaos chaos-quick clean
+.PHONY: help deps venv tools controlplane cluster-up cluster-down run test unit e2e lint fmt manifests check-manifests bench bench-quick soak chaos chaos-quick clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ bench: venv tools controlplane ## benchmarks (about 15 min): bench/results/lates
 
 bench-quick: deps venv tools controlplane ## every benchmark scenario with small counts (CI smoke test)
 	$(PY) bench/run.py --quick
+
+soak: deps venv tools controlplane ## memory under continuous renewals (300 certificates, 30 min): bench/results/soak.{json,md}
+	$(PY) bench/soak.py
 
 chaos: deps venv tools controlplane ## faults under load (kill -9 x50, apiserver/etcd restarts, 60 s outage), then invariants
 	$(PY) bench/chaos.py

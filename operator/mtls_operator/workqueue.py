@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 Key = Hashable
 
 
+TIMER_SLACK_SECONDS = 0.5  # a timer may fire this much later than asked when one for its key is already set
+
+
 class WorkQueue:
     def __init__(
         self,
@@ -110,7 +113,10 @@ class WorkQueue:
             self.add(key)
             return
         due = time.monotonic() + delay
-        if key in self._due and self._due[key] <= due:
+        # Slack: `add_at` turns the same wall-clock instant into a slightly different monotonic one on every call;
+        # each one a microsecond earlier pushed one more entry, stale until its instant (months for a year-long
+        # certificate) — with NTP slewing the wall clock, one per reconcile.
+        if key in self._due and self._due[key] <= due + TIMER_SLACK_SECONDS:
             return
         self._due[key] = due
         heapq.heappush(self._timers, (due, next(self._seq), key))

@@ -80,6 +80,21 @@ async def test_timers_fire_at_their_instant_with_one_entry_per_key():
     await queue.stop()
 
 
+async def test_the_same_instant_asked_again_adds_no_heap_entry():
+    """Every reconcile of a certificate asks for a wake at its renewal time: months away, the same instant each
+    time. The heap (whose stale entries only leave when their time comes) must not grow with the reconciles."""
+    fired, process = recorder()
+    queue = WorkQueue(process)
+    queue.start()
+    renewal = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=300)
+    for _ in range(1000):
+        queue.add_at("c", renewal)
+    assert len(queue._timers) == 1
+    queue.add_after("c", 1.0)  # a retry sooner than that does add one
+    assert len(queue._timers) == 2 and queue.pending_timers() == 1
+    await queue.stop()
+
+
 async def test_failures_retry_with_growing_backoff():
     calls: list[float] = []
 
