@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import base64
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import os
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -472,6 +473,24 @@ def burst_only(
     return 0
 
 
+@contextlib.contextmanager
+def environment(partner_name: str) -> Iterator[tuple[Cluster, Partner, OperatorProcess]]:
+    """A fresh control plane with the CRD, a partner CA and an operator (not started yet); all gone afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="mtls-bench-"))
+    plane = controlplane.start(workdir / "cluster")
+    (workdir / "logs").mkdir()
+    operator = OperatorProcess(plane.kubeconfig, workdir / "logs")
+    try:
+        cluster = Cluster(plane)
+        cluster.kubectl.run("apply", "-f", str(ROOT / "manifests" / "crd"))
+        cluster.kubectl.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+        yield cluster, Partner(workdir / "ca", name=partner_name), operator
+    finally:
+        operator.stop()
+        controlplane.stop(plane.directory)
+        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke test of every scenario")
@@ -493,18 +512,9 @@ def main() -> int:
     if args.runs:
         sizes["runs"] = args.runs
     cores = os.cpu_count() or 1
-    workdir = Path(tempfile.mkdtemp(prefix="mtls-bench-"))
-    plane = controlplane.start(workdir / "cluster")
-    operator: OperatorProcess | None = None
-    try:
-        cluster = Cluster(plane)
-        cluster.kubectl.run("apply", "-f", str(ROOT / "manifests" / "crd"))
-        cluster.kubectl.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
-        partner = Partner(workdir / "ca", name="Bench CA")
+    with environment("Bench CA") as (cluster, partner, operator):
         print(f"limit: RSA-2048 key generation with {cores} threads", flush=True)
         limits = [keygen_rate(cores, 40 if args.quick else 200) for _ in range(sizes["runs"])]
-        (workdir / "logs").mkdir()
-        operator = OperatorProcess(plane.kubeconfig, workdir / "logs")
         operator.start()
         limit = statistics.median(limits)
         if args.burst_only:
@@ -520,7 +530,7 @@ def main() -> int:
         print("P3 steady state", flush=True)
         p3 = p3_steady(cluster, operator, partner, sizes["p3"], sizes["idle_seconds"])
         print("P6 two shards", flush=True)
-        p6 = p6_shards(cluster, operator, workdir / "logs", "p3", sizes["p3"])
+        p6 = p6_shards(cluster, operator, operator.log_dir, "p3", sizes["p3"])
         print("P5 unrelated Secrets", flush=True)
         p5 = p5_unrelated_secrets(cluster, operator, sizes["unrelated"])
         p1_runs, p2_runs = [], []
@@ -561,11 +571,6 @@ def main() -> int:
         (out / f"{name}.md").write_text(markdown(result))
         print(markdown(result))
         return 0
-    finally:
-        if operator is not None:
-            operator.stop()
-        controlplane.stop(plane.directory)
-        subprocess.run(["rm", "-rf", str(workdir)], check=False)
 
 
 if __name__ == "__main__":
