@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import (
@@ -33,9 +34,14 @@ SHORT = "  duration: 2m\n  renewBefore: 90s\n  signer:\n    ca:\n      secretNam
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
-    with own_control_plane(tmp_path_factory.mktemp("ha-cluster"), controller_manager=False) as (_, kube):
-        yield kube
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Kubectl]]:
+    with own_control_plane(tmp_path_factory.mktemp("ha-cluster"), controller_manager=False) as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def plane(control_plane: tuple[Any, Kubectl]) -> Kubectl:
+    return control_plane[1]
 
 
 def writes(op: OperatorProcess) -> float:
@@ -132,3 +138,28 @@ def test_graceful_stop_hands_the_lease_over_at_once(plane: Kubectl, tmp_path: Pa
     finally:
         first.stop()
         second.stop()
+
+
+def test_a_holder_whose_apiserver_goes_silent_steps_down(control_plane: tuple[Any, Kubectl], tmp_path: Path) -> None:
+    """SIGSTOP on the real kube-apiserver: its kernel still accepts connections, nothing answers (as with a
+    connection that died without a reset). The holder must step down by its renew deadline, before any standby
+    could take the Lease over; before the fix its Lease request hung for good and it went on acting as leader."""
+    plane_, kubectl = control_plane
+    kubectl.run("create", "namespace", NS, check=False)
+    only = replica(kubectl, tmp_path, "silent")
+    try:
+        wait_for(lambda: metric_sum(only, "mtls_operator_leader") == 1, timeout=30, what="it holds the Lease")
+        apiserver = plane_.pids[1]  # controlplane.COMPONENTS: etcd, kube-apiserver, ...
+        os.kill(apiserver, signal.SIGSTOP)
+        frozen = time.monotonic()
+        try:
+            wait_for(lambda: metric_sum(only, "mtls_operator_leader") == 0, timeout=30, what="the holder steps down")
+            stepped_down = time.monotonic() - frozen
+        finally:
+            os.kill(apiserver, signal.SIGCONT)
+        # renew deadline 10 s after its last renewal (at most one 2 s retry period before the freeze), lease 15 s
+        assert stepped_down < 13, f"stepped down {stepped_down:.1f} s after the apiserver went silent"
+        assert "standby: not reconciling (could not renew the Lease" in only.logs()
+        wait_for(lambda: metric_sum(only, "mtls_operator_leader") == 1, timeout=60, what="it leads again")
+    finally:
+        only.stop()
