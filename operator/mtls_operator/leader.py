@@ -21,6 +21,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from .kube import client_without_retries
 from .policy.leadership import ACQUIRE, FOLLOW, LeaseRecord, decide_lease
 
 log = logging.getLogger(__name__)
@@ -52,13 +53,6 @@ def _micro(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _client_without_retries() -> kubernetes.client.ApiClient:
-    # urllib3 retries a timed-out read three times: one round would outlast the renew deadline four times over.
-    config = kubernetes.client.Configuration.get_default_copy()
-    config.retries = False
-    return kubernetes.client.ApiClient(config)
-
-
 class LeaderElector:
     def __init__(
         self,
@@ -79,7 +73,10 @@ class LeaderElector:
         self.lease_duration = datetime.timedelta(seconds=lease_duration)
         self.renew_deadline = datetime.timedelta(seconds=renew_deadline)
         self.retry_period = retry_period
-        self.api = api or kubernetes.client.CoordinationV1Api(_client_without_retries())
+        # Without urllib3's retries: one round would otherwise outlast the renew deadline four times over.
+        self.api = api or kubernetes.client.CoordinationV1Api(
+            client_without_retries(kubernetes.client.Configuration.get_default_copy())
+        )
         self.clock = clock
         self.is_leader = False
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) as last seen
