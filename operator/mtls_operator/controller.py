@@ -79,6 +79,9 @@ def referenced_secrets(body: Mapping[str, Any]) -> set[str]:
         names.add((signer.get("manual") or {}).get("signedSecretName") or f"{name}-signed")
     if "ca" in signer and (signer.get("ca") or {}).get("secretName"):
         names.add(signer["ca"]["secretName"])
+    password = ((spec.get("keystores") or {}).get("pkcs12") or {}).get("passwordSecretRef") or {}
+    if password.get("name"):
+        names.add(password["name"])
     ca_from = (signer.get("kubernetes") or {}).get("caFrom") or {}
     if (ca_from.get("secretKeyRef") or {}).get("name"):
         names.add(ca_from["secretKeyRef"]["name"])

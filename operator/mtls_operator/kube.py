@@ -120,8 +120,9 @@ def secret_from_json(obj: Mapping[str, Any]) -> SecretView:
     )
 
 
-def _encode(data: Mapping[str, bytes]) -> dict[str, str]:
-    return {k: base64.b64encode(v).decode() for k, v in data.items()}
+def _encode(data: Mapping[str, bytes | None]) -> dict[str, str | None]:
+    """None removes a key in a merge patch."""
+    return {k: None if v is None else base64.b64encode(v).decode() for k, v in data.items()}
 
 
 def client_without_retries(configuration: kubernetes.client.Configuration) -> kubernetes.client.ApiClient:
@@ -333,15 +334,22 @@ class KubeIO:
         }
 
     async def create_secret(
-        self, owner: Mapping[str, Any], name: str, secret_type: str, data: Mapping[str, bytes]
+        self,
+        owner: Mapping[str, Any],
+        name: str,
+        secret_type: str,
+        data: Mapping[str, bytes | None],
+        annotations: Mapping[str, str | None] | None = None,
     ) -> SecretView:
         """Create only: a create cannot silently replace a key someone else stored first."""
+        meta = {"name": name, "namespace": owner["metadata"]["namespace"], **self._owned_metadata(owner)}
+        meta["annotations"].update({k: v for k, v in (annotations or {}).items() if v is not None})
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name, "namespace": owner["metadata"]["namespace"], **self._owned_metadata(owner)},
+            "metadata": meta,
             "type": secret_type,
-            "data": _encode(data),
+            "data": _encode({k: v for k, v in data.items() if v is not None}),
         }
         try:
             resp = await self._run(
@@ -357,14 +365,21 @@ class KubeIO:
         return self._remember(secret_from_json(resp))
 
     async def replace_secret_data(
-        self, secret: SecretView, data: Mapping[str, bytes] | None, owner: Mapping[str, Any] | None = None
+        self,
+        secret: SecretView,
+        data: Mapping[str, bytes | None] | None,
+        owner: Mapping[str, Any] | None = None,
+        annotations: Mapping[str, str | None] | None = None,
     ) -> SecretView:
-        """One atomic write of all keys, guarded by resourceVersion (optimistic concurrency). With `owner`, the
-        ownership metadata is set too (adoption by a re-created object, or a changed secretDeletionPolicy)."""
+        """One atomic write of all keys (a None value removes one), guarded by resourceVersion (optimistic
+        concurrency). With `owner`, the ownership metadata is set too (adoption by a re-created object, or a
+        changed secretDeletionPolicy); `annotations` are merged (None removes one)."""
         meta: dict[str, Any] = {"name": secret.name, "namespace": secret.namespace}
         meta["resourceVersion"] = secret.resource_version
         if owner is not None:
             meta.update(self._owned_metadata(owner))
+        if annotations:
+            meta["annotations"] = {**meta.get("annotations", {}), **annotations}
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": meta}
         if data is not None:
             body["data"] = _encode(data)

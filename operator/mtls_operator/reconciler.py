@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cryptography import x509
+
 from .attempt import (
     Attempt,
     EventTuple,
@@ -26,10 +28,18 @@ from .attempt import (
     timestamp,
     utcnow,
 )
+from .javakeystores import PASSWORD_NOT_FOUND, JavaKeystores
 from .keystore import OPAQUE_SECRET, TLS_SECRET, KeyStore
 from .kube import Conflict, KubeIO, SecretView
 from .offload import CpuPool
-from .pki.certificates import CertificateInfo, describe_certificate, first_certificate, to_pem
+from .pki.certificates import (
+    CertificateInfo,
+    describe_certificate,
+    dns_names_of,
+    first_certificate,
+    to_pem,
+    uncovered_names,
+)
 from .pki.csr import certifies_csr
 from .pki.keys import key_spec_of
 from .pki.verify import Verified, verify_signed_certificate
@@ -72,6 +82,7 @@ class Reconciler:
         self.on_outcome = on_outcome
         cpu = CpuPool(cpu_threads, released_slot)
         self.keys = KeyStore(kube, cpu, on_key_generated)
+        self.stores = JavaKeystores(kube, cpu)
         self.signers = build_signers(SignerContext(kube=kube, keys=self.keys, cpu=cpu, clock=clock))
         if not kubernetes_signer:
             # Its RBAC (cluster-scoped CertificateSigningRequests) is granted only when enabled.
@@ -120,7 +131,8 @@ class Reconciler:
         base = _certificate_status(current, renew_at) if current is not None else {}
         if trigger is None:
             assert current is not None
-            outcome = await self._in_service(a, current, base)
+            assert leaf is not None
+            outcome = await self._in_service(a, leaf, current, base)
         else:
             outcome = await self._issue(a, trigger)
             if outcome.phase != phases.READY:
@@ -163,11 +175,13 @@ class Reconciler:
     def _signer(self, spec: CertificateSpec) -> Signer | None:
         return self.signers.get(signer_kind(spec))
 
-    async def _in_service(self, a: Attempt, current: CertificateInfo, base: dict[str, Any]) -> Outcome:
+    async def _in_service(
+        self, a: Attempt, leaf: x509.Certificate, current: CertificateInfo, base: dict[str, Any]
+    ) -> Outcome:
         """The certificate in service is good; a signer may still offer a newer one for the same key."""
         ready = Outcome(
             phases.READY,
-            Condition("Ready", "True", "Ready", f"certificate is valid until {_ts(current.not_after)}"),
+            _ready_condition(a.spec, leaf, current),
             status={**base, "csr": None, "csrPublishedTime": None, "certificateSigningRequest": None},
         )
         if a.status.get("phase") == phases.RENEWING or a.status.get("csr"):
@@ -175,12 +189,23 @@ class Reconciler:
         signer = self._signer(a.spec)
         offered = await signer.replacement(a) if signer is not None else None
         if offered is None:
+            await self._keep_stores_current(a, ready)
             return ready
         settled = await self._settle(a, offered, Trigger("Replaced", ""))
         if settled.phase == phases.READY:
             return settled
         ready.ready = settled.ready  # a bad replacement raises the condition; the one in service keeps serving
         return ready
+
+    async def _keep_stores_current(self, a: Attempt, ready: Outcome) -> None:
+        """spec.keystores turned on, off or changed, or its password changed, for the certificate in service."""
+        assert a.live is not None
+        pem = {k: a.live.data.get(k) or b"" for k in ("tls.key", "tls.crt", "ca.crt")}
+        update = await self.stores.update_for(a.spec, pem, a.live)
+        if update:
+            await self.kube.replace_secret_data(a.live, update.data, annotations=update.annotations)
+        if update.problem:
+            ready.ready = _store_problem(update.problem)
 
     async def _issue(self, a: Attempt, trigger: Trigger) -> Outcome:
         """A new certificate is needed: ask the signer, then verify and put in service what it returns."""
@@ -201,7 +226,8 @@ class Reconciler:
             verified = result.verified or self._verify(a, result)
             if isinstance(verified, Verified):
                 outcome = await self._put_in_service(a, result.key, verified, trigger)
-                outcome.events = result.events + outcome.events
+                ignored = [("Warning", "PrivateKeyIgnored", f"{result.source}: {note}") for note in verified.notes]
+                outcome.events = result.events + outcome.events + ignored
                 return outcome
             result = verified
         if isinstance(result, Waiting):
@@ -232,20 +258,20 @@ class Reconciler:
     ) -> Outcome:
         """One atomic write of key + certificate + CA into the live Secret, then drop the next-key Secret."""
         body, spec, live = a.body, a.spec, a.live
-        data = {
+        data: dict[str, bytes | None] = {
             "tls.key": pending.pem if pending else b"",
             "tls.crt": to_pem(verified.chain),
             "ca.crt": to_pem(verified.ca_certificates),
         }
+        if (pending is None and live is None) or (live is not None and live.type != TLS_SECRET):
+            data.pop("tls.key")
+        # The Java stores are made from these very bytes and go in the same write: never out of step.
+        stores = await self.stores.update_for(spec, {k: v for k, v in data.items() if v is not None}, live)
         if live is None:
             secret_type = TLS_SECRET if pending else OPAQUE_SECRET
-            if pending is None:
-                data.pop("tls.key")
-            await self.kube.create_secret(body, spec.secret_name, secret_type, data)
+            await self.kube.create_secret(body, spec.secret_name, secret_type, data | stores.data, stores.annotations)
         else:
-            if live.type != TLS_SECRET:
-                data.pop("tls.key")
-            await self.kube.replace_secret_data(live, data, owner=body)
+            await self.kube.replace_secret_data(live, data | stores.data, owner=body, annotations=stores.annotations)
         if pending is not None and pending.location != LIVE and pending.stored:
             await self.kube.delete_secret(spec.namespace, spec.next_secret_name)
         # Stamped when it happened: key generation and signing before this write can take seconds under load.
@@ -256,9 +282,11 @@ class Reconciler:
         renew_at = renewal_time(info.not_before, info.not_after, spec.renew_before, spec.uid)
         renewed = trigger.reason != "NoCertificate"
         message = f"certificate serial {info.serial_number} issued by {info.issuer}, valid until {_ts(info.not_after)}"
+        names = _names_warning(spec, verified.leaf)
+        warnings = [("Warning", "NamesNotCovered", names)] if names else []
         return Outcome(
             phases.READY,
-            Condition("Ready", "True", "Ready", f"certificate is valid until {_ts(info.not_after)}"),
+            _store_problem(stores.problem) if stores.problem else _ready_condition(spec, verified.leaf, info),
             status={
                 **_certificate_status(info, renew_at),
                 "revision": revision,
@@ -269,7 +297,7 @@ class Reconciler:
                 "lastRenewalRequest": spec.renewal_requested or status.get("lastRenewalRequest"),
                 "renewalRequest": None,
             },
-            events=[("Normal", "Renewed" if renewed else "Issued", message)],
+            events=[("Normal", "Renewed" if renewed else "Issued", message), *warnings],
             wake_at=_after_issuance(spec, info, renew_at, now),
         )
 
@@ -309,6 +337,30 @@ class Reconciler:
         if self.on_outcome is not None:
             self.on_outcome(updated or body, outcome)
         return updated
+
+
+def _ready_condition(spec: CertificateSpec, leaf: x509.Certificate, info: CertificateInfo) -> Condition:
+    message = f"certificate is valid until {_ts(info.not_after)}"
+    names = _names_warning(spec, leaf)
+    return Condition("Ready", "True", "Ready", f"{message}; warning: {names}" if names else message)
+
+
+def _store_problem(problem: str) -> Condition:
+    message = f"{problem}: tls.crt and tls.key are in service, keystore.p12 and truststore.p12 are not written"
+    return Condition("Ready", "False", PASSWORD_NOT_FOUND, message)
+
+
+def _names_warning(spec: CertificateSpec, leaf: x509.Certificate) -> str | None:
+    """The certificate is usable, but a server that checks names may refuse it: say so, do not refuse it."""
+    missing = uncovered_names(leaf, [spec.subject.common_name, *spec.dns_names])
+    if not missing:
+        return None
+    present = ", ".join(dns_names_of(leaf)) or "none"
+    return (
+        f"the certificate's subjectAltName DNS names ({present}) do not include {', '.join(missing)} "
+        "(spec.commonName / spec.dnsNames): servers that check names may refuse it; ask the partner to sign "
+        "with the CSR's names (openssl x509 -req -copy_extensions copy)"
+    )
 
 
 def _certificate_status(info: CertificateInfo, renew_at: datetime.datetime | None) -> dict[str, Any]:

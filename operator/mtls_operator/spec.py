@@ -41,6 +41,15 @@ class Signer:
 
 
 @dataclass(frozen=True)
+class Pkcs12Spec:
+    """spec.keystores.pkcs12: keystore.p12 and truststore.p12 next to the PEM files, for Java clients."""
+
+    password_secret: str
+    password_key: str = "password"
+    alias: str = ""
+
+
+@dataclass(frozen=True)
 class CertificateSpec:
     name: str
     namespace: str
@@ -58,6 +67,7 @@ class CertificateSpec:
     renewal_requested: str | None = None  # the RENEW_ANNOTATION value (`kubectl mtls renew`)
     publish_ca_configmap: str | None = None  # spec.publishCA.configMapName
     csr_policy: CsrPolicy = field(default_factory=CsrPolicy)  # outbound: which partner keys we sign
+    pkcs12: Pkcs12Spec | None = None  # spec.keystores.pkcs12
 
     @property
     def outbound(self) -> bool:
@@ -121,6 +131,7 @@ def _parse_spec(body: Mapping[str, Any]) -> CertificateSpec:
         renewal_requested=(meta.get("annotations") or {}).get(RENEW_ANNOTATION) or None,
         publish_ca_configmap=(spec.get("publishCA") or {}).get("configMapName") or None,
         csr_policy=_parse_csr_policy(spec.get("csrPolicy") or {}),
+        pkcs12=_parse_pkcs12(name, (spec.get("keystores") or {}).get("pkcs12")),
     )
 
 
@@ -158,3 +169,12 @@ def _parse_csr_policy(policy: Mapping[str, Any]) -> CsrPolicy:
         min_rsa_bits=max(int(policy.get("minRSAKeySize") or default.min_rsa_bits), default.min_rsa_bits),
         min_ecdsa_bits=int(policy.get("minECDSAKeySize") or default.min_ecdsa_bits),
     )
+
+
+def _parse_pkcs12(name: str, pkcs12: Mapping[str, Any] | None) -> Pkcs12Spec | None:
+    if not pkcs12:
+        return None
+    ref = pkcs12.get("passwordSecretRef") or {}
+    if not ref.get("name"):
+        raise ValueError("spec.keystores.pkcs12.passwordSecretRef.name is required")
+    return Pkcs12Spec(ref["name"], ref.get("key") or "password", pkcs12.get("alias") or name)

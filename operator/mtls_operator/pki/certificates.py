@@ -32,11 +32,11 @@ def load_pem_bundle(data: bytes) -> list[x509.Certificate]:
     except ValueError as exc:
         raise ValueError("not a PEM certificate (the data does not parse as one)") from exc
     for cert in certificates:
-        _parse_fully(cert)
+        parse_fully(cert)
     return certificates
 
 
-def _parse_fully(cert: x509.Certificate) -> None:
+def parse_fully(cert: x509.Certificate) -> None:
     """cryptography parses a certificate's fields lazily, on first use: read every one we use now, so a corrupt
     field is one clear ValueError here instead of a surprise deep inside a check (found by fuzzing)."""
     try:
@@ -84,7 +84,13 @@ def is_ca(cert: x509.Certificate) -> bool:
         return cert.version == x509.Version.v1
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """A root: a CA certificate that names and signs itself."""
+    return is_ca(cert) and issued_by(cert, cert)
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """`issuer` names and signed `cert` (its CA flag is not checked here)."""
     if issuer.subject != cert.issuer:
         return False
     try:
@@ -96,7 +102,7 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 def is_issuer_of(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
     """`issuer` is a CA certificate whose key signed `cert`."""
-    return is_ca(issuer) and _issued_by(cert, issuer)
+    return is_ca(issuer) and issued_by(cert, issuer)
 
 
 def chain_problem(chain: list[x509.Certificate], trust_anchors: list[x509.Certificate]) -> str | None:
@@ -107,8 +113,8 @@ def chain_problem(chain: list[x509.Certificate], trust_anchors: list[x509.Certif
     """
     current, intermediates = chain[0], list(chain[1:])
     while True:
-        anchor = next((a for a in trust_anchors if _issued_by(current, a)), None)
-        issuer = anchor or next((c for c in intermediates if _issued_by(current, c)), None)
+        anchor = next((a for a in trust_anchors if issued_by(current, a)), None)
+        issuer = anchor or next((c for c in intermediates if issued_by(current, c)), None)
         if issuer is None:
             return (
                 f"certificate {current.subject.rfc4514_string()!r} is not signed by the given CA "
@@ -158,3 +164,18 @@ def extended_key_usages(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     return [getattr(u, "_name", None) or u.dotted_string for u in usages]
+
+
+def uncovered_names(cert: x509.Certificate, wanted: list[str]) -> list[str]:
+    """The wanted names missing from the certificate's subjectAltName DNS names, when it has that extension.
+
+    Without the extension the Common Name is the identity (the partner's rule: CN = the hostname; `openssl x509
+    -req` drops a CSR's extensions unless told otherwise), so nothing is missing. With it, servers that check
+    names read the SANs only (RFC 6125), and a name left out may be refused.
+    """
+    try:
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    present = {n.lower() for n in dns_names_of(cert)}
+    return [n for n in dict.fromkeys(wanted) if n.lower() not in present]

@@ -84,3 +84,11 @@ def public_key_der(key: PrivateKey | PublicKey) -> bytes:
 
 def same_public_key(a: PrivateKey | PublicKey, b: PrivateKey | PublicKey) -> bool:
     return public_key_der(a) == public_key_der(b)
+
+
+def public_key_fingerprint(key: PrivateKey | PublicKey) -> str:
+    """SHA-256 of the SubjectPublicKeyInfo, as `openssl pkey -pubout -outform der | sha256sum` prints it: the one
+    way to tell two keys apart in a message without showing either."""
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(public_key_der(key))
+    return "sha256:" + digest.finalize().hex()

@@ -1,4 +1,4 @@
-"""verify_signed_certificate: every check a hand-signed certificate must pass before it goes into service."""
+"""verify_signed_certificate: every check a certificate from outside must pass before it goes into service."""
 
 from __future__ import annotations
 
@@ -8,20 +8,19 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from .certificates import allows_client_auth, chain_problem, common_name_of, is_issuer_of, load_pem_bundle
-from .keys import PrivateKey, PublicKey, same_public_key
+from .bundle import CertificateFile, UnreadableFile, read_certificates
+from .certificates import allows_client_auth, common_name_of
+from .chain import Rejection, find_leaf, pool, sort_chain
+from .keys import PrivateKey, PublicKey
 
-
-@dataclass(frozen=True)
-class Rejection:
-    reason: str  # a condition reason: InvalidCertificate, KeyMismatch, CommonNameMismatch, ...
-    message: str
+__all__ = ["Rejection", "Verified", "verify_signed_certificate"]
 
 
 @dataclass(frozen=True)
 class Verified:
-    chain: list[x509.Certificate]  # leaf first, then intermediates
-    ca_certificates: list[x509.Certificate]
+    chain: list[x509.Certificate]  # leaf first, then intermediates in order: what a client sends as it is
+    ca_certificates: list[x509.Certificate]  # the root(s), and any other CA the partner gave
+    notes: tuple[str, ...] = ()  # worth a Warning, not a refusal (a private key dropped from the files)
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -39,59 +38,64 @@ def verify_signed_certificate(
     common_name: str,
     now: datetime.datetime,
 ) -> Verified | Rejection:
-    """Checks, in order: PEM parses, key matches, CN matches, validity window, chain to ca.crt, clientAuth.
+    """Reads both files in any format (PEM, DER, PKCS#7, mixed), finds the certificate for `key` wherever it is,
+    orders its chain, then checks, in order: key, CN, validity window, chain to ca.crt, clientAuth.
 
     `key` is the pending private key (operator) or the pending CSR's public key (`kubectl mtls import`),
     so both give the same verdict with the same message.
     """
-    if not tls_crt or not tls_crt.strip():
-        return Rejection("InvalidCertificate", "tls.crt is missing or empty in the signed Secret")
-    try:
-        chain = load_pem_bundle(tls_crt)
-    except ValueError:
-        return Rejection("InvalidCertificate", "tls.crt is not a PEM certificate (it does not parse)")
-    anchors: list[x509.Certificate] = []
-    if ca_crt and ca_crt.strip():
-        try:
-            anchors = load_pem_bundle(ca_crt)
-        except ValueError:
-            return Rejection("InvalidCertificate", "ca.crt is not a PEM certificate (it does not parse)")
-    unreadable = _unsupported_keys(chain + anchors)
+    files = _read(tls_crt, ca_crt)
+    if isinstance(files, Rejection):
+        return files
+    tls, ca = files
+    unreadable = _unsupported_keys(tls.certificates + (ca.certificates if ca else []))
     if unreadable:
         return Rejection("InvalidCertificate", f"{unreadable}: its public key algorithm is unknown or unsupported")
-    leaf = chain[0]
-    if not same_public_key(leaf.public_key(), key):  # type: ignore[arg-type]
-        position = next((i for i, c in enumerate(chain) if same_public_key(c.public_key(), key)), None)  # type: ignore[arg-type]
-        if position is not None:
-            return Rejection(
-                "KeyMismatch",
-                f"the certificate for the pending key is number {position + 1} in tls.crt; put it first, then "
-                "its issuers in order",
-            )
-        return Rejection(
-            "KeyMismatch",
-            "the certificate's public key does not match the pending private key (it was signed for a different CSR)",
-        )
-    leaf_cn = common_name_of(leaf)
+    found = pool(tls.certificates, ca.certificates if ca else [])
+    leaf = find_leaf(found, key)
+    if isinstance(leaf, Rejection):
+        return leaf
+    cert = leaf.cert
+    leaf_cn = common_name_of(cert)
     if leaf_cn != common_name:
         return Rejection(
             "CommonNameMismatch",
             f"the certificate's Common Name {leaf_cn!r} does not equal spec.commonName {common_name!r}",
         )
-    if now >= leaf.not_valid_after_utc:
-        return Rejection("Expired", f"the certificate expired at {_fmt(leaf.not_valid_after_utc)}")
-    if now < leaf.not_valid_before_utc:
-        return Rejection("NotYetValid", f"the certificate is not valid before {_fmt(leaf.not_valid_before_utc)}")
-    disorder = _chain_order_problem(chain)
-    if disorder is not None:
-        return disorder
-    if anchors:
-        problem = chain_problem(chain, anchors)
-        if problem:
-            return Rejection("UntrustedChain", f"the chain does not verify to ca.crt: {problem}")
-    if not allows_client_auth(leaf):
+    if now >= cert.not_valid_after_utc:
+        return Rejection("Expired", f"the certificate expired at {_fmt(cert.not_valid_after_utc)}")
+    if now < cert.not_valid_before_utc:
+        return Rejection("NotYetValid", f"the certificate is not valid before {_fmt(cert.not_valid_before_utc)}")
+    ordered = sort_chain(leaf, found)
+    if isinstance(ordered, Rejection):
+        return ordered
+    if not allows_client_auth(cert):
         return Rejection("WrongUsage", "the certificate's extended key usage does not allow clientAuth")
-    return Verified(chain=chain, ca_certificates=anchors)
+    return Verified(chain=ordered.chain, ca_certificates=ordered.roots, notes=_notes(tls, ca))
+
+
+def _read(tls_crt: bytes | None, ca_crt: bytes | None) -> tuple[CertificateFile, CertificateFile | None] | Rejection:
+    try:
+        tls = read_certificates(tls_crt, "tls.crt")
+    except UnreadableFile as exc:
+        return Rejection("InvalidCertificate", str(exc))
+    if not ca_crt or not ca_crt.strip():
+        return tls, None
+    try:
+        return tls, read_certificates(ca_crt, "ca.crt")
+    except UnreadableFile as exc:
+        return Rejection("InvalidCertificate", str(exc))
+
+
+def _notes(tls: CertificateFile, ca: CertificateFile | None) -> tuple[str, ...]:
+    notes = []
+    for name, file in (("tls.crt", tls), ("ca.crt", ca)):
+        if file is not None and file.private_keys:
+            notes.append(
+                f"{name} also held {file.private_keys} private key block(s): ignored and copied nowhere; remove "
+                "the key from that file (a private key does not belong next to certificates)"
+            )
+    return tuple(notes)
 
 
 def _unsupported_keys(certificates: list[x509.Certificate]) -> str | None:
@@ -104,17 +108,4 @@ def _unsupported_keys(certificates: list[x509.Certificate]) -> str | None:
                 return f"certificate {cert.subject.rfc4514_string()!r}"
             except ValueError:
                 return "a certificate"
-    return None
-
-
-def _chain_order_problem(chain: list[x509.Certificate]) -> Rejection | None:
-    """tls.crt must be the leaf, then only its issuers in order: stray or shuffled certificates are refused."""
-    for index in range(1, len(chain)):
-        if not is_issuer_of(chain[index], chain[index - 1]):
-            return Rejection(
-                "InvalidChain",
-                f"tls.crt holds {len(chain)} certificates, but number {index + 1} "
-                f"({chain[index].subject.rfc4514_string()}) is not the CA that issued number {index}: "
-                "put the leaf first, then only its issuers, in order",
-            )
     return None

@@ -14,6 +14,8 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, PLURAL, VERSION
 from ..kube import CERTIFICATE_LABEL
+from ..pki.bundle import UnreadableFile, read_certificates
+from ..pki.certificates import to_pem
 from ..pki.csr import load_csr
 from ..pki.keys import PrivateKey, key_spec_of, load_private_key
 from ..pki.verify import Rejection, verify_signed_certificate
@@ -50,8 +52,17 @@ def cmd_import(args: argparse.Namespace, custom: Any, core: Any, namespace: str)
     verdict = verify_signed_certificate(tls_crt, ca_crt, key, spec["commonName"], now())
     if isinstance(verdict, Rejection):
         raise PluginError(f"{verdict.reason}: {verdict.message}")
+    for file, note in zip((args.cert, args.ca), _dropped_keys(tls_crt, ca_crt), strict=True):
+        if note:
+            print(f"warning: {file} {note}; only its certificates are uploaded", file=sys.stderr)
     secret_name = (signer.get("manual") or {}).get("signedSecretName") or f"{args.name}-signed"
-    data = {"tls.crt": tls_crt} | ({"ca.crt": ca_crt} if ca_crt else {}) | ({"tls.key": key_pem} if key_pem else {})
+    # What travels is the canonical form the operator will serve (leaf + intermediates, then the roots), as PEM
+    # re-encoded from the parsed certificates: whatever else the files held (a pasted private key) stays here.
+    data = {"tls.crt": to_pem(verdict.chain)}
+    if verdict.ca_certificates:
+        data["ca.crt"] = to_pem(verdict.ca_certificates)
+    if key_pem:
+        data["tls.key"] = key_pem
     body = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -70,6 +81,18 @@ def cmd_import(args: argparse.Namespace, custom: Any, core: Any, namespace: str)
     if key_pem:
         _wait_and_remove_key_copy(args, custom, core, namespace, secret_name)
     return 0
+
+
+def _dropped_keys(tls_crt: bytes, ca_crt: bytes | None) -> tuple[str | None, str | None]:
+    """What each file held besides certificates that must not travel (read again: the verdict keeps no files)."""
+    notes: list[str | None] = []
+    for data in (tls_crt, ca_crt):
+        try:
+            keys = read_certificates(data, "file").private_keys if data else 0
+        except UnreadableFile:
+            keys = 0
+        notes.append(f"holds {keys} private key block(s): dropped, never uploaded" if keys else None)
+    return notes[0], notes[1]
 
 
 def _pending_public_key(name: str, status: dict[str, Any]) -> Any:

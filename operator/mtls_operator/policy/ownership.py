@@ -14,6 +14,8 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "mtls-operator"
 CERTIFICATE_LABEL = "mtls.dev/certificate"
 UID_ANNOTATION = "mtls.dev/certificate-uid"  # which MtlsCertificate object last owned the Secret
+# On the live Secret: what its keystore.p12/truststore.p12 were made from (pki.pkcs12.source_digest).
+PKCS12_SOURCE_ANNOTATION = "mtls.dev/pkcs12-source"
 
 OWNED = "Owned"
 ADOPTABLE = "Adoptable"

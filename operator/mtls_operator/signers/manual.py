@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..attempt import Attempt, Issued, PendingKey, Rejected, SignResult, Waiting, timestamp
 from ..kube import SecretView
+from ..pki.bundle import certificates_in
 from ..pki.certificates import first_certificate
 from ..pki.csr import build_csr, csr_matches
 from ..pki.keys import key_spec_of
@@ -100,7 +101,9 @@ class ManualSigner(SignerBase):
 
 
 def _already_in_service(signed: SecretView, live: SecretView | None) -> bool:
-    """The signed Secret still holds the certificate we already use: nothing new to import."""
+    """The signed Secret still holds the certificate we already use: nothing new to import. The partner's files
+    may be DER or PKCS#7 and in any order, so look for our leaf among all of their certificates."""
     ours = first_certificate(live.get("tls.crt") if live else None)
-    theirs = first_certificate(signed.get("tls.crt"))
-    return ours is not None and theirs is not None and ours == theirs
+    if ours is None:
+        return False
+    return ours in certificates_in(signed.get("tls.crt")) or ours in certificates_in(signed.get("ca.crt"))
