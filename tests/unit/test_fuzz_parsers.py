@@ -13,10 +13,12 @@ import datetime
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pkihelpers import CLIENT_AUTH, NOW, issue, make_ca
 
+from mtls_operator.pki.bundle import UnreadableFile, read_certificates
 from mtls_operator.pki.certificates import first_certificate, load_pem_bundle
 from mtls_operator.pki.csr import CsrPolicy, Subject, build_csr, check_partner_csr
 from mtls_operator.pki.keys import load_private_key, private_key_to_pem
@@ -39,6 +41,9 @@ SEEDS = {
     "csr": build_csr(KEY, Subject("client.example.com", "IE", "Org"), ["client.example.com"]),
     "key": private_key_to_pem(KEY),
     "ec-key": private_key_to_pem(EC_KEY),
+    "der": LEAF.public_bytes(serialization.Encoding.DER),
+    "p7-pem": pkcs7.serialize_certificates([CA[0], LEAF], PEM),
+    "p7-der": pkcs7.serialize_certificates([CA[0], LEAF], serialization.Encoding.DER),
 }
 
 
@@ -57,8 +62,9 @@ def unarmour(pem: bytes) -> tuple[str, bytes]:
 @st.composite
 def mutated(draw: st.DrawFn, seed: bytes) -> bytes:
     """A valid object with a few bytes flipped, cut or inserted, in the PEM text or in the DER beneath it."""
-    in_der = draw(st.booleans())
-    label, der = unarmour(seed)
+    armoured = seed.startswith(b"-----")
+    in_der = armoured and draw(st.booleans())
+    label, der = unarmour(seed) if armoured else ("", seed)
     data = bytearray(der if in_der else seed)
     for _ in range(draw(st.integers(1, 4))):
         op = draw(st.sampled_from(["flip", "cut", "insert", "truncate"]))
@@ -89,6 +95,33 @@ def test_verify_signed_certificate_only_verdicts(tls_crt: bytes, ca_crt: bytes |
     assert isinstance(result, Verified | Rejection)
     if isinstance(result, Rejection):
         assert result.reason and result.message and b"PRIVATE" not in result.message.encode()
+
+
+def partner_file() -> st.SearchStrategy[bytes]:
+    """What partners send, mutated: DER, PKCS#7 in PEM and DER, a chain with a key pasted in."""
+    return st.one_of(
+        untrusted("der"), untrusted("p7-der"), mutated(SEEDS["p7-pem"]), mutated(SEEDS["key"] + SEEDS["chain"])
+    )
+
+
+@FUZZ
+@given(tls_crt=partner_file(), ca_crt=st.one_of(st.none(), partner_file()))
+def test_every_format_gives_only_verdicts(tls_crt: bytes, ca_crt: bytes | None) -> None:
+    result = verify_signed_certificate(tls_crt, ca_crt, KEY, "client.example.com", NOW)
+    assert isinstance(result, Verified | Rejection)
+    if isinstance(result, Rejection):
+        assert result.reason and result.message and b"PRIVATE KEY-----" not in result.message.encode()
+
+
+@FUZZ
+@given(data=partner_file())
+def test_read_certificates_only_certificates_or_a_named_refusal(data: bytes) -> None:
+    try:
+        found = read_certificates(data, "tls.crt")
+    except UnreadableFile as exc:
+        assert str(exc).startswith("tls.crt") and "PRIVATE KEY-----" not in str(exc)
+    else:
+        assert found.certificates
 
 
 @FUZZ
@@ -143,6 +176,8 @@ def test_parse_spec_only_a_spec_or_the_errors_the_reconciler_reports(spec: dict,
 
 def test_seeds_are_valid() -> None:
     """The mutations start from inputs that pass: the fuzzers explore the neighbourhood of real objects."""
+    for seed in ("der", "p7-pem", "p7-der"):
+        assert isinstance(verify_signed_certificate(SEEDS[seed], None, KEY, "client.example.com", NOW), Verified)
     assert isinstance(verify_signed_certificate(SEEDS["chain"], SEEDS["ca"], KEY, "client.example.com", NOW), Verified)
     assert check_partner_csr(SEEDS["csr"].decode(), "client.example.com")[1] is None
     load_ca(SEEDS["ca"], private_key_to_pem(CA[1]))

@@ -55,7 +55,11 @@ def test_each_rejection_has_its_reason(ca, other_ca, client_key):
 
 
 def test_unparseable_and_empty_input(client_key):
-    for data, message in ((b"", "missing or empty"), (b"junk\x00", "is neither PEM, DER nor PKCS#7"), (None, "missing")):
+    for data, message in (
+        (b"", "missing or empty"),
+        (b"junk\x00", "neither PEM, DER nor PKCS#7"),
+        (None, "missing"),
+    ):
         result = verify_signed_certificate(data, None, client_key, CN, NOW)
         assert isinstance(result, Rejection) and result.reason == "InvalidCertificate"
         assert message in result.message

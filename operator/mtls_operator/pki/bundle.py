@@ -119,7 +119,7 @@ def _read_der(der: bytes, name: str, form: str) -> CertificateFile:
         pass
     try:
         certificates = pkcs7.load_der_pkcs7_certificates(der)
-    except (ValueError, UnsupportedAlgorithm):
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion):
         certificates = []
     if certificates:
         return CertificateFile([_parsed(c, name) for c in certificates], (f"PKCS#7 ({form})",))
@@ -156,7 +156,7 @@ def _what_der_is(der: bytes, name: str) -> str:
 def _pkcs7_certificates(der: bytes, name: str) -> list[x509.Certificate]:
     try:
         certificates = pkcs7.load_der_pkcs7_certificates(der)
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise UnreadableFile(f"{name} holds a PKCS#7 block that does not parse ({_first_words(exc)})") from exc
     if not certificates:
         raise UnreadableFile(f"{name} holds a PKCS#7 bundle without any certificate")
@@ -166,7 +166,7 @@ def _pkcs7_certificates(der: bytes, name: str) -> list[x509.Certificate]:
 def _der_certificate(der: bytes, name: str) -> x509.Certificate:
     try:
         cert = x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError (found by fuzzing)
         raise UnreadableFile(f"{name} holds a certificate that does not parse ({_first_words(exc)})") from exc
     return _parsed(cert, name)
 
