@@ -100,6 +100,26 @@ def _expired_ca(t: Tools) -> dict[str, bytes]:
     return {"tls.crt": cert.public_bytes(serialization.Encoding.PEM), "tls.key": _pem(key)}
 
 
+def _by_intermediate(t: Tools, csr: str) -> tuple[bytes, bytes]:
+    """(leaf, intermediate): the partner signs with an issuing CA below its root, as commercial CAs do."""
+    p = t.partner
+    (t.dir / "inter.ext").write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    p.openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "inter.key", "-out", "inter.csr",
+              "-subj", "/O=Partner/CN=Issuing CA")  # fmt: skip
+    p.openssl("x509", "-req", "-in", "inter.csr", "-CA", str(p.ca_crt), "-CAkey", str(p.ca_key), "-CAcreateserial",
+              "-out", "inter.crt", "-days", "365", "-extfile", "inter.ext")  # fmt: skip
+    (t.dir / "leaf.csr").write_text(csr)
+    p.openssl("x509", "-req", "-in", "leaf.csr", "-CA", "inter.crt", "-CAkey", "inter.key", "-CAcreateserial",
+              "-out", "leaf-by-inter.crt", "-days", "30")  # fmt: skip
+    return (t.dir / "leaf-by-inter.crt").read_bytes(), (t.dir / "inter.crt").read_bytes()
+
+
+def _pkcs12(t: Tools) -> bytes:
+    """A .p12 export (`openssl pkcs12 -export`): a key inside, so it is refused, naming what it is."""
+    return t.partner.openssl("pkcs12", "-export", "-in", str(t.partner.ca_crt), "-inkey", str(t.partner.ca_key),
+                             "-passout", "pass:x")  # fmt: skip
+
+
 def datetime_utc(year: int) -> Any:
     import datetime
 
@@ -112,17 +132,12 @@ def _pem(key: Any, password: bytes | None = None) -> bytes:
 
 
 SIGNED: list[Case] = [
-    Case("der", "signed", "InvalidCertificate", "not a PEM certificate", lambda t: {"tls.crt": t.der(t.sign(t.our_csr))}),
-    Case("pkcs7", "signed", "InvalidCertificate", "not a PEM certificate", lambda t: {"tls.crt": t.partner.openssl(
-        "crl2pkcs7", "-nocrl", "-certfile", str(t.partner.sign(t.our_csr, out="p7.crt")))}),
     Case("empty", "signed", "InvalidCertificate", "tls.crt is missing or empty", lambda t: {"tls.crt": b""}),
-    Case("junk-1mb", "signed", "InvalidCertificate", "not a PEM certificate", lambda t: {"tls.crt": b"\x07" * 1_000_000}),
-    Case("two-leaves", "signed", "InvalidChain", "is not the CA that issued number 1", lambda t: {
+    Case("junk-1mb", "signed", "InvalidCertificate", "tls.crt is neither PEM, DER nor PKCS#7", lambda t: {"tls.crt": b"\x07" * 1_000_000}),
+    Case("two-leaves", "signed", "InvalidChain", "number 2 in tls.crt (CN=client.example.com) is not part of the chain", lambda t: {
         "tls.crt": t.sign(t.our_csr) + t.sign(t.csr(f"/C=IE/O=X/CN={CN}"), out="x.crt"),
         "ca.crt": t.partner.ca_crt.read_bytes()}),
-    Case("wrong-order", "signed", "KeyMismatch", "is number 2 in tls.crt; put it first", lambda t: {
-        "tls.crt": t.partner.ca_crt.read_bytes() + t.sign(t.our_csr)}),
-    Case("another-key", "signed", "KeyMismatch", "does not match the pending private key", lambda t: {
+    Case("another-key", "signed", "KeyMismatch", "it was signed for a different CSR", lambda t: {
         "tls.crt": t.sign(t.csr(f"/C=IE/O=My Company Inc./CN={CN}"))}),
     Case("another-cn", "signed", "CommonNameMismatch", "'other.example.com' does not equal", lambda t: {
         "tls.crt": t.sign(t.our_csr, "-subj", "/C=IE/O=X/CN=other.example.com")}),
@@ -135,17 +150,27 @@ SIGNED: list[Case] = [
     Case("other-ca", "signed", "UntrustedChain", "is not signed by the given CA", lambda t: {
         "tls.crt": t.sign(t.our_csr), "ca.crt": t.other.ca_crt.read_bytes()}),
     Case("ca-not-a-ca", "signed", "UntrustedChain", "is not a CA certificate", lambda t: _non_ca_issuer(t, t.our_csr)),
-    Case("ca-junk", "signed", "InvalidCertificate", "ca.crt is not a PEM certificate", lambda t: {
+    Case("ca-junk", "signed", "InvalidCertificate", "ca.crt holds a certificate that does not parse", lambda t: {
         "tls.crt": t.sign(t.our_csr), "ca.crt": b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n"}),
-    Case("ca-der", "signed", "InvalidCertificate", "ca.crt is not a PEM certificate", lambda t: {
-        "tls.crt": t.sign(t.our_csr), "ca.crt": t.der(t.partner.ca_crt.read_bytes())}),
-    Case("a-csr", "signed", "InvalidCertificate", "not a PEM certificate", lambda t: {"tls.crt": t.our_csr.encode()}),
-    Case("a-key", "signed", "InvalidCertificate", "not a PEM certificate", lambda t: {
+    Case("a-csr", "signed", "InvalidCertificate", "tls.crt is a certificate signing request (CSR)", lambda t: {"tls.crt": t.our_csr.encode()}),
+    Case("der-csr", "signed", "InvalidCertificate", "tls.crt is a certificate signing request (CSR, DER)", lambda t: {
+        "tls.crt": x509.load_pem_x509_csr(t.our_csr.encode()).public_bytes(serialization.Encoding.DER)}),
+    Case("a-key", "signed", "InvalidCertificate", "tls.crt holds a private key and no certificate: it was not stored", lambda t: {
         "tls.crt": (t.dir / "p.key").read_bytes() if (t.dir / "p.key").exists() else _pem(ec.generate_private_key(ec.SECP256R1()))}),
-    Case("bad-base64", "signed", "InvalidCertificate", "not a PEM certificate", lambda t: {
+    Case("bad-base64", "signed", "InvalidCertificate", "tls.crt: its CERTIFICATE block is not valid base64", lambda t: {
         "tls.crt": b"-----BEGIN CERTIFICATE-----\n!!!!not base64!!!!\n-----END CERTIFICATE-----\n"}),
-    Case("ca-cert-as-leaf", "signed", "KeyMismatch", "does not match the pending private key", lambda t: {
+    Case("ca-cert-as-leaf", "signed", "CACertificateOnly", "that is the partner's CA, not the certificate they signed", lambda t: {
         "tls.crt": t.partner.ca_crt.read_bytes()}),
+    Case("p7-of-cas", "signed", "CACertificateOnly", "the files hold only CA certificates", lambda t: {
+        "tls.crt": t.partner.openssl("crl2pkcs7", "-nocrl", "-certfile", str(t.partner.ca_crt), "-outform", "der")}),
+    Case("pkcs12", "signed", "InvalidCertificate", "tls.crt is a PKCS#12 (.p12/.pfx) file", lambda t: {
+        "tls.crt": _pkcs12(t)}),
+    Case("missing-intermediate", "signed", "UntrustedChain", "its issuer 'CN=Issuing CA,O=Partner' is in neither tls.crt nor ca.crt", lambda t: {
+        "tls.crt": _by_intermediate(t, t.our_csr)[0], "ca.crt": t.partner.ca_crt.read_bytes()}),
+    Case("root-not-the-given-ca", "signed", "UntrustedChain", "ends at the root 'CN=Partner Test CA,O=Partner,C=IE', which is not in ca.crt", lambda t: {
+        "tls.crt": b"".join(_by_intermediate(t, t.our_csr)) + t.partner.ca_crt.read_bytes(), "ca.crt": t.other.ca_crt.read_bytes()}),
+    Case("stray-intermediate", "signed", "InvalidChain", "is neither one of its issuers nor a root", lambda t: {
+        "tls.crt": t.sign(t.our_csr) + _by_intermediate(t, t.our_csr)[1], "ca.crt": t.partner.ca_crt.read_bytes()}),
 ]  # fmt: skip
 
 PARTNER_CSRS: list[Case] = [

@@ -123,3 +123,19 @@ def test_swapped_files_are_sorted_out(pki, client_key):
     root, inter, leaf = pki
     result = verdict([inter, root], [leaf], client_key)
     assert isinstance(result, Verified) and result.chain == [leaf, inter] and result.ca_certificates == [root]
+
+
+def test_openssl_v1_client_certificate_for_another_key_is_a_key_mismatch(tmp_path, client_key):
+    """`openssl x509 -req` without extensions makes v1 certificates; one for another key is not 'a CA'."""
+    import subprocess
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "9",
+            "-subj", "/CN=Hand CA")  # fmt: skip
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "o.key", "-out", "o.csr", "-subj", f"/CN={CN}")
+    openssl("x509", "-req", "-in", "o.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "o.crt")
+    data = (tmp_path / "o.crt").read_bytes()
+    result = verify_signed_certificate(data, None, client_key, CN, NOW)  # the key is checked before the dates
+    assert isinstance(result, Rejection) and result.reason == "KeyMismatch", result

@@ -66,7 +66,7 @@ def find_leaf(found: list[Found], key: PrivateKey | PublicKey) -> Found | Reject
         )
     if ours:
         return ours[0]
-    others = [f for f in found if not is_ca(f.cert)]
+    others = [f for f in found if not _plainly_ca(f.cert)]
     if not others:
         listed = "; ".join(f"{_name(f.cert)}{' (a self-signed root)' if is_self_signed(f.cert) else ''}"
                            for f in found)  # fmt: skip
@@ -138,10 +138,10 @@ def _path(leaf: Found, found: list[Found]) -> list[Found] | Rejection:
 
 def _anchor_problem(path: list[Found], found: list[Found]) -> str | None:
     """With a ca.crt given, the chain must reach one of its certificates (or a root the partner also sent)."""
-    given = [f for f in found if f.came_from(CA) and is_ca(f.cert)]
+    given = [f for f in found if f.came_from(CA) and f is not path[0]]
     if not given:
         return None  # nothing to verify against; a root sent in tls.crt alone moves to ca.crt as it is
-    if any(f.came_from(CA) and is_ca(f.cert) for f in path[1:]):
+    if any(f.came_from(CA) for f in path[1:]):
         return None
     top = path[-1].cert
     holds = ", ".join(repr(f.cert.subject.rfc4514_string()) for f in given)
@@ -153,6 +153,15 @@ def _anchor_problem(path: list[Found], found: list[Found]) -> str | None:
         f"{top.issuer.rfc4514_string()!r} is in neither tls.crt nor ca.crt (ca.crt holds {holds}); if that is an "
         "intermediate CA of the partner, ask them for its certificate and add it to either file"
     )
+
+
+def _plainly_ca(cert: x509.Certificate) -> bool:
+    """A CA by its own say (basicConstraints CA:TRUE) or a self-signed root. `is_ca` also lets a v1 certificate
+    without extensions issue (old hand-run CAs), but `openssl x509 -req` makes v1 client certificates too."""
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return is_self_signed(cert)
 
 
 def _name(cert: x509.Certificate) -> str:
