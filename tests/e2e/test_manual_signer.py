@@ -104,13 +104,13 @@ def handshake(partner: Partner, cert: Path, key: Path) -> None:
 @pytest.mark.parametrize(
     ("case", "reason", "message_part"),
     [
-        ("another key", "KeyMismatch", "does not match the pending private key"),
+        ("another key", "KeyMismatch", "it was signed for a different CSR"),
         ("common name", "CommonNameMismatch", "'other.example.com' does not equal spec.commonName"),
         ("expired", "Expired", "expired at 2020-02-01T00:00:00Z"),
         ("not yet valid", "NotYetValid", "not valid before 2099-01-01T00:00:00Z"),
         ("unrelated CA", "UntrustedChain", "is not signed by the given CA"),
         ("server usage", "WrongUsage", "does not allow clientAuth"),
-        ("junk bytes", "InvalidCertificate", "not a PEM certificate"),
+        ("junk bytes", "InvalidCertificate", "tls.crt is neither PEM, DER nor PKCS#7"),
         ("empty secret", "InvalidCertificate", "tls.crt is missing or empty"),
     ],
 )
@@ -159,10 +159,10 @@ def test_import_plugin_refuses_a_bad_certificate_locally(
     wrong = partner.sign(partner.own_csr())
     proc = kubectl.plugin("import", "local", "-n", namespace, "--cert", str(wrong), check=False)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [
-        "error: KeyMismatch: the certificate's public key does not match the pending private key "
-        "(it was signed for a different CSR)"
-    ]
+    lines = proc.stderr.strip().splitlines()
+    expected = "error: KeyMismatch: the certificate CN=client.example.com (number 1 in tls.crt) is for public key "
+    assert len(lines) == 1 and lines[0].startswith(expected + "sha256:"), lines
+    assert "but the pending key is sha256:" in lines[0] and "it was signed for a different CSR" in lines[0]
     assert kubectl.get("secret", "local-signed", namespace) is None
 
 

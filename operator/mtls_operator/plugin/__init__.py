@@ -43,8 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     csr.add_argument("name")
     imp = sub.add_parser("import", help="check a signed certificate (or your own key + certificate), then store it")
     imp.add_argument("name")
-    imp.add_argument("--cert", required=True, help="the signed certificate (leaf, then any intermediates)")
-    imp.add_argument("--ca", help="the partner's CA certificate")
+    imp.add_argument(
+        "--cert",
+        required=True,
+        help="the signed certificate as the partner sent it: PEM, DER (.cer) or "
+        "PKCS#7 (.p7b), with or without its chain, in any order; a private key in it is never uploaded",
+    )
+    imp.add_argument("--ca", help="the partner's CA certificate(s), in any of the same formats")
     imp.add_argument("--key", help="bring your own: the private key of --cert, for a certificate with none in service")
     imp.add_argument("--timeout", type=float, default=60, help="with --key: seconds to wait for it to go in service")
     st = sub.add_parser("status", help="a table of certificates, days left and how long CSRs have waited")
