@@ -331,11 +331,11 @@ class Reconciler:
         updated = None
         if patch:
             updated = await self.kube.patch_status(meta["namespace"], meta["name"], patch)
+        if self.on_outcome is not None:  # before the Events' round trips: the metrics follow the status at once
+            self.on_outcome(updated or body, outcome)
         for event_type, reason, message in events:
             log.info("%s/%s: %s %s: %s", meta["namespace"], meta["name"], event_type, reason, message)
             await self.kube.post_event(body, event_type, reason, message)
-        if self.on_outcome is not None:
-            self.on_outcome(updated or body, outcome)
         return updated
 
 

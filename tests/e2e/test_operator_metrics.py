@@ -25,8 +25,12 @@ def test_series_follow_the_object_and_are_rebuilt_after_restart(
     kubectl.apply(certificate_manifest("metered", extra_spec=CA), namespace)
     kubectl.apply(certificate_manifest("pending"), namespace)
     obj = wait_ready(kubectl, namespace, "metered")
-    expiry = metric_value(operator, "mtls_certificate_expiration_timestamp_seconds", namespace, "metered")
-    assert expiry is not None and abs(expiry - _epoch(obj["status"]["notAfter"])) < 1
+    # A scrape is a moment, not a transaction with the status write: the gauge follows it within a poll.
+    expiry = wait_for(
+        lambda: metric_value(operator, "mtls_certificate_expiration_timestamp_seconds", namespace, "metered"),
+        what="expiry gauge",
+    )
+    assert abs(expiry - _epoch(obj["status"]["notAfter"])) < 1
     pending_since = wait_for(
         lambda: metric_value(
             operator, "mtls_certificate_awaiting_signature_since_timestamp_seconds", namespace, "pending"
