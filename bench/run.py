@@ -33,7 +33,7 @@ sys.path[:0] = [str(ROOT / "tests" / "controlplane"), str(ROOT / "tests" / "e2e"
 from support import Kubectl, OperatorProcess, Partner, certificate_series, wait_for  # noqa: E402
 
 import controlplane  # noqa: E402
-from mtls_operator.sharding import shard_of  # noqa: E402
+from mtls_operator.runtime.sharding import shard_of
 
 GROUP, VERSION, PLURAL = "mtls.dev", "v1alpha1", "mtlscertificates"
 FULL = {"p1": 1000, "p2": 1000, "p3": 10000, "unrelated": 20000, "runs": 3, "idle_seconds": 60}

@@ -1,3 +1,3 @@
-from .cli import main
+from mtls_operator.runtime.cli import main
 
 raise SystemExit(main())

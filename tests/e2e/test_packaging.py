@@ -32,7 +32,7 @@ from support import (
 
 sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
 import controlplane
-from mtls_operator.cli import shard_index_from
+from mtls_operator.runtime.settings import shard_index_from
 
 CHART = ROOT / "charts" / "mtls-operator"
 NOBODY = 65534

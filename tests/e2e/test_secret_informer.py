@@ -32,7 +32,7 @@ from support import (
     wait_ready,
 )
 
-from mtls_operator.sharding import shard_of
+from mtls_operator.runtime.sharding import shard_of
 
 sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
 import controlplane

@@ -18,14 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pkihelpers import CLIENT_AUTH, NOW, issue, make_ca
 
+from mtls_operator.api.spec import parse_spec
+from mtls_operator.lifecycle.publisher import trust_bundle
 from mtls_operator.pki.bundle import UnreadableFile, read_certificates
 from mtls_operator.pki.certificates import first_certificate, load_pem_bundle
 from mtls_operator.pki.csr import CsrPolicy, Subject, build_csr, check_partner_csr
 from mtls_operator.pki.keys import load_private_key, private_key_to_pem
 from mtls_operator.pki.signing import load_ca
 from mtls_operator.pki.verify import Rejection, Verified, verify_signed_certificate
-from mtls_operator.publisher import trust_bundle
-from mtls_operator.spec import parse_spec
 
 FUZZ = settings(max_examples=2000, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kopf
 
-from mtls_operator.handlers import ForgetfulMemories, NoDiffBase
+from mtls_operator.runtime.handlers import ForgetfulMemories, NoDiffBase
 
 
 async def test_kopf_keeps_no_record_per_object() -> None:

@@ -10,13 +10,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from pkihelpers import issue
 
-from mtls_operator.javakeystores import KEYSTORE_KEY, TRUSTSTORE_KEY, JavaKeystores
-from mtls_operator.kube import SecretView
-from mtls_operator.offload import CpuPool
+from mtls_operator.aio.offload import CpuPool
+from mtls_operator.api.names import PKCS12_SOURCE_ANNOTATION
+from mtls_operator.api.spec import parse_spec
+from mtls_operator.kube.objects import SecretView
+from mtls_operator.lifecycle.javakeystores import KEYSTORE_KEY, TRUSTSTORE_KEY, JavaKeystores
 from mtls_operator.pki.certificates import to_pem
 from mtls_operator.pki.keys import private_key_to_pem
-from mtls_operator.policy.ownership import PKCS12_SOURCE_ANNOTATION
-from mtls_operator.spec import parse_spec
 
 
 class FakeSecrets:

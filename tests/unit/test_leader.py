@@ -10,7 +10,7 @@ import time
 
 import kubernetes
 
-from mtls_operator.leader import LeaderElector
+from mtls_operator.runtime.leader import LeaderElector
 
 
 async def test_holder_steps_down_in_time_when_the_apiserver_goes_silent(silent_server: str) -> None:

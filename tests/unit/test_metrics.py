@@ -4,7 +4,7 @@ import subprocess
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from mtls_operator.metrics import Metrics
+from mtls_operator.runtime.metrics import Metrics
 
 
 def cert(name="a", **status):

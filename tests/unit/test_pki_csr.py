@@ -114,7 +114,7 @@ def test_partner_ecdsa_key_is_refused_by_default_and_allowed_by_policy(ec_key):
 
 
 def test_csr_policy_never_goes_below_the_guides_minimum():
-    from mtls_operator.spec import _parse_csr_policy
+    from mtls_operator.api.spec import _parse_csr_policy
 
     assert _parse_csr_policy({"minRSAKeySize": 1024}).min_rsa_bits == 2048
     assert _parse_csr_policy({}).algorithms == ("RSA",)

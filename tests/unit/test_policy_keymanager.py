@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+from mtls_operator.lifecycle.policy.keymanager import LIVE, NEXT, KeyDecision, decide_pending_key
 from mtls_operator.pki.keys import KeySpec
-from mtls_operator.policy.keymanager import LIVE, NEXT, KeyDecision, decide_pending_key
 
 RSA2048, RSA4096 = KeySpec("RSA", 2048), KeySpec("RSA", 4096)
 

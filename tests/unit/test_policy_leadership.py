@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from mtls_operator.policy.leadership import ACQUIRE, FOLLOW, RENEW, LeaseRecord, decide_lease
+from mtls_operator.runtime.leadership import ACQUIRE, FOLLOW, RENEW, LeaseRecord, decide_lease
 
 T0 = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC)
 S15 = datetime.timedelta(seconds=15)

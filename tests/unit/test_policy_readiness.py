@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime
 
-from mtls_operator.policy.readiness import Condition, merge_conditions
+from mtls_operator.lifecycle.policy.readiness import Condition, merge_conditions
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(hours=1)

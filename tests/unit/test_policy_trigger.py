@@ -6,15 +6,15 @@ import datetime
 
 import pytest
 
-from mtls_operator.pki.certificates import CertificateInfo
-from mtls_operator.pki.keys import KeySpec
-from mtls_operator.policy.trigger import (
+from mtls_operator.lifecycle.policy.trigger import (
     expiry_warning_threshold,
     issuance_trigger,
     next_wakeup,
     renewal_jitter,
     renewal_time,
 )
+from mtls_operator.pki.certificates import CertificateInfo
+from mtls_operator.pki.keys import KeySpec
 
 NOT_AFTER = datetime.datetime(2027, 1, 1, tzinfo=datetime.UTC)
 RENEW_BEFORE = datetime.timedelta(days=30)
@@ -122,7 +122,7 @@ def test_backdated_short_lived_certificate_is_not_due_at_issuance():
 
 
 def test_renewal_request_is_satisfied_by_a_certificate_issued_after_it():
-    from mtls_operator.policy.trigger import requested_renewal
+    from mtls_operator.lifecycle.policy.trigger import requested_renewal
 
     asked = "2026-06-01T12:00:00.000000Z"
     at = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)

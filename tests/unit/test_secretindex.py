@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from mtls_operator.secretindex import SecretIndex
+from mtls_operator.runtime.secretindex import SecretIndex
 
 A, B = ("ns", "a"), ("ns", "b")
 

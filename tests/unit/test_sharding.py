@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtls_operator.sharding import Shard, fnv64a, jump_hash, shard_of
+from mtls_operator.runtime.sharding import Shard, fnv64a, jump_hash, shard_of
 
 
 def test_fnv64a_matches_the_published_test_vectors():
@@ -44,7 +44,7 @@ def test_one_shard_owns_everything_and_bad_indexes_are_refused():
 
 
 def test_the_shard_index_comes_from_a_statefulset_pod_name():
-    from mtls_operator.cli import shard_index_from
+    from mtls_operator.runtime.settings import shard_index_from
 
     assert shard_index_from("mtls-operator-2") == 2
     assert shard_index_from("laptop") == 0

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from mtls_operator.spec import parse_duration, parse_spec
+from mtls_operator.api.spec import parse_duration, parse_spec
 
 
 @pytest.mark.parametrize(

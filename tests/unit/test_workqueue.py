@@ -4,7 +4,7 @@ import asyncio
 import datetime
 from collections.abc import Awaitable, Callable
 
-from mtls_operator.workqueue import WorkQueue
+from mtls_operator.aio.workqueue import WorkQueue
 
 
 async def test_adds_during_a_run_coalesce_into_one_more_run():

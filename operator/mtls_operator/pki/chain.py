@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from .certificates import common_name_of, is_ca, is_self_signed, issued_by
-from .keys import PrivateKey, PublicKey, public_key_fingerprint, same_public_key
+from mtls_operator.pki.certificates import common_name_of, is_ca, is_self_signed, issued_by
+from mtls_operator.pki.keys import PrivateKey, PublicKey, public_key_fingerprint, same_public_key
 
 TLS, CA = "tls.crt", "ca.crt"
 

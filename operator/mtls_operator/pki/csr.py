@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .keys import PrivateKey, same_public_key
+from mtls_operator.pki.keys import PrivateKey, same_public_key
 
 MIN_RSA_BITS = 2048  # the partner's rule: RSA, at least 2048 bits
 

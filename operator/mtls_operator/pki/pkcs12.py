@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from .keys import PrivateKey
+from mtls_operator.pki.keys import PrivateKey
 
 ITERATIONS = 10_000
 

@@ -10,9 +10,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from .certificates import is_ca, load_pem_bundle
-from .csr import csr_dns_names, key_usage_for
-from .keys import PrivateKey, load_private_key, same_public_key
+from mtls_operator.pki.certificates import is_ca, load_pem_bundle
+from mtls_operator.pki.csr import csr_dns_names, key_usage_for
+from mtls_operator.pki.keys import PrivateKey, load_private_key, same_public_key
 
 BACKDATE = datetime.timedelta(minutes=1)  # tolerate small clock skew between us and the peer
 

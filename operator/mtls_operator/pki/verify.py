@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from .bundle import CertificateFile, UnreadableFile, read_certificates
-from .certificates import allows_client_auth, common_name_of
-from .chain import Rejection, find_leaf, pool, sort_chain
-from .keys import PrivateKey, PublicKey
+from mtls_operator.pki.bundle import CertificateFile, UnreadableFile, read_certificates
+from mtls_operator.pki.certificates import allows_client_auth, common_name_of
+from mtls_operator.pki.chain import Rejection, find_leaf, pool, sort_chain
+from mtls_operator.pki.keys import PrivateKey, PublicKey
 
 __all__ = ["Rejection", "Verified", "verify_signed_certificate"]
 

@@ -19,11 +19,11 @@ import sys
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from .basic import cmd_csr, cmd_import, cmd_status
-from .check import cmd_check
-from .common import PluginError, UsageError, namespace_of
-from .inspection import cmd_inspect
-from .renew import cmd_renew
+from mtls_operator.plugin.basic import cmd_csr, cmd_import, cmd_status
+from mtls_operator.plugin.check import cmd_check
+from mtls_operator.plugin.common import PluginError, UsageError, namespace_of
+from mtls_operator.plugin.inspection import cmd_inspect
+from mtls_operator.plugin.renew import cmd_renew
 
 COMMANDS = {
     "csr": cmd_csr, "import": cmd_import, "status": cmd_status,

@@ -12,15 +12,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from kubernetes.client.exceptions import ApiException
 
-from .. import GROUP, PLURAL, VERSION
-from ..kube import CERTIFICATE_LABEL
-from ..pki.bundle import UnreadableFile, read_certificates
-from ..pki.certificates import to_pem
-from ..pki.csr import load_csr
-from ..pki.keys import PrivateKey, key_spec_of, load_private_key
-from ..pki.verify import Rejection, verify_signed_certificate
-from ..spec import parse_spec
-from .common import PluginError, age, get_certificate, now, parse_time, print_table
+from mtls_operator.api.names import CERTIFICATE_LABEL, GROUP, PLURAL, VERSION
+from mtls_operator.api.spec import parse_spec
+from mtls_operator.pki.bundle import UnreadableFile, read_certificates
+from mtls_operator.pki.certificates import to_pem
+from mtls_operator.pki.csr import load_csr
+from mtls_operator.pki.keys import PrivateKey, key_spec_of, load_private_key
+from mtls_operator.pki.verify import Rejection, verify_signed_certificate
+from mtls_operator.plugin.common import PluginError, age, get_certificate, now, parse_time, print_table
 
 
 def cmd_csr(args: argparse.Namespace, custom: Any, core: Any, namespace: str) -> int:

@@ -13,8 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import tlsprobe
-from ..pki.certificates import (
+from mtls_operator.api.spec import parse_duration
+from mtls_operator.pki.certificates import (
     allows_client_auth,
     chain_problem,
     common_name_of,
@@ -22,9 +22,9 @@ from ..pki.certificates import (
     first_certificate,
     load_pem_bundle,
 )
-from ..pki.keys import load_private_key, same_public_key
-from ..spec import parse_duration
-from .common import PluginError, UsageError, get_certificate, get_secret, now, parse_time
+from mtls_operator.pki.keys import load_private_key, same_public_key
+from mtls_operator.plugin import tlsprobe
+from mtls_operator.plugin.common import PluginError, UsageError, get_certificate, get_secret, now, parse_time
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 

@@ -10,8 +10,8 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from .. import GROUP, PLURAL, VERSION
-from ..kube import SecretView, secret_from_json
+from mtls_operator.api.names import GROUP, PLURAL, VERSION
+from mtls_operator.kube.objects import SecretView, secret_from_json
 
 
 class PluginError(Exception):

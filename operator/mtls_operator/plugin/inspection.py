@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ..pki.certificates import (
+from mtls_operator.pki.certificates import (
     chain_problem,
     common_name_of,
     describe_certificate,
@@ -15,9 +15,9 @@ from ..pki.certificates import (
     first_certificate,
     load_pem_bundle,
 )
-from ..pki.csr import load_csr
-from ..pki.keys import key_spec_of
-from .common import age, get_certificate, get_secret, now, parse_time
+from mtls_operator.pki.csr import load_csr
+from mtls_operator.pki.keys import key_spec_of
+from mtls_operator.plugin.common import age, get_certificate, get_secret, now, parse_time
 
 
 def _fmt(moment: Any) -> str:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import GROUP, PLURAL, VERSION
-from ..spec import RENEW_ANNOTATION
-from .common import UsageError, get_certificate, now
+from mtls_operator.api.names import GROUP, PLURAL, RENEW_ANNOTATION, VERSION
+from mtls_operator.plugin.common import UsageError, get_certificate, now
 
 
 def _targets(args: argparse.Namespace, custom: Any, namespace: str) -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""Generic asyncio plumbing (a CPU pool, a work queue); imports nothing of ours."""

@@ -1,0 +1,47 @@
+"""The MtlsCertificate API's vocabulary, written once: group/version/kind, our labels and annotations, the keys of
+the Secrets we write, and the naming rules for the Secrets a certificate uses. Everything else imports from here.
+"""
+
+from __future__ import annotations
+
+GROUP = "mtls.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+PLURAL = "mtlscertificates"
+KIND = "MtlsCertificate"
+
+MANAGER = "mtls-operator"  # the managed-by label's value, the Events' source component
+COMPONENT = MANAGER
+
+# --- labels ---------------------------------------------------------------------------------------------------
+MANAGED_BY = "app.kubernetes.io/managed-by"
+CERTIFICATE_LABEL = "mtls.dev/certificate"  # on our Secrets and CertificateSigningRequests: which certificate
+NAMESPACE_LABEL = "mtls.dev/namespace"  # on cluster-scoped objects (CertificateSigningRequests)
+
+# --- annotations ----------------------------------------------------------------------------------------------
+UID_ANNOTATION = "mtls.dev/certificate-uid"  # on our Secrets: which MtlsCertificate object last owned it
+PUBLISHED_BY = "mtls.dev/published-by"  # on CA ConfigMaps: the certificates whose CAs it holds
+# On the live Secret: what its keystore.p12/truststore.p12 were made from (pki.pkcs12.source_digest).
+PKCS12_SOURCE_ANNOTATION = "mtls.dev/pkcs12-source"
+# `kubectl mtls renew` sets it (a timestamp); a certificate put in service afterwards satisfies it (status records
+# the value in lastRenewalRequest), so asking twice before that renews once.
+RENEW_ANNOTATION = "mtls.dev/renew-requested-at"
+
+# --- Secret keys and types ------------------------------------------------------------------------------------
+TLS_CRT = "tls.crt"  # the leaf and its intermediates, in order
+TLS_KEY = "tls.key"
+CA_CRT = "ca.crt"  # the roots (and any other CA certificate the partner sent)
+KEYSTORE_P12 = "keystore.p12"  # spec.keystores.pkcs12: key + chain for Java
+TRUSTSTORE_P12 = "truststore.p12"
+TLS_SECRET = "kubernetes.io/tls"
+OPAQUE_SECRET = "Opaque"
+
+
+def next_secret_name(secret_name: str) -> str:
+    """Where the next key waits during a manual renewal, apart from the key in service."""
+    return f"{secret_name}-next"
+
+
+def signed_secret_name(certificate_name: str) -> str:
+    """The default Secret a manual signer's certificate is uploaded to (spec.signer.manual.signedSecretName)."""
+    return f"{certificate_name}-signed"

@@ -1,0 +1,89 @@
+"""spec.keystores.pkcs12: keystore.p12 and truststore.p12 in the live Secret, never out of step with the PEM files.
+
+A Java team otherwise converts by hand (`openssl pkcs12 -export`) at every renewal, and a forgotten conversion is an
+expired certificate. The stores are computed from the very bytes that go into the Secret and written in the same
+update; a store that cannot be made (no password) is removed rather than left behind for an older certificate, and
+the PEM files are served regardless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from mtls_operator.aio.offload import CpuPool
+from mtls_operator.api.names import PKCS12_SOURCE_ANNOTATION
+from mtls_operator.api.spec import CertificateSpec
+from mtls_operator.kube.client import KubeIO
+from mtls_operator.kube.objects import SecretView
+from mtls_operator.pki import pkcs12
+from mtls_operator.pki.bundle import certificates_in
+from mtls_operator.pki.keys import load_private_key
+
+KEYSTORE_KEY = "keystore.p12"
+TRUSTSTORE_KEY = "truststore.p12"
+PASSWORD_NOT_FOUND = "KeystorePasswordNotFound"
+
+
+@dataclass
+class StoreUpdate:
+    """What to merge into the live Secret's data and annotations (None removes); empty when it is current."""
+
+    data: dict[str, bytes | None] = field(default_factory=dict)
+    annotations: dict[str, str | None] = field(default_factory=dict)
+    problem: str | None = None  # why the stores could not be written (condition reason PASSWORD_NOT_FOUND)
+
+    def __bool__(self) -> bool:
+        return bool(self.data or self.annotations)
+
+
+class JavaKeystores:
+    def __init__(self, kube: KubeIO, cpu: CpuPool) -> None:
+        self.kube = kube
+        self.cpu = cpu
+
+    async def update_for(self, spec: CertificateSpec, pem: dict[str, bytes], live: SecretView | None) -> StoreUpdate:
+        """The change that makes the stores match `pem` (tls.key, tls.crt, ca.crt as they will be in service)."""
+        had = live is not None and (
+            KEYSTORE_KEY in live.data or TRUSTSTORE_KEY in live.data or PKCS12_SOURCE_ANNOTATION in live.annotations
+        )
+        removal = StoreUpdate(
+            {KEYSTORE_KEY: None, TRUSTSTORE_KEY: None}, {PKCS12_SOURCE_ANNOTATION: None}
+        ) if had else StoreUpdate()  # fmt: skip
+        wanted = spec.pkcs12
+        if wanted is None or not pem.get("tls.key"):
+            return removal  # turned off, or outbound (the partner holds the key)
+        password = await self._password(spec)
+        if isinstance(password, str):
+            removal.problem = password
+            return removal
+        digest = pkcs12.source_digest(password, wanted.alias, pem["tls.key"], pem["tls.crt"], pem.get("ca.crt") or b"")
+        if live is not None and live.annotations.get(PKCS12_SOURCE_ANNOTATION) == digest and KEYSTORE_KEY in live.data:
+            return StoreUpdate()
+        stores = await self.cpu.run(_build, pem, wanted.alias, password)
+        return StoreUpdate(stores, {PKCS12_SOURCE_ANNOTATION: digest})
+
+    async def _password(self, spec: CertificateSpec) -> bytes | str:
+        """The password, or a message naming what is missing."""
+        assert spec.pkcs12 is not None
+        ref = spec.pkcs12
+        secret = await self.kube.get_secret(spec.namespace, ref.password_secret)
+        where = f"Secret {ref.password_secret} (spec.keystores.pkcs12.passwordSecretRef)"
+        if secret is None:
+            return f"{where} does not exist"
+        value = secret.get(ref.password_key)
+        if not value:
+            keys = ", ".join(sorted(secret.data)) or "none"
+            return f"{where} has no non-empty key {ref.password_key!r} (its keys: {keys})"
+        return value.rstrip(b"\r\n")  # `kubectl create secret --from-file` of an echoed file keeps the newline
+
+
+def _build(pem: dict[str, bytes], alias: str, password: bytes) -> dict[str, bytes | None]:
+    key = load_private_key(pem["tls.key"])
+    chain: list[x509.Certificate] = certificates_in(pem["tls.crt"])
+    roots = certificates_in(pem.get("ca.crt"))
+    return {
+        KEYSTORE_KEY: pkcs12.keystore(key, chain, alias, password),
+        TRUSTSTORE_KEY: pkcs12.truststore(roots, password) if roots else None,
+    }

@@ -1,0 +1,78 @@
+"""spec.publishCA: the CA certificates a server must trust, published in a ConfigMap (never the CA's key).
+
+A ConfigMap holds the union, for every MtlsCertificate naming it, of the CA of the certificate in service and the
+CA that will sign its next one (the CA Secret's certificate for signer `ca`). During a CA rotation it therefore
+holds old and new CA together until every certificate in service chains to the new one; then the old one drops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from mtls_operator.api.names import CA_CRT, MANAGED_BY, MANAGER, TLS_CRT
+from mtls_operator.api.spec import CertificateSpec, parse_spec
+from mtls_operator.kube.client import KubeIO
+from mtls_operator.pki.certificates import load_pem_bundle, to_pem
+
+log = logging.getLogger(__name__)
+
+CA_KEY = CA_CRT  # the ConfigMap's key, as in a Secret of type kubernetes.io/tls
+
+
+def trust_bundle(bundles: list[bytes]) -> bytes:
+    """Every certificate of the given PEM bundles once (by fingerprint), oldest first; unreadable ones skipped."""
+    seen: dict[bytes, x509.Certificate] = {}
+    for data in bundles:
+        try:
+            certificates = load_pem_bundle(data)
+        except ValueError:
+            continue
+        for cert in certificates:
+            seen.setdefault(cert.fingerprint(hashes.SHA256()), cert)
+    ordered = sorted(seen.values(), key=lambda c: (c.not_valid_before_utc, c.serial_number))
+    return to_pem(ordered)
+
+
+class CAPublisher:
+    def __init__(self, kube: KubeIO) -> None:
+        self.kube = kube
+
+    async def publish(self, namespace: str, name: str, sources: Sequence[Mapping[str, Any]]) -> str | None:
+        """Writes the ConfigMap when its content changed. Returns a problem to report, or None."""
+        bundles: list[bytes] = []
+        for spec in _parsed(sources):
+            live = await self.kube.get_secret(namespace, spec.secret_name)
+            if live is not None and live.get(CA_CRT):
+                bundles.append(live.data[CA_CRT])
+            if spec.signer.kind == "ca" and spec.signer.secret_name:
+                ca = await self.kube.get_secret(namespace, spec.signer.secret_name)
+                if ca is not None and ca.get(TLS_CRT):
+                    bundles.append(ca.data[TLS_CRT])  # the certificate only; tls.key is never read here
+        existing = await self.kube.get_configmap(namespace, name)
+        if existing is not None and (existing["metadata"].get("labels") or {}).get(MANAGED_BY) != MANAGER:
+            return f"ConfigMap {name} exists and was not created by mtls-operator; choose another publishCA name"
+        pem = trust_bundle(bundles).decode()
+        if not pem and existing is None:
+            return None  # nothing in service yet: no empty ConfigMap
+        sources_text = ",".join(sorted(body["metadata"]["name"] for body in sources))
+        if existing is not None and (existing.get("data") or {}).get(CA_KEY, "") == pem:
+            return None
+        await self.kube.write_configmap(namespace, name, {CA_KEY: pem}, existing, source=sources_text)
+        log.info("published %d CA certificate(s) in ConfigMap %s/%s", pem.count("BEGIN CERTIFICATE"), namespace, name)
+        return None
+
+
+def _parsed(sources: Sequence[Mapping[str, Any]]) -> list[CertificateSpec]:
+    """The sources whose spec can be read (an unusable one has its own condition; it contributes nothing)."""
+    specs = []
+    for body in sources:
+        try:
+            specs.append(parse_spec(body))
+        except ValueError:
+            continue
+    return specs

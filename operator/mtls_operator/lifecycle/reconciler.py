@@ -1,0 +1,461 @@
+"""One reconcile of one MtlsCertificate: the certificate's lifecycle, whichever signer signs it.
+
+read → trigger (policy.trigger) → ask the signer (signers/, which asks keystore.py for the key) → verify →
+put in service (one write of the live Secret) → status and Events. Level-based like a controller-runtime
+reconciler: the same inputs give the same writes, so running it again (after a restart, a watch event or a timer)
+is always safe. CPU work runs in a thread pool; `cryptography` releases the GIL, so the loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cryptography import x509
+
+from mtls_operator.aio.offload import CpuPool
+from mtls_operator.api.names import OPAQUE_SECRET, TLS_SECRET
+from mtls_operator.api.spec import CertificateSpec, parse_spec
+from mtls_operator.kube.client import KubeIO
+from mtls_operator.kube.objects import Conflict, Owner, SecretView
+from mtls_operator.lifecycle.attempt import (
+    Attempt,
+    EventTuple,
+    Issued,
+    Outcome,
+    PendingKey,
+    Rejected,
+    SignResult,
+    Waiting,
+    owner_of,
+    timestamp,
+    utcnow,
+)
+from mtls_operator.lifecycle.attempt import (
+    ownership as secret_ownership_of,
+)
+from mtls_operator.lifecycle.javakeystores import PASSWORD_NOT_FOUND, JavaKeystores
+from mtls_operator.lifecycle.keystore import KeyStore
+from mtls_operator.lifecycle.policy import readiness as phases
+from mtls_operator.lifecycle.policy.keymanager import LIVE
+from mtls_operator.lifecycle.policy.ownership import ADOPTABLE, FOREIGN
+from mtls_operator.lifecycle.policy.readiness import Condition, merge_conditions
+from mtls_operator.lifecycle.policy.trigger import (
+    Trigger,
+    expiry_warning_threshold,
+    issuance_trigger,
+    next_wakeup,
+    renewal_time,
+    requested_renewal,
+)
+from mtls_operator.lifecycle.signers import Signer, SignerContext, build_signers, signer_kind
+from mtls_operator.pki.certificates import (
+    CertificateInfo,
+    describe_certificate,
+    dns_names_of,
+    first_certificate,
+    to_pem,
+    uncovered_names,
+)
+from mtls_operator.pki.csr import certifies_csr
+from mtls_operator.pki.keys import key_spec_of
+from mtls_operator.pki.verify import Verified, verify_signed_certificate
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Attempt", "Outcome", "PendingKey", "Reconciler"]
+
+_ts = timestamp
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: KubeIO,
+        *,
+        cpu_threads: int = 2,
+        clock: Callable[[], datetime.datetime] = utcnow,
+        on_outcome: Callable[[Mapping[str, Any], Outcome], None] | None = None,
+        on_key_generated: Callable[[], None] | None = None,
+        released_slot: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
+        kubernetes_signer: bool = True,
+    ) -> None:
+        self.kube = kube
+        self.clock = clock
+        self.on_outcome = on_outcome
+        cpu = CpuPool(cpu_threads, released_slot)
+        self.keys = KeyStore(kube, cpu, on_key_generated)
+        self.stores = JavaKeystores(kube, cpu)
+        self.signers = build_signers(SignerContext(kube=kube, keys=self.keys, cpu=cpu, clock=clock))
+        if not kubernetes_signer:
+            # Its RBAC (cluster-scoped CertificateSigningRequests) is granted only when enabled.
+            del self.signers["kubernetes"]
+
+    async def reconcile(self, body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, datetime.datetime | None]:
+        """Returns (the updated object or None, when to look again by the clock alone)."""
+        now = self.clock()
+        try:
+            spec = parse_spec(body)
+        except (ValueError, KeyError, TypeError) as exc:
+            outcome = Outcome(phases.FAILED, Condition("Ready", "False", "InvalidSpec", str(exc)))
+            return await self.apply(body, outcome, now), None
+        try:
+            outcome = await self._decide(body, spec, now)
+        except Conflict as exc:
+            # Lost a race with another writer: decide again from fresh reads, soon.
+            log.info("conflict on %s/%s: %s; retrying", spec.namespace, spec.name, exc)
+            return None, now + datetime.timedelta(seconds=1)
+        # Conditions are stamped when they are written: key generation and signing can take seconds under load.
+        return await self.apply(body, outcome, self.clock()), outcome.wake_at
+
+    async def _decide(self, body: Mapping[str, Any], spec: CertificateSpec, now: datetime.datetime) -> Outcome:
+        status = body.get("status") or {}
+        live, adopted, problem = await self._claim_live_secret(body, spec)
+        if problem is not None:
+            return Outcome(phases.FAILED, Condition("Ready", "False", "SecretConflict", problem))
+        a = Attempt(body=body, spec=spec, status=status, live=live, now=now)
+        leaf = first_certificate(live.get("tls.crt") if live else None)
+        current = describe_certificate(leaf) if leaf else None
+        trigger = issuance_trigger(
+            current,
+            key_spec_of(leaf.public_key()) if leaf else None,  # type: ignore[arg-type]
+            common_name=spec.subject.common_name,
+            wanted_key=None if spec.outbound else spec.key,
+            renew_before=spec.renew_before,
+            uid=spec.uid,
+            now=now,
+        )
+        if trigger is None and leaf is not None and spec.partner_csr and not certifies_csr(leaf, spec.partner_csr):
+            # The partner sent a new CSR (new key): sign it now, not at the next renewal.
+            trigger = Trigger("CSRChanged", "spec.csr asks for another key than the certificate in service")
+        if trigger is None and current is not None:
+            trigger = requested_renewal(spec.renewal_requested, status.get("lastRenewalRequest"), current.not_before)
+        renew_at = renewal_time(current.not_before, current.not_after, spec.renew_before, spec.uid) if current else None
+        base = _certificate_status(current, renew_at) if current is not None else {}
+        if trigger is None:
+            assert current is not None
+            assert leaf is not None
+            outcome = await self._in_service(a, leaf, current, base)
+        else:
+            outcome = await self._issue(a, trigger)
+            if outcome.phase != phases.READY:
+                outcome.status = {**base, **outcome.status}
+        if outcome.phase != phases.READY or trigger is None:
+            outcome.wake_at = next_wakeup(current, renew_at, now)
+        _add_renewal_state(outcome, status, trigger, current, now)
+        _acknowledge_renewal_request(outcome, spec, status, trigger)
+        outcome.events = adopted + outcome.events
+        return outcome
+
+    async def _claim_live_secret(
+        self, body: Mapping[str, Any], spec: CertificateSpec
+    ) -> tuple[SecretView | None, list[EventTuple], str | None]:
+        """(the live Secret, Events, a conflict). Ours: used. Retained from an earlier object of this name: adopted
+        when its content fits the spec. Anyone else's: never touched."""
+        live = await self.kube.get_secret(spec.namespace, spec.secret_name)
+        if live is None:
+            return None, [], None
+        ownership = secret_ownership_of(live, spec)
+        if ownership == FOREIGN:
+            return (
+                live,
+                [],
+                (
+                    f"Secret {spec.secret_name} exists and is not managed by this MtlsCertificate; "
+                    "delete it or choose another spec.secretName"
+                ),
+            )
+        if ownership == ADOPTABLE:
+            problem = await self.keys.adoption_problem(spec, live)
+            if problem is not None:
+                return live, [], problem
+            live = await self.kube.replace_secret_data(live, None, owner=owner_of(spec))
+            adopted = (f"took over the retained Secret {spec.secret_name}: its key and certificate fit this spec, "
+                       "so nothing is generated again")  # fmt: skip
+            return live, [("Normal", "Adopted", adopted)], None
+        return live, [], None
+
+    def _signer(self, spec: CertificateSpec) -> Signer | None:
+        return self.signers.get(signer_kind(spec))
+
+    async def _in_service(
+        self, a: Attempt, leaf: x509.Certificate, current: CertificateInfo, base: dict[str, Any]
+    ) -> Outcome:
+        """The certificate in service is good; a signer may still offer a newer one for the same key."""
+        ready = Outcome(
+            phases.READY,
+            _ready_condition(a.spec, leaf, current),
+            status={**base, "csr": None, "csrPublishedTime": None, "certificateSigningRequest": None},
+        )
+        if a.status.get("phase") == phases.RENEWING or a.status.get("csr"):
+            await self.keys.drop_next_key_in_service(a)  # a crash between switching and cleaning up left it
+        signer = self._signer(a.spec)
+        offered = await signer.replacement(a) if signer is not None else None
+        if offered is None:
+            await self._keep_stores_current(a, ready)
+            return ready
+        settled = await self._settle(a, offered, Trigger("Replaced", ""))
+        if settled.phase == phases.READY:
+            return settled
+        ready.ready = settled.ready  # a bad replacement raises the condition; the one in service keeps serving
+        return ready
+
+    async def _keep_stores_current(self, a: Attempt, ready: Outcome) -> None:
+        """spec.keystores turned on, off or changed, or its password changed, for the certificate in service."""
+        assert a.live is not None
+        pem = {k: a.live.data.get(k) or b"" for k in ("tls.key", "tls.crt", "ca.crt")}
+        update = await self.stores.update_for(a.spec, pem, a.live)
+        if update:
+            await self.kube.replace_secret_data(a.live, update.data, annotations=update.annotations)
+        if update.problem:
+            ready.ready = _store_problem(update.problem)
+
+    async def _issue(self, a: Attempt, trigger: Trigger) -> Outcome:
+        """A new certificate is needed: ask the signer, then verify and put in service what it returns."""
+        signer = self._signer(a.spec)
+        if signer is None:
+            result: SignResult = Rejected(
+                "SignerNotEnabled",
+                "the kubernetes signer is off in this operator: start it with --kubernetes-signer "
+                "(Helm: signers.kubernetes.enabled=true, which also grants its RBAC)",
+                phase=phases.FAILED,
+            )
+        else:
+            result = await signer.sign(a, trigger)
+        return await self._settle(a, result, trigger)
+
+    async def _settle(self, a: Attempt, result: SignResult, trigger: Trigger) -> Outcome:
+        if isinstance(result, Issued):
+            verified = result.verified or self._verify(a, result)
+            if isinstance(verified, Verified):
+                outcome = await self._put_in_service(a, result.key, verified, trigger)
+                ignored = [("Warning", "PrivateKeyIgnored", f"{result.source}: {note}") for note in verified.notes]
+                outcome.events = result.events + outcome.events + ignored
+                return outcome
+            result = verified
+        if isinstance(result, Waiting):
+            serving = trigger.reason not in ("NoCertificate", "Expired")
+            ready = Condition("Ready", "True" if serving else "False", result.reason, result.message)
+            outcome = _waiting(a.spec, trigger, ready)
+        else:
+            outcome = _waiting(
+                a.spec, trigger, Condition("Ready", "False", result.reason, result.message), result.phase
+            )
+        outcome.status.update(result.status)
+        outcome.events = result.events + outcome.events
+        return outcome
+
+    def _verify(self, a: Attempt, issued: Issued) -> Verified | Rejected:
+        """Every check a certificate from outside must pass before it goes into service."""
+        assert issued.key is not None
+        result = verify_signed_certificate(
+            issued.certificate_pem, issued.ca_pem, issued.key.key, a.spec.subject.common_name, a.now
+        )
+        if isinstance(result, Verified):
+            return result
+        message = f"certificate in {issued.source} rejected: {result.message}; the Secret in service is unchanged"
+        return Rejected(result.reason, message, status=issued.status, events=issued.events)
+
+    async def _put_in_service(
+        self, a: Attempt, pending: PendingKey | None, verified: Verified, trigger: Trigger
+    ) -> Outcome:
+        """One atomic write of key + certificate + CA into the live Secret, then drop the next-key Secret."""
+        body, spec, live = a.body, a.spec, a.live
+        data: dict[str, bytes | None] = {
+            "tls.key": pending.pem if pending else b"",
+            "tls.crt": to_pem(verified.chain),
+            "ca.crt": to_pem(verified.ca_certificates),
+        }
+        if (pending is None and live is None) or (live is not None and live.type != TLS_SECRET):
+            data.pop("tls.key")
+        # The Java stores are made from these very bytes and go in the same write: never out of step.
+        stores = await self.stores.update_for(spec, {k: v for k, v in data.items() if v is not None}, live)
+        owner, data = owner_of(spec), data | stores.data
+        if live is None:
+            secret_type = TLS_SECRET if pending else OPAQUE_SECRET
+            await self.kube.create_secret(owner, spec.secret_name, secret_type, data, stores.annotations)
+        else:
+            await self.kube.replace_secret_data(live, data, owner=owner, annotations=stores.annotations)
+        if pending is not None and pending.location != LIVE and pending.stored:
+            await self.kube.delete_secret(spec.namespace, spec.next_secret_name)
+        # Stamped when it happened: key generation and signing before this write can take seconds under load.
+        now = self.clock()
+        info = describe_certificate(verified.leaf)
+        status = body.get("status") or {}
+        revision = int(status.get("revision") or 0) + 1
+        renew_at = renewal_time(info.not_before, info.not_after, spec.renew_before, spec.uid)
+        renewed = trigger.reason != "NoCertificate"
+        message = f"certificate serial {info.serial_number} issued by {info.issuer}, valid until {_ts(info.not_after)}"
+        names = _names_warning(spec, verified.leaf)
+        warnings = [("Warning", "NamesNotCovered", names)] if names else []
+        return Outcome(
+            phases.READY,
+            _store_problem(stores.problem) if stores.problem else _ready_condition(spec, verified.leaf, info),
+            status={
+                **_certificate_status(info, renew_at),
+                "revision": revision,
+                "csr": None,
+                "csrPublishedTime": None,
+                "certificateSigningRequest": None,
+                "lastIssuedTime": _ts(now),
+                "lastRenewalRequest": spec.renewal_requested or status.get("lastRenewalRequest"),
+                "renewalRequest": None,
+            },
+            events=[("Normal", "Renewed" if renewed else "Issued", message), *warnings],
+            wake_at=_after_issuance(spec, info, renew_at, now),
+        )
+
+    async def apply(
+        self,
+        body: Mapping[str, Any],
+        outcome: Outcome,
+        now: datetime.datetime,
+    ) -> dict[str, Any] | None:
+        """Writes status (only what changed) and posts the Events for transitions."""
+        meta = body["metadata"]
+        old = body.get("status") or {}
+        wanted = [outcome.ready] + ([outcome.renewal_due] if outcome.renewal_due else [])
+        conditions = merge_conditions(old.get("conditions") or [], wanted, int(meta.get("generation", 0)), now)
+        old_ready: dict[str, Any] = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
+        events = list(outcome.events)
+        if (
+            outcome.ready.status != "True"
+            and (
+                old_ready.get("reason"),
+                old_ready.get("message"),
+            )
+            != (outcome.ready.reason, outcome.ready.message)
+            and outcome.ready.reason != "AwaitingSignature"
+        ):
+            events.append(("Warning", outcome.ready.reason, outcome.ready.message))
+        outcome.events = events  # what on_outcome counts (mtls_certificate_failures_total) includes this Warning
+        patch: dict[str, Any] = {"phase": outcome.phase, "conditions": conditions}
+        patch.update(outcome.status)
+        patch = {k: v for k, v in patch.items() if old.get(k) != v and not (v is None and k not in old)}
+        updated = None
+        if patch:
+            updated = await self.kube.patch_status(meta["namespace"], meta["name"], patch)
+        if self.on_outcome is not None:  # before the Events' round trips: the metrics follow the status at once
+            self.on_outcome(updated or body, outcome)
+        for event_type, reason, message in events:
+            log.info("%s/%s: %s %s: %s", meta["namespace"], meta["name"], event_type, reason, message)
+            await self.kube.post_event(Owner.of(body), event_type, reason, message)
+        return updated
+
+
+def _ready_condition(spec: CertificateSpec, leaf: x509.Certificate, info: CertificateInfo) -> Condition:
+    message = f"certificate is valid until {_ts(info.not_after)}"
+    names = _names_warning(spec, leaf)
+    return Condition("Ready", "True", "Ready", f"{message}; warning: {names}" if names else message)
+
+
+def _store_problem(problem: str) -> Condition:
+    message = f"{problem}: tls.crt and tls.key are in service, keystore.p12 and truststore.p12 are not written"
+    return Condition("Ready", "False", PASSWORD_NOT_FOUND, message)
+
+
+def _names_warning(spec: CertificateSpec, leaf: x509.Certificate) -> str | None:
+    """The certificate is usable, but a server that checks names may refuse it: say so, do not refuse it."""
+    missing = uncovered_names(leaf, [spec.subject.common_name, *spec.dns_names])
+    if not missing:
+        return None
+    present = ", ".join(dns_names_of(leaf)) or "none"
+    return (
+        f"the certificate's subjectAltName DNS names ({present}) do not include {', '.join(missing)} "
+        "(spec.commonName / spec.dnsNames): servers that check names may refuse it; ask the partner to sign "
+        "with the CSR's names (openssl x509 -req -copy_extensions copy)"
+    )
+
+
+def _certificate_status(info: CertificateInfo, renew_at: datetime.datetime | None) -> dict[str, Any]:
+    return {
+        "notBefore": _ts(info.not_before),
+        "notAfter": _ts(info.not_after),
+        "renewalTime": _ts(renew_at) if renew_at else None,
+        "serialNumber": info.serial_number,
+        "issuer": info.issuer,
+        "fingerprintSHA256": info.fingerprint_sha256,
+    }
+
+
+def _waiting(spec: CertificateSpec, trigger: Trigger, ready: Condition, phase: str | None = None) -> Outcome:
+    """The phase while a new certificate is not in service yet."""
+    if phase is None:
+        if trigger.reason == "NoCertificate":
+            phase = phases.AWAITING_SIGNATURE if spec.signer.kind == "manual" else phases.PENDING
+        elif trigger.reason == "Expired":
+            phase = phases.EXPIRED
+        else:
+            phase = phases.RENEWING
+    if trigger.reason == "Expired":
+        ready = Condition("Ready", "False", "Expired", f"{trigger.message}; {ready.message}")
+    return Outcome(phase, ready)
+
+
+def _after_issuance(
+    spec: CertificateSpec, info: CertificateInfo, renew_at: datetime.datetime, now: datetime.datetime
+) -> datetime.datetime | None:
+    """When to look again after putting a certificate in service.
+
+    A hand-signed certificate that arrives already inside its renewal window (the partner signed it for less than
+    renewBefore) must start its renewal now, not at the next expiry threshold days later. An automatic signer is
+    not woken at once: a CA that can only sign short certificates would otherwise re-issue in a loop.
+    """
+    if renew_at <= now and spec.signer.kind == "manual" and not spec.outbound:
+        return now
+    return next_wakeup(info, renew_at, now)
+
+
+def _acknowledge_renewal_request(
+    outcome: Outcome, spec: CertificateSpec, status: Mapping[str, Any], trigger: Trigger | None
+) -> None:
+    """One Normal Event per `kubectl mtls renew`; status.renewalRequest shows it until a certificate satisfies it."""
+    requested = spec.renewal_requested
+    if not requested or requested == status.get("lastRenewalRequest"):
+        return
+    if trigger is None:
+        # Satisfied by the certificate in service (issued after the request; its status write was lost).
+        outcome.status.update({"lastRenewalRequest": requested, "renewalRequest": None})
+        return
+    if status.get("renewalRequest") == requested:
+        return
+    if trigger is not None and trigger.reason == "RenewalRequested":
+        action = "re-issued" if outcome.phase == phases.READY else "renewal started; the current certificate serves"
+    else:
+        action = f"renewal already under way ({trigger.reason})"
+    outcome.events.insert(0, ("Normal", "RenewalRequested", f"renewal requested at {requested}: {action}"))
+    if outcome.status.get("lastRenewalRequest") != requested:
+        outcome.status["renewalRequest"] = requested
+
+
+def _add_renewal_state(
+    outcome: Outcome,
+    status: Mapping[str, Any],
+    trigger: Trigger | None,
+    current: CertificateInfo | None,
+    now: datetime.datetime,
+) -> None:
+    """RenewalDue condition, and one Warning per renewal start and per 14/7/3/1-days-left threshold."""
+    if current is None or (outcome.phase == phases.READY and trigger is not None):
+        outcome.renewal_due = Condition("RenewalDue", "False", "NotDue", "no renewal in progress")
+        outcome.status["expiryWarningDays"] = None
+        return
+    due = trigger is not None and trigger.reason in ("RenewalDue", "Expired")
+    if not due:
+        outcome.renewal_due = Condition("RenewalDue", "False", "NotDue", "no renewal in progress")
+        outcome.status["expiryWarningDays"] = None
+        return
+    assert trigger is not None
+    outcome.renewal_due = Condition("RenewalDue", "True", trigger.reason, trigger.message)
+    threshold = expiry_warning_threshold(current.not_after, now)
+    marker = threshold if threshold is not None else 30
+    if trigger.reason == "Expired":
+        marker = 0
+    if status.get("expiryWarningDays") != marker:
+        action = "new CSR published" if outcome.status.get("csr") else "re-issuing"
+        event_reason = "Expired" if marker == 0 else "RenewalDue"
+        outcome.events.append(("Warning", event_reason, f"{trigger.message}; {action}"))
+        outcome.status["expiryWarningDays"] = marker

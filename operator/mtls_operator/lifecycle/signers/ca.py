@@ -1,0 +1,77 @@
+"""Signer `ca`: our own CA keypair, in a Secret (`kubectl create secret tls`), signs at once."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+from cryptography import x509
+
+from mtls_operator.kube.objects import SecretView
+from mtls_operator.lifecycle.attempt import Attempt, Issued, Rejected, SignResult
+from mtls_operator.lifecycle.policy import readiness as phases
+from mtls_operator.lifecycle.policy.trigger import Trigger
+from mtls_operator.lifecycle.signers.base import SignerBase, SignerContext
+from mtls_operator.pki.certificates import load_pem_bundle, to_pem
+from mtls_operator.pki.csr import build_csr
+from mtls_operator.pki.signing import CertificateAuthority, ca_validity_problem, load_ca, sign_csr
+from mtls_operator.pki.verify import Verified
+
+CA_CACHE_SIZE = 64
+
+
+class CALoader:
+    """The CA of a Secret, parsed off the loop once per content (every CA-signed reconcile needs it)."""
+
+    def __init__(self, ctx: SignerContext) -> None:
+        self.ctx = ctx
+        self._cas: OrderedDict[bytes, CertificateAuthority] = OrderedDict()
+
+    async def load(self, a: Attempt) -> tuple[CertificateAuthority, bytes] | Rejected:
+        name = a.spec.signer.secret_name
+        assert name is not None
+        secret = await self.ctx.kube.get_secret(a.spec.namespace, name)
+        if secret is None:
+            return Rejected("CANotFound", f"CA Secret {name} does not exist", phase=phases.PENDING)
+        try:
+            ca = await self._parse(secret)
+        except ValueError as exc:
+            return Rejected("CAInvalid", f"CA Secret {name}: {exc}", phase=phases.FAILED)
+        problem = ca_validity_problem(ca, a.now)
+        if problem is not None:
+            return Rejected("CAInvalid", f"CA Secret {name}: {problem}", phase=phases.FAILED)
+        return ca, to_pem([ca.certificate])
+
+    async def _parse(self, secret: SecretView) -> CertificateAuthority:
+        digest = hashlib.sha256((secret.get("tls.crt") or b"") + b"\0" + (secret.get("tls.key") or b"")).digest()
+        ca = self._cas.get(digest)
+        if ca is None:
+            ca = await self.ctx.cpu.run(load_ca, secret.get("tls.crt"), secret.get("tls.key"))
+            self._cas[digest] = ca
+            while len(self._cas) > CA_CACHE_SIZE:
+                self._cas.popitem(last=False)
+        return ca
+
+
+async def sign_with(
+    ctx: SignerContext, a: Attempt, csr: x509.CertificateSigningRequest, ca: CertificateAuthority, ca_pem: bytes
+) -> Verified:
+    leaf = await ctx.cpu.run(sign_csr, csr, ca, a.spec.duration, a.now)
+    return Verified(chain=[leaf], ca_certificates=load_pem_bundle(ca_pem))
+
+
+class CASigner(SignerBase):
+    def __init__(self, ctx: SignerContext, cas: CALoader) -> None:
+        super().__init__(ctx)
+        self.cas = cas
+
+    async def sign(self, a: Attempt, trigger: Trigger) -> SignResult:
+        loaded = await self.cas.load(a)  # before any key work: a missing CA wastes none
+        if isinstance(loaded, Rejected):
+            return loaded
+        ca, ca_pem = loaded
+        spec = a.spec
+        pending = await self.ctx.keys.pending_key(a, trigger.reason != "NoCertificate", persist=False)
+        csr = x509.load_pem_x509_csr(await self.ctx.cpu.run(build_csr, pending.key, spec.subject, spec.dns_names))
+        verified = await sign_with(self.ctx, a, csr, ca, ca_pem)
+        return Issued(key=pending, source=f"CA Secret {spec.signer.secret_name}", verified=verified)

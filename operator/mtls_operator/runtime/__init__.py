@@ -1,0 +1,1 @@
+"""Running it: the composition root, settings, the kopf adapter, controller, leader election, metrics."""

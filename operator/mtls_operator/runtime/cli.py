@@ -1,0 +1,99 @@
+"""`mtls-operator run`: parses the flags into Settings, builds the operator (runtime.composition), starts kopf."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from mtls_operator import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtls-operator", description="Kubernetes operator for mTLS certificates")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the operator against the cluster in KUBECONFIG (or in-cluster)")
+    scope = run.add_mutually_exclusive_group(required=True)
+    scope.add_argument("-n", "--namespace", action="append", help="watch this namespace (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    run.add_argument("--metrics-address", default="0.0.0.0", help="listen address for /metrics and /healthz")
+    run.add_argument("--metrics-port", type=int, default=8080, help="port for /metrics and /healthz (8080)")
+    run.add_argument("--api-threads", type=int, default=8, help="concurrent Kubernetes API requests (8)")
+    run.add_argument("--cpu-threads", type=int, default=0, help="threads for key generation (default: cores)")
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="active/standby replicas: only the holder of a coordination.k8s.io Lease reconciles",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        help="namespace of the Lease (default: the pod's own namespace, or 'default' outside a cluster)",
+    )
+    run.add_argument("--leader-election-id", default="mtls-operator", help="name of the Lease (mtls-operator)")
+    run.add_argument(
+        "--kubernetes-signer",
+        action="store_true",
+        help="enable signer.kubernetes (creates and watches certificates.k8s.io CertificateSigningRequests; "
+        "needs cluster-scoped RBAC for them)",
+    )
+    run.add_argument(
+        "--shard-count",
+        type=int,
+        default=1,
+        help="split the certificates between this many processes by hash of namespace/name (1: no sharding)",
+    )
+    run.add_argument(
+        "--shard-index",
+        type=int,
+        default=None,
+        help="which shard this process is, 0..count-1 (default: the ordinal at the end of the pod name "
+        "of a StatefulSet, else 0)",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging (never logs key material)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return run(args)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from mtls_operator.kube.config import load_client_config
+    from mtls_operator.kube.startup import wait_until_served
+    from mtls_operator.runtime import composition, handlers
+    from mtls_operator.runtime.memory import limit_arenas, tune_collector
+    from mtls_operator.runtime.settings import Settings
+
+    try:
+        settings = Settings.from_args(args)
+    except ValueError as exc:
+        raise SystemExit(f"mtls-operator: {exc} (--shard-count {args.shard_count})") from None
+
+    limit_arenas()  # before the first thread: see memory.py
+    tune_collector()
+    kopf.configure(verbose=settings.verbose)
+    if not settings.verbose:
+        # kopf logs every handled watch event at INFO: noise at 10,000 objects.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        # urllib3 warns once per retried connection: an apiserver outage is reported once by kube.health instead.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    load_client_config()
+    wait_until_served(settings.probe_namespace)
+    if settings.kubernetes_signer:
+        handlers.register_csr_watch()
+    operator = composition.build(settings)
+    # Standalone: kopf's peering pauses kopf's own handlers but not our work queue (a split brain, seen with two
+    # replicas); who acts is decided by the Lease (runtime.leader) instead.
+    kopf.run(
+        standalone=True,
+        clusterwide=settings.namespaces is None,
+        namespaces=settings.namespaces or [],
+        memo=kopf.Memo(operator=operator),
+        memories=handlers.ForgetfulMemories(),
+    )
+    return 0

@@ -1,0 +1,118 @@
+"""Every tunable of a running operator, one dataclass per concern, each value with its default and why.
+
+Built once from the command line (`Settings.from_args`) by the composition root; nothing else reads flags. The
+constants that a lower layer owns (the client's request timeout, the probe's timeout) are named here too, so this
+page is the one list a user tuning the operator reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from dataclasses import dataclass, field
+
+from mtls_operator.kube.client import REQUEST_TIMEOUT
+from mtls_operator.kube.health import ApiProbe
+from mtls_operator.runtime.sharding import Shard
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    # Concurrent Kubernetes API requests, one kept-alive connection each: 8 kept a 10,000-certificate initial sync
+    # API-bound without queueing reconciles behind one another (bench P1).
+    threads: int = 8
+    # (connect, read): the apiserver answers within its own 60 s --request-timeout; a dead connection must not
+    # hold a thread forever (kube.client).
+    request_timeout: tuple[float, float] = REQUEST_TIMEOUT
+    # /readyz notices an outage within this even when no reconcile is due.
+    probe_interval_seconds: float = 5.0
+    probe_timeout_seconds: float = ApiProbe.TIMEOUT_SECONDS
+
+
+@dataclass(frozen=True)
+class WorkSettings:
+    # Reconciles in flight at once: enough to keep the API threads busy while some wait for key generation.
+    concurrency: int = 32
+    # Key generation threads (RSA is CPU-bound and releases the GIL): one per core by default.
+    cpu_threads: int = 0
+    # A failed reconcile retries after 1 s, doubling up to 5 min (controller-runtime's defaults are alike).
+    base_backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 300.0
+
+    @property
+    def key_threads(self) -> int:
+        return self.cpu_threads or os.cpu_count() or 2
+
+
+@dataclass(frozen=True)
+class SecretCacheSettings:
+    # Pages of the first list: one unpaginated list of 10,000 Secrets is tens of MB parsed at once.
+    page_size: int = 500
+    # Server-side watch timeout; the client waits 30 s longer before calling a silent watch dead.
+    watch_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class LeaderSettings:
+    enabled: bool = False
+    namespace: str | None = None  # None: the pod's own namespace (where the chart grants Lease access)
+    name: str = "mtls-operator"
+    # client-go's leaderelection defaults: a standby takes over within ~15 s of a holder's death.
+    lease_duration_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0
+    retry_period_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class HeapSettings:
+    # After a wave of this many reconciles and Secret events, once the queue is idle, memory.settle_heap runs:
+    # checked every 10 s so it never competes with the wave itself.
+    check_interval_seconds: float = 10.0
+    batch: int = 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    namespaces: list[str] | None  # None: every namespace
+    metrics_address: str = "0.0.0.0"
+    metrics_port: int = 8080
+    kubernetes_signer: bool = False  # its RBAC (cluster-scoped CertificateSigningRequests) is opt-in
+    verbose: bool = False
+    shard: Shard = field(default_factory=Shard)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    work: WorkSettings = field(default_factory=WorkSettings)
+    secret_cache: SecretCacheSettings = field(default_factory=SecretCacheSettings)
+    leader: LeaderSettings = field(default_factory=LeaderSettings)
+    heap: HeapSettings = field(default_factory=HeapSettings)
+
+    @property
+    def probe_namespace(self) -> str | None:
+        """Where the health probe lists MtlsCertificates: a namespace we may read (None: cluster-wide)."""
+        return self.namespaces[0] if self.namespaces else None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Settings:
+        """Raises ValueError for an impossible combination (a shard index outside 0..count-1)."""
+        index = args.shard_index
+        if index is None:
+            index = shard_index_from(socket.gethostname()) if args.shard_count > 1 else 0
+        return cls(
+            namespaces=None if args.all_namespaces else list(args.namespace),
+            metrics_address=args.metrics_address,
+            metrics_port=args.metrics_port,
+            kubernetes_signer=args.kubernetes_signer,
+            verbose=args.verbose,
+            shard=Shard(index, args.shard_count),
+            api=ApiSettings(threads=args.api_threads),
+            work=WorkSettings(cpu_threads=args.cpu_threads),
+            leader=LeaderSettings(
+                enabled=args.leader_elect, namespace=args.leader_election_namespace, name=args.leader_election_id
+            ),
+        )
+
+
+def shard_index_from(hostname: str) -> int:
+    """A StatefulSet pod is named <set>-<ordinal>."""
+    ordinal = hostname.rsplit("-", 1)[-1]
+    return int(ordinal) if ordinal.isdigit() else 0
