@@ -59,10 +59,11 @@ unit: deps venv ## unit tests only (no cluster)
 e2e: deps venv tools controlplane ## e2e tests only
 	$(PY) -m pytest -ra tests/e2e
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy, the import layers (import-linter) and hadolint
 	$(VENV)/bin/ruff check operator tests hack bench
 	$(VENV)/bin/ruff format --check operator tests hack bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache  # the layer rule: ARCHITECTURE.md
 	$(VENV)/bin/hadolint Dockerfile
 
 fmt: venv

@@ -196,6 +196,14 @@ def common_name_of_body(body: Mapping[str, Any]) -> str:
     return str((body.get("spec") or {}).get("commonName") or "")
 
 
+def renew_before_of(body: Mapping[str, Any]) -> datetime.timedelta:
+    """spec.renewBefore, or its default when unset (or unreadable: the condition says so elsewhere)."""
+    try:
+        return parse_duration((body.get("spec") or {})["renewBefore"])
+    except (KeyError, ValueError):
+        return DEFAULT_RENEW_BEFORE
+
+
 def referenced_secrets(body: Mapping[str, Any]) -> set[str]:
     """Names of the Secrets whose changes matter to this certificate."""
     spec = body.get("spec") or {}

@@ -9,7 +9,6 @@ fed back into it; the cache never imports this module (controller-runtime's spli
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,6 +32,7 @@ from mtls_operator.api.names import (
     UID_ANNOTATION,
     VERSION,
 )
+from mtls_operator.api.status import format_time, utcnow
 from mtls_operator.kube.health import ApiHealth, is_outage
 from mtls_operator.kube.objects import Conflict, Owner, SecretView, encode_data, secret_from_json
 
@@ -316,7 +316,7 @@ class KubeIO:
 
     async def post_event(self, involved: Owner, event_type: str, reason: str, message: str) -> None:
         """A core/v1 Event on the MtlsCertificate. Messages are built by us and never contain key bytes."""
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = format_time(utcnow())
         body = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -21,14 +21,6 @@ from mtls_operator.pki.verify import Verified
 EventTuple = tuple[str, str, str]  # (type, reason, message)
 
 
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def timestamp(moment: datetime.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass(frozen=True)
 class Attempt:
     """What one reconcile read about one certificate, handed to each step instead of five arguments."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 
 from mtls_operator.aio.offload import CpuPool
-from mtls_operator.api.names import PKCS12_SOURCE_ANNOTATION
+from mtls_operator.api.names import CA_CRT, KEYSTORE_P12, PKCS12_SOURCE_ANNOTATION, TLS_CRT, TLS_KEY, TRUSTSTORE_P12
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.objects import SecretView
@@ -21,8 +21,7 @@ from mtls_operator.pki import pkcs12
 from mtls_operator.pki.bundle import certificates_in
 from mtls_operator.pki.keys import load_private_key
 
-KEYSTORE_KEY = "keystore.p12"
-TRUSTSTORE_KEY = "truststore.p12"
+KEYSTORE_KEY, TRUSTSTORE_KEY = KEYSTORE_P12, TRUSTSTORE_P12  # the Secret keys, named in api.names
 PASSWORD_NOT_FOUND = "KeystorePasswordNotFound"
 
 
@@ -52,13 +51,13 @@ class JavaKeystores:
             {KEYSTORE_KEY: None, TRUSTSTORE_KEY: None}, {PKCS12_SOURCE_ANNOTATION: None}
         ) if had else StoreUpdate()  # fmt: skip
         wanted = spec.pkcs12
-        if wanted is None or not pem.get("tls.key"):
+        if wanted is None or not pem.get(TLS_KEY):
             return removal  # turned off, or outbound (the partner holds the key)
         password = await self._password(spec)
         if isinstance(password, str):
             removal.problem = password
             return removal
-        digest = pkcs12.source_digest(password, wanted.alias, pem["tls.key"], pem["tls.crt"], pem.get("ca.crt") or b"")
+        digest = pkcs12.source_digest(password, wanted.alias, pem[TLS_KEY], pem[TLS_CRT], pem.get(CA_CRT) or b"")
         if live is not None and live.annotations.get(PKCS12_SOURCE_ANNOTATION) == digest and KEYSTORE_KEY in live.data:
             return StoreUpdate()
         stores = await self.cpu.run(_build, pem, wanted.alias, password)
@@ -80,9 +79,9 @@ class JavaKeystores:
 
 
 def _build(pem: dict[str, bytes], alias: str, password: bytes) -> dict[str, bytes | None]:
-    key = load_private_key(pem["tls.key"])
-    chain: list[x509.Certificate] = certificates_in(pem["tls.crt"])
-    roots = certificates_in(pem.get("ca.crt"))
+    key = load_private_key(pem[TLS_KEY])
+    chain: list[x509.Certificate] = certificates_in(pem[TLS_CRT])
+    roots = certificates_in(pem.get(CA_CRT))
     return {
         KEYSTORE_KEY: pkcs12.keystore(key, chain, alias, password),
         TRUSTSTORE_KEY: pkcs12.truststore(roots, password) if roots else None,

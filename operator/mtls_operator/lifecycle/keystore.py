@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from mtls_operator.aio.offload import CpuPool
+from mtls_operator.api.names import CA_CRT, OPAQUE_SECRET, TLS_CRT, TLS_KEY, TLS_SECRET
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.objects import SecretView
@@ -31,8 +32,6 @@ from mtls_operator.pki.keys import (
 log = logging.getLogger(__name__)
 
 KEY_CACHE_SIZE = 2048  # parsed pending keys kept in memory (a renewal wave, not the whole fleet)
-TLS_SECRET = "kubernetes.io/tls"
-OPAQUE_SECRET = "Opaque"
 
 
 class KeyStore:
@@ -48,7 +47,7 @@ class KeyStore:
         Loading a key costs a signature self-test (about a millisecond): off the loop, and remembered by a digest
         of its PEM, because a pending key is read again on every reconcile until its certificate arrives.
         """
-        pem = secret.get("tls.key") if secret else None
+        pem = secret.get(TLS_KEY) if secret else None
         if not pem:
             return None, False
         digest = hashlib.sha256(pem).digest()
@@ -71,7 +70,7 @@ class KeyStore:
         and this Common Name."""
         prefix = f"the retained Secret {secret.name} was made for an earlier MtlsCertificate {spec.name} and"
         fix = "; delete it or choose another secretName"
-        leaf = first_certificate(secret.get("tls.crt"))
+        leaf = first_certificate(secret.get(TLS_CRT))
         if leaf is not None and common_name_of(leaf) != spec.subject.common_name:
             return f"{prefix} holds a certificate for CN={common_name_of(leaf)}{fix}"
         if spec.outbound:
@@ -92,7 +91,7 @@ class KeyStore:
         next_secret = await self.kube.get_secret(spec.namespace, spec.next_secret_name)
         if next_secret is None or live is None or ownership(next_secret, spec) == FOREIGN:
             return
-        if next_secret.get("tls.key") and next_secret.get("tls.key") == live.get("tls.key"):
+        if next_secret.get(TLS_KEY) and next_secret.get(TLS_KEY) == live.get(TLS_KEY):
             log.info("removing %s/%s: its key is already in service", spec.namespace, spec.next_secret_name)
             await self.kube.delete_secret(spec.namespace, spec.next_secret_name)
 
@@ -122,7 +121,7 @@ class KeyStore:
         if not decision.generate:
             key = live_key if decision.location == LIVE else next_key
             assert key is not None and stored is not None
-            return PendingKey(key, stored.data["tls.key"], decision.location)
+            return PendingKey(key, stored.data[TLS_KEY], decision.location)
         log.info(
             "generating %s key for %s/%s (%s, stored in the %s Secret)",
             spec.key, spec.namespace, spec.name, decision.reason, decision.location,
@@ -141,10 +140,10 @@ class KeyStore:
         spec = a.spec
         if location == LIVE:
             if stored is None:
-                empty = {"tls.key": pem, "tls.crt": b"", "ca.crt": b""}
+                empty = {"tls.key": pem, TLS_CRT: b"", CA_CRT: b""}
                 await self.kube.create_secret(a.owner, spec.secret_name, TLS_SECRET, empty)
             else:
-                await self.kube.replace_secret_data(stored, {**stored.data, "tls.key": pem}, owner=a.owner)
+                await self.kube.replace_secret_data(stored, {**stored.data, TLS_KEY: pem}, owner=a.owner)
         elif stored is None:
             await self.kube.create_secret(a.owner, spec.next_secret_name, OPAQUE_SECRET, {"tls.key": pem})
         else:

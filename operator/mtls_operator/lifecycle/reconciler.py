@@ -17,8 +17,10 @@ from typing import Any
 from cryptography import x509
 
 from mtls_operator.aio.offload import CpuPool
-from mtls_operator.api.names import OPAQUE_SECRET, TLS_SECRET
+from mtls_operator.api.names import CA_CRT, OPAQUE_SECRET, TLS_CRT, TLS_KEY, TLS_SECRET
 from mtls_operator.api.spec import CertificateSpec, parse_spec
+from mtls_operator.api.status import ConditionType, find_condition, utcnow
+from mtls_operator.api.status import format_time as timestamp
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.objects import Conflict, Owner, SecretView
 from mtls_operator.lifecycle.attempt import (
@@ -31,8 +33,6 @@ from mtls_operator.lifecycle.attempt import (
     SignResult,
     Waiting,
     owner_of,
-    timestamp,
-    utcnow,
 )
 from mtls_operator.lifecycle.attempt import (
     ownership as secret_ownership_of,
@@ -45,6 +45,7 @@ from mtls_operator.lifecycle.policy.ownership import ADOPTABLE, FOREIGN
 from mtls_operator.lifecycle.policy.readiness import Condition, merge_conditions
 from mtls_operator.lifecycle.policy.trigger import (
     Trigger,
+    TriggerReason,
     expiry_warning_threshold,
     issuance_trigger,
     next_wakeup,
@@ -100,7 +101,7 @@ class Reconciler:
         try:
             spec = parse_spec(body)
         except (ValueError, KeyError, TypeError) as exc:
-            outcome = Outcome(phases.FAILED, Condition("Ready", "False", "InvalidSpec", str(exc)))
+            outcome = Outcome(phases.FAILED, Condition(ConditionType.READY, "False", "InvalidSpec", str(exc)))
             return await self.apply(body, outcome, now), None
         try:
             outcome = await self._decide(body, spec, now)
@@ -115,9 +116,9 @@ class Reconciler:
         status = body.get("status") or {}
         live, adopted, problem = await self._claim_live_secret(body, spec)
         if problem is not None:
-            return Outcome(phases.FAILED, Condition("Ready", "False", "SecretConflict", problem))
+            return Outcome(phases.FAILED, Condition(ConditionType.READY, "False", "SecretConflict", problem))
         a = Attempt(body=body, spec=spec, status=status, live=live, now=now)
-        leaf = first_certificate(live.get("tls.crt") if live else None)
+        leaf = first_certificate(live.get(TLS_CRT) if live else None)
         current = describe_certificate(leaf) if leaf else None
         trigger = issuance_trigger(
             current,
@@ -130,7 +131,9 @@ class Reconciler:
         )
         if trigger is None and leaf is not None and spec.partner_csr and not certifies_csr(leaf, spec.partner_csr):
             # The partner sent a new CSR (new key): sign it now, not at the next renewal.
-            trigger = Trigger("CSRChanged", "spec.csr asks for another key than the certificate in service")
+            trigger = Trigger(
+                TriggerReason.CSR_CHANGED, "spec.csr asks for another key than the certificate in service"
+            )
         if trigger is None and current is not None:
             trigger = requested_renewal(spec.renewal_requested, status.get("lastRenewalRequest"), current.not_before)
         renew_at = renewal_time(current.not_before, current.not_after, spec.renew_before, spec.uid) if current else None
@@ -197,7 +200,7 @@ class Reconciler:
         if offered is None:
             await self._keep_stores_current(a, ready)
             return ready
-        settled = await self._settle(a, offered, Trigger("Replaced", ""))
+        settled = await self._settle(a, offered, Trigger(TriggerReason.REPLACED, ""))
         if settled.phase == phases.READY:
             return settled
         ready.ready = settled.ready  # a bad replacement raises the condition; the one in service keeps serving
@@ -206,7 +209,7 @@ class Reconciler:
     async def _keep_stores_current(self, a: Attempt, ready: Outcome) -> None:
         """spec.keystores turned on, off or changed, or its password changed, for the certificate in service."""
         assert a.live is not None
-        pem = {k: a.live.data.get(k) or b"" for k in ("tls.key", "tls.crt", "ca.crt")}
+        pem = {k: a.live.data.get(k) or b"" for k in (TLS_KEY, TLS_CRT, CA_CRT)}
         update = await self.stores.update_for(a.spec, pem, a.live)
         if update:
             await self.kube.replace_secret_data(a.live, update.data, annotations=update.annotations)
@@ -237,12 +240,12 @@ class Reconciler:
                 return outcome
             result = verified
         if isinstance(result, Waiting):
-            serving = trigger.reason not in ("NoCertificate", "Expired")
-            ready = Condition("Ready", "True" if serving else "False", result.reason, result.message)
+            serving = trigger.reason not in (TriggerReason.NO_CERTIFICATE, TriggerReason.EXPIRED)
+            ready = Condition(ConditionType.READY, "True" if serving else "False", result.reason, result.message)
             outcome = _waiting(a.spec, trigger, ready)
         else:
             outcome = _waiting(
-                a.spec, trigger, Condition("Ready", "False", result.reason, result.message), result.phase
+                a.spec, trigger, Condition(ConditionType.READY, "False", result.reason, result.message), result.phase
             )
         outcome.status.update(result.status)
         outcome.events = result.events + outcome.events
@@ -265,12 +268,12 @@ class Reconciler:
         """One atomic write of key + certificate + CA into the live Secret, then drop the next-key Secret."""
         body, spec, live = a.body, a.spec, a.live
         data: dict[str, bytes | None] = {
-            "tls.key": pending.pem if pending else b"",
-            "tls.crt": to_pem(verified.chain),
-            "ca.crt": to_pem(verified.ca_certificates),
+            TLS_KEY: pending.pem if pending else b"",
+            TLS_CRT: to_pem(verified.chain),
+            CA_CRT: to_pem(verified.ca_certificates),
         }
         if (pending is None and live is None) or (live is not None and live.type != TLS_SECRET):
-            data.pop("tls.key")
+            data.pop(TLS_KEY)
         # The Java stores are made from these very bytes and go in the same write: never out of step.
         stores = await self.stores.update_for(spec, {k: v for k, v in data.items() if v is not None}, live)
         owner, data = owner_of(spec), data | stores.data
@@ -287,7 +290,7 @@ class Reconciler:
         status = body.get("status") or {}
         revision = int(status.get("revision") or 0) + 1
         renew_at = renewal_time(info.not_before, info.not_after, spec.renew_before, spec.uid)
-        renewed = trigger.reason != "NoCertificate"
+        renewed = trigger.reason != TriggerReason.NO_CERTIFICATE
         message = f"certificate serial {info.serial_number} issued by {info.issuer}, valid until {_ts(info.not_after)}"
         names = _names_warning(spec, verified.leaf)
         warnings = [("Warning", "NamesNotCovered", names)] if names else []
@@ -319,7 +322,7 @@ class Reconciler:
         old = body.get("status") or {}
         wanted = [outcome.ready] + ([outcome.renewal_due] if outcome.renewal_due else [])
         conditions = merge_conditions(old.get("conditions") or [], wanted, int(meta.get("generation", 0)), now)
-        old_ready: dict[str, Any] = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
+        old_ready = find_condition(old)
         events = list(outcome.events)
         if (
             outcome.ready.status != "True"
@@ -349,12 +352,12 @@ class Reconciler:
 def _ready_condition(spec: CertificateSpec, leaf: x509.Certificate, info: CertificateInfo) -> Condition:
     message = f"certificate is valid until {_ts(info.not_after)}"
     names = _names_warning(spec, leaf)
-    return Condition("Ready", "True", "Ready", f"{message}; warning: {names}" if names else message)
+    return Condition(ConditionType.READY, "True", "Ready", f"{message}; warning: {names}" if names else message)
 
 
 def _store_problem(problem: str) -> Condition:
     message = f"{problem}: tls.crt and tls.key are in service, keystore.p12 and truststore.p12 are not written"
-    return Condition("Ready", "False", PASSWORD_NOT_FOUND, message)
+    return Condition(ConditionType.READY, "False", PASSWORD_NOT_FOUND, message)
 
 
 def _names_warning(spec: CertificateSpec, leaf: x509.Certificate) -> str | None:
@@ -384,14 +387,14 @@ def _certificate_status(info: CertificateInfo, renew_at: datetime.datetime | Non
 def _waiting(spec: CertificateSpec, trigger: Trigger, ready: Condition, phase: str | None = None) -> Outcome:
     """The phase while a new certificate is not in service yet."""
     if phase is None:
-        if trigger.reason == "NoCertificate":
+        if trigger.reason == TriggerReason.NO_CERTIFICATE:
             phase = phases.AWAITING_SIGNATURE if spec.signer.kind == "manual" else phases.PENDING
-        elif trigger.reason == "Expired":
+        elif trigger.reason == TriggerReason.EXPIRED:
             phase = phases.EXPIRED
         else:
             phase = phases.RENEWING
-    if trigger.reason == "Expired":
-        ready = Condition("Ready", "False", "Expired", f"{trigger.message}; {ready.message}")
+    if trigger.reason == TriggerReason.EXPIRED:
+        ready = Condition(ConditionType.READY, "False", "Expired", f"{trigger.message}; {ready.message}")
     return Outcome(phase, ready)
 
 
@@ -422,7 +425,7 @@ def _acknowledge_renewal_request(
         return
     if status.get("renewalRequest") == requested:
         return
-    if trigger is not None and trigger.reason == "RenewalRequested":
+    if trigger is not None and trigger.reason == TriggerReason.RENEWAL_REQUESTED:
         action = "re-issued" if outcome.phase == phases.READY else "renewal started; the current certificate serves"
     else:
         action = f"renewal already under way ({trigger.reason})"
@@ -440,19 +443,19 @@ def _add_renewal_state(
 ) -> None:
     """RenewalDue condition, and one Warning per renewal start and per 14/7/3/1-days-left threshold."""
     if current is None or (outcome.phase == phases.READY and trigger is not None):
-        outcome.renewal_due = Condition("RenewalDue", "False", "NotDue", "no renewal in progress")
+        outcome.renewal_due = Condition(ConditionType.RENEWAL_DUE, "False", "NotDue", "no renewal in progress")
         outcome.status["expiryWarningDays"] = None
         return
-    due = trigger is not None and trigger.reason in ("RenewalDue", "Expired")
+    due = trigger is not None and trigger.reason in (TriggerReason.RENEWAL_DUE, TriggerReason.EXPIRED)
     if not due:
-        outcome.renewal_due = Condition("RenewalDue", "False", "NotDue", "no renewal in progress")
+        outcome.renewal_due = Condition(ConditionType.RENEWAL_DUE, "False", "NotDue", "no renewal in progress")
         outcome.status["expiryWarningDays"] = None
         return
     assert trigger is not None
-    outcome.renewal_due = Condition("RenewalDue", "True", trigger.reason, trigger.message)
+    outcome.renewal_due = Condition(ConditionType.RENEWAL_DUE, "True", trigger.reason, trigger.message)
     threshold = expiry_warning_threshold(current.not_after, now)
     marker = threshold if threshold is not None else 30
-    if trigger.reason == "Expired":
+    if trigger.reason == TriggerReason.EXPIRED:
         marker = 0
     if status.get("expiryWarningDays") != marker:
         action = "new CSR published" if outcome.status.get("csr") else "re-issuing"

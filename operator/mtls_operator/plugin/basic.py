@@ -12,14 +12,15 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from kubernetes.client.exceptions import ApiException
 
-from mtls_operator.api.names import CERTIFICATE_LABEL, GROUP, PLURAL, VERSION
+from mtls_operator.api.names import CA_CRT, CERTIFICATE_LABEL, GROUP, PLURAL, TLS_KEY, VERSION
 from mtls_operator.api.spec import parse_spec
+from mtls_operator.api.status import find_condition, parse_time, utcnow
 from mtls_operator.pki.bundle import UnreadableFile, read_certificates
 from mtls_operator.pki.certificates import to_pem
 from mtls_operator.pki.csr import load_csr
 from mtls_operator.pki.keys import PrivateKey, key_spec_of, load_private_key
 from mtls_operator.pki.verify import Rejection, verify_signed_certificate
-from mtls_operator.plugin.common import PluginError, age, get_certificate, now, parse_time, print_table
+from mtls_operator.plugin.common import PluginError, age, get_certificate, print_table
 
 
 def cmd_csr(args: argparse.Namespace, custom: Any, core: Any, namespace: str) -> int:
@@ -48,7 +49,7 @@ def cmd_import(args: argparse.Namespace, custom: Any, core: Any, namespace: str)
     ca_crt = Path(args.ca).read_bytes() if args.ca else None
     key_pem = Path(args.key).read_bytes() if args.key else None
     key = _checked_key(args.name, cert, key_pem) if key_pem else _pending_public_key(args.name, status)
-    verdict = verify_signed_certificate(tls_crt, ca_crt, key, spec["commonName"], now())
+    verdict = verify_signed_certificate(tls_crt, ca_crt, key, spec["commonName"], utcnow())
     if isinstance(verdict, Rejection):
         raise PluginError(f"{verdict.reason}: {verdict.message}")
     for file, note in zip((args.cert, args.ca), _dropped_keys(tls_crt, ca_crt), strict=True):
@@ -59,9 +60,9 @@ def cmd_import(args: argparse.Namespace, custom: Any, core: Any, namespace: str)
     # re-encoded from the parsed certificates: whatever else the files held (a pasted private key) stays here.
     data = {"tls.crt": to_pem(verdict.chain)}
     if verdict.ca_certificates:
-        data["ca.crt"] = to_pem(verdict.ca_certificates)
+        data[CA_CRT] = to_pem(verdict.ca_certificates)
     if key_pem:
-        data["tls.key"] = key_pem
+        data[TLS_KEY] = key_pem
     body = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -127,7 +128,7 @@ def _wait_and_remove_key_copy(args: argparse.Namespace, custom: Any, core: Any, 
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         status = get_certificate(custom, namespace, args.name).get("status") or {}
-        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        ready = find_condition(status)
         if ready.get("status") == "True" and status.get("notAfter"):
             core.delete_namespaced_secret(secret, namespace)
             print(f"in service; secret/{secret} (a copy of the key) removed")
@@ -141,7 +142,7 @@ def _wait_and_remove_key_copy(args: argparse.Namespace, custom: Any, core: Any, 
 
 def _days_left(not_after: str | None) -> str:
     moment = parse_time(not_after)
-    return "-" if moment is None else str((moment - now()).days)
+    return "-" if moment is None else str((moment - utcnow()).days)
 
 
 def cmd_status(args: argparse.Namespace, custom: Any, core: Any, namespace: str) -> int:
@@ -152,7 +153,7 @@ def cmd_status(args: argparse.Namespace, custom: Any, core: Any, namespace: str)
     rows = [("NAME", "PHASE", "COMMON NAME", "NOT AFTER", "DAYS LEFT", "AWAITING", "REASON")]
     for item in items:
         status = item.get("status") or {}
-        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        ready = find_condition(status)
         awaiting = status.get("csrPublishedTime") if status.get("csr") else None
         rows.append(
             (

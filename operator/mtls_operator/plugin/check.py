@@ -13,7 +13,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mtls_operator.api.spec import parse_duration
+from mtls_operator.api.names import CA_CRT, TLS_CRT, TLS_KEY
+from mtls_operator.api.spec import renew_before_of
+from mtls_operator.api.status import parse_time, utcnow
 from mtls_operator.pki.certificates import (
     allows_client_auth,
     chain_problem,
@@ -24,7 +26,7 @@ from mtls_operator.pki.certificates import (
 )
 from mtls_operator.pki.keys import load_private_key, same_public_key
 from mtls_operator.plugin import tlsprobe
-from mtls_operator.plugin.common import PluginError, UsageError, get_certificate, get_secret, now, parse_time
+from mtls_operator.plugin.common import PluginError, UsageError, get_certificate, get_secret
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 
@@ -64,9 +66,7 @@ def check_validity(report: Report, leaf: Any, cert: dict[str, Any], moment: date
     not_after, not_before = leaf.not_valid_after_utc, leaf.not_valid_before_utc
     days = (not_after - moment).total_seconds() / 86400
     status = cert.get("status") or {}
-    renew_at = parse_time(status.get("renewalTime")) or not_after - parse_duration(
-        (cert.get("spec") or {}).get("renewBefore", "720h")
-    )
+    renew_at = parse_time(status.get("renewalTime")) or not_after - renew_before_of(cert)
     if moment >= not_after:
         report.add("validity", FAIL, f"expired at {not_after:%Y-%m-%dT%H:%M:%SZ}", tlsprobe.CLIENT)
     elif moment < not_before:
@@ -141,7 +141,7 @@ def run_checks(
     meta = cert["metadata"]
     report = Report(f"{meta['namespace']}/{meta['name']}", endpoint)
     host, port = split_endpoint(endpoint) if endpoint else (None, 0)
-    cert_pem = secret.get("tls.crt") if secret else None
+    cert_pem = secret.get(TLS_CRT) if secret else None
     leaf = first_certificate(cert_pem)
     if leaf is None:
         report.add("certificate", FAIL, "no certificate in service yet (see kubectl mtls status)", tlsprobe.CLIENT)
@@ -149,9 +149,9 @@ def run_checks(
     chain = load_pem_bundle(cert_pem or b"")
     check_validity(report, leaf, cert, moment)
     check_names(report, leaf, host)
-    check_material(report, chain, secret.get("tls.key"), secret.get("ca.crt"))
-    if host is not None and cert_pem and secret.get("tls.key"):
-        check_handshake(report, host, port, cert_pem, secret.data["tls.key"], server_ca or secret.get("ca.crt"))
+    check_material(report, chain, secret.get(TLS_KEY), secret.get(CA_CRT))
+    if host is not None and cert_pem and secret.get(TLS_KEY):
+        check_handshake(report, host, port, cert_pem, secret.data[TLS_KEY], server_ca or secret.get(CA_CRT))
     return report
 
 
@@ -184,7 +184,7 @@ def cmd_check(args: argparse.Namespace, custom: Any, core: Any, namespace: str) 
     secret = get_secret(core, namespace, secret_name)
     if secret is None and not (cert.get("status") or {}).get("notAfter"):
         raise PluginError(f"Secret {secret_name} does not exist yet: nothing in service to check")
-    report = run_checks(cert, secret, args.endpoint, server_ca, now())
+    report = run_checks(cert, secret, args.endpoint, server_ca, utcnow())
     if args.output == "json":
         out = {"certificate": report.certificate, "endpoint": report.endpoint, "ok": report.ok,
                "checks": [asdict(c) for c in report.checks], "tls": report.tls}  # fmt: skip

@@ -11,6 +11,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from mtls_operator.api.names import GROUP, PLURAL, VERSION
+from mtls_operator.api.status import utcnow
 from mtls_operator.kube.objects import SecretView, secret_from_json
 
 
@@ -51,21 +52,11 @@ def get_secret(core: kubernetes.client.CoreV1Api, namespace: str, name: str) -> 
     return secret_from_json(json.loads(resp.data))  # type: ignore[arg-type]
 
 
-def parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-
-
-def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 def age(since: datetime.datetime | None, until: datetime.datetime | None = None) -> str:
     """kubectl-style age: 45s, 12m, 5h, 3d4h."""
     if since is None:
         return "-"
-    seconds = int(((until or now()) - since).total_seconds())
+    seconds = int(((until or utcnow()) - since).total_seconds())
     if seconds < 60:
         return f"{max(seconds, 0)}s"
     if seconds < 3600:

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from mtls_operator.api.names import CA_CRT, TLS_CRT
+from mtls_operator.api.status import format_time, parse_time, utcnow
 from mtls_operator.pki.certificates import (
     chain_problem,
     common_name_of,
@@ -17,11 +19,11 @@ from mtls_operator.pki.certificates import (
 )
 from mtls_operator.pki.csr import load_csr
 from mtls_operator.pki.keys import key_spec_of
-from mtls_operator.plugin.common import age, get_certificate, get_secret, now, parse_time
+from mtls_operator.plugin.common import age, get_certificate, get_secret
 
 
 def _fmt(moment: Any) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(moment)
 
 
 def in_service(cert_data: bytes | None, ca_data: bytes | None) -> dict[str, Any] | None:
@@ -44,7 +46,7 @@ def in_service(cert_data: bytes | None, ca_data: bytes | None) -> dict[str, Any]
         "serialNumber": info.serial_number,
         "notBefore": _fmt(info.not_before),
         "notAfter": _fmt(info.not_after),
-        "daysLeft": round((info.not_after - now()).total_seconds() / 86400, 1),
+        "daysLeft": round((info.not_after - utcnow()).total_seconds() / 86400, 1),
         "key": str(key_spec_of(leaf.public_key())),  # type: ignore[arg-type]
         "extendedKeyUsages": extended_key_usages(leaf),
         "fingerprintSHA256": info.fingerprint_sha256,
@@ -77,7 +79,7 @@ def cmd_inspect(args: argparse.Namespace, custom: Any, core: Any, namespace: str
         "name": f"{namespace}/{args.name}",
         "phase": status.get("phase", "Pending"),
         "secret": spec.get("secretName"),
-        "inService": in_service(secret.get("tls.crt"), secret.get("ca.crt")) if secret else None,
+        "inService": in_service(secret.get(TLS_CRT), secret.get(CA_CRT)) if secret else None,
         "pending": pending(status),
     }
     if args.output == "json":

@@ -11,7 +11,8 @@ import argparse
 from typing import Any
 
 from mtls_operator.api.names import GROUP, PLURAL, RENEW_ANNOTATION, VERSION
-from mtls_operator.plugin.common import UsageError, get_certificate, now
+from mtls_operator.api.status import MICRO_TIME_FORMAT, utcnow
+from mtls_operator.plugin.common import UsageError, get_certificate
 
 
 def _targets(args: argparse.Namespace, custom: Any, namespace: str) -> list[dict[str, Any]]:
@@ -36,7 +37,7 @@ def cmd_renew(args: argparse.Namespace, custom: Any, core: Any, namespace: str) 
     if not targets:
         print("no certificates matched")
         return 0
-    stamp = now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stamp = utcnow().strftime(MICRO_TIME_FORMAT)
     for cert in targets:
         meta, status = cert["metadata"], cert.get("status") or {}
         where = f"{meta['namespace']}/{meta['name']}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from prometheus_client import (
 
 from mtls_operator import __version__
 from mtls_operator.api.spec import common_name_of_body, signer_kind_of
+from mtls_operator.api.status import ConditionType, find_condition, parse_time
 
 # No `*_created` series next to every counter: with 10,000 certificates they double the scrape for nothing.
 disable_created_metrics()
@@ -29,9 +29,8 @@ CONDITION_STATES = ("True", "False", "Unknown")
 
 
 def _epoch(text: str | None) -> float | None:
-    if not text:
-        return None
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp()
+    moment = parse_time(text)
+    return None if moment is None else moment.timestamp()
 
 
 def _label_value(value: str) -> str:
@@ -129,11 +128,9 @@ class Metrics:
         if series is None or series.labels != labels:
             series = self.certificates[key] = CertificateSeries(labels)
         series.gauges = {name: value for name, field_, _ in GAUGES if (value := _epoch(status.get(field_))) is not None}
-        conditions = {c.get("type"): c for c in status.get("conditions") or []}
-        series.gauges["mtls_certificate_renewal_due"] = (
-            1.0 if conditions.get("RenewalDue", {}).get("status") == "True" else 0.0
-        )
-        series.ready = conditions.get("Ready", {}).get("status", "Unknown")
+        renewal_due = find_condition(status, ConditionType.RENEWAL_DUE)
+        series.gauges["mtls_certificate_renewal_due"] = 1.0 if renewal_due.get("status") == "True" else 0.0
+        series.ready = find_condition(status).get("status", "Unknown")
         series.phase = str(status.get("phase") or "Unknown")
         for event_type, reason, _ in events:
             if reason == "Issued":

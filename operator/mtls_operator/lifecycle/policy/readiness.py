@@ -6,12 +6,10 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-PENDING = "Pending"
-AWAITING_SIGNATURE = "AwaitingSignature"
-READY = "Ready"
-RENEWING = "Renewing"
-EXPIRED = "Expired"
-FAILED = "Failed"
+from mtls_operator.api.status import Phase, format_time
+
+PENDING, AWAITING_SIGNATURE, READY = Phase.PENDING, Phase.AWAITING_SIGNATURE, Phase.READY
+RENEWING, EXPIRED, FAILED = Phase.RENEWING, Phase.EXPIRED, Phase.FAILED
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ def merge_conditions(
         transition = (
             old["lastTransitionTime"]
             if old and old.get("status") == cond.status and old.get("lastTransitionTime")
-            else now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            else format_time(now)
         )
         merged.append(
             {

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 from dataclasses import dataclass
+from enum import StrEnum
 
+from mtls_operator.api.status import parse_time
 from mtls_operator.pki.certificates import CertificateInfo
 from mtls_operator.pki.keys import KeySpec
 
@@ -34,9 +36,22 @@ def renewal_time(
     return latest - jitter
 
 
+class TriggerReason(StrEnum):
+    """Why a certificate is (re-)issued; also the reason of the Event and condition that says so."""
+
+    NO_CERTIFICATE = "NoCertificate"
+    EXPIRED = "Expired"
+    KEY_SPEC_CHANGED = "KeySpecChanged"
+    COMMON_NAME_CHANGED = "CommonNameChanged"
+    RENEWAL_DUE = "RenewalDue"
+    RENEWAL_REQUESTED = "RenewalRequested"
+    CSR_CHANGED = "CSRChanged"  # outbound: the partner sent a CSR for another key
+    REPLACED = "Replaced"  # a certificate for the key in service was uploaded before renewal was due
+
+
 @dataclass(frozen=True)
 class Trigger:
-    reason: str  # NoCertificate | KeySpecChanged | CommonNameChanged | RenewalDue | Expired
+    reason: TriggerReason
     message: str
 
 
@@ -55,21 +70,24 @@ def issuance_trigger(
     `wanted_key` is None for outbound certificates, whose key belongs to the partner.
     """
     if current is None:
-        return Trigger("NoCertificate", "no certificate has been issued yet")
+        return Trigger(TriggerReason.NO_CERTIFICATE, "no certificate has been issued yet")
     if now >= current.not_after:
-        return Trigger("Expired", f"the certificate expired at {current.not_after:%Y-%m-%dT%H:%M:%SZ}")
+        return Trigger(TriggerReason.EXPIRED, f"the certificate expired at {current.not_after:%Y-%m-%dT%H:%M:%SZ}")
     if wanted_key is not None and current_key is not None and current_key != wanted_key:
-        return Trigger("KeySpecChanged", f"spec.privateKey asks for {wanted_key}, the key in service is {current_key}")
+        return Trigger(
+            TriggerReason.KEY_SPEC_CHANGED,
+            f"spec.privateKey asks for {wanted_key}, the key in service is {current_key}",
+        )
     if current.common_name != common_name:
         return Trigger(
-            "CommonNameChanged",
+            TriggerReason.COMMON_NAME_CHANGED,
             f"spec.commonName is {common_name!r}, the certificate in service is for {current.common_name!r}",
         )
     due = renewal_time(current.not_before, current.not_after, renew_before, uid)
     if now >= due:
         days = (current.not_after - now).days
         return Trigger(
-            "RenewalDue",
+            TriggerReason.RENEWAL_DUE,
             f"certificate expires in {days} days (notAfter {current.not_after:%Y-%m-%dT%H:%M:%SZ})",
         )
     return None
@@ -96,16 +114,11 @@ def requested_renewal(
     # Strictly after: a certificate signed in the same (whole) second as the request may be the one it is about.
     if asked_at is not None and in_service_since is not None and in_service_since > asked_at + REQUEST_TOLERANCE:
         return None
-    return Trigger("RenewalRequested", f"renewal requested with kubectl mtls renew at {requested}")
+    return Trigger(TriggerReason.RENEWAL_REQUESTED, f"renewal requested with kubectl mtls renew at {requested}")
 
 
 def _parse_request_time(text: str) -> datetime.datetime | None:
-    for layout in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
-        try:
-            return datetime.datetime.strptime(text, layout).replace(tzinfo=datetime.UTC)
-        except ValueError:
-            continue
-    return None
+    return parse_time(text)
 
 
 EXPIRY_EVENT_DAYS = (14, 7, 3, 1)

@@ -7,10 +7,11 @@ from collections import OrderedDict
 
 from cryptography import x509
 
+from mtls_operator.api.names import TLS_CRT, TLS_KEY
 from mtls_operator.kube.objects import SecretView
 from mtls_operator.lifecycle.attempt import Attempt, Issued, Rejected, SignResult
 from mtls_operator.lifecycle.policy import readiness as phases
-from mtls_operator.lifecycle.policy.trigger import Trigger
+from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
 from mtls_operator.lifecycle.signers.base import SignerBase, SignerContext
 from mtls_operator.pki.certificates import load_pem_bundle, to_pem
 from mtls_operator.pki.csr import build_csr
@@ -43,10 +44,10 @@ class CALoader:
         return ca, to_pem([ca.certificate])
 
     async def _parse(self, secret: SecretView) -> CertificateAuthority:
-        digest = hashlib.sha256((secret.get("tls.crt") or b"") + b"\0" + (secret.get("tls.key") or b"")).digest()
+        digest = hashlib.sha256((secret.get(TLS_CRT) or b"") + b"\0" + (secret.get(TLS_KEY) or b"")).digest()
         ca = self._cas.get(digest)
         if ca is None:
-            ca = await self.ctx.cpu.run(load_ca, secret.get("tls.crt"), secret.get("tls.key"))
+            ca = await self.ctx.cpu.run(load_ca, secret.get(TLS_CRT), secret.get(TLS_KEY))
             self._cas[digest] = ca
             while len(self._cas) > CA_CACHE_SIZE:
                 self._cas.popitem(last=False)
@@ -71,7 +72,7 @@ class CASigner(SignerBase):
             return loaded
         ca, ca_pem = loaded
         spec = a.spec
-        pending = await self.ctx.keys.pending_key(a, trigger.reason != "NoCertificate", persist=False)
+        pending = await self.ctx.keys.pending_key(a, trigger.reason != TriggerReason.NO_CERTIFICATE, persist=False)
         csr = x509.load_pem_x509_csr(await self.ctx.cpu.run(build_csr, pending.key, spec.subject, spec.dns_names))
         verified = await sign_with(self.ctx, a, csr, ca, ca_pem)
         return Issued(key=pending, source=f"CA Secret {spec.signer.secret_name}", verified=verified)

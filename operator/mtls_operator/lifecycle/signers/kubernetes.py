@@ -16,7 +16,7 @@ from typing import Any
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.lifecycle.attempt import Attempt, Issued, Rejected, SignResult, Waiting
 from mtls_operator.lifecycle.policy import readiness as phases
-from mtls_operator.lifecycle.policy.trigger import Trigger
+from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
 from mtls_operator.lifecycle.signers.base import SignerBase
 from mtls_operator.pki.csr import build_csr
 
@@ -45,7 +45,7 @@ def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 class KubernetesSigner(SignerBase):
     async def sign(self, a: Attempt, trigger: Trigger) -> SignResult:
         spec = a.spec
-        pending = await self.ctx.keys.pending_key(a, trigger.reason != "NoCertificate", persist=True)
+        pending = await self.ctx.keys.pending_key(a, trigger.reason != TriggerReason.NO_CERTIFICATE, persist=True)
         revision = int(a.status.get("revision") or 0) + 1
         name = request_name(spec, revision, pending.pem)
         status = {"certificateSigningRequest": name}

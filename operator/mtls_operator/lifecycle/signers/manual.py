@@ -6,10 +6,12 @@ signed certificate is read from `signer.manual.signedSecretName` (default `<name
 
 from __future__ import annotations
 
+from mtls_operator.api.names import CA_CRT, TLS_CRT, TLS_KEY
+from mtls_operator.api.status import format_time as timestamp
 from mtls_operator.kube.objects import SecretView
-from mtls_operator.lifecycle.attempt import Attempt, Issued, PendingKey, Rejected, SignResult, Waiting, timestamp
+from mtls_operator.lifecycle.attempt import Attempt, Issued, PendingKey, Rejected, SignResult, Waiting
 from mtls_operator.lifecycle.policy.keymanager import LIVE
-from mtls_operator.lifecycle.policy.trigger import Trigger
+from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
 from mtls_operator.lifecycle.signers.base import SignerBase
 from mtls_operator.pki.bundle import certificates_in
 from mtls_operator.pki.certificates import first_certificate
@@ -21,9 +23,9 @@ class ManualSigner(SignerBase):
     async def sign(self, a: Attempt, trigger: Trigger) -> SignResult:
         spec = a.spec
         signed = await self._signed_secret(a)
-        if trigger.reason == "NoCertificate" and signed is not None and signed.get("tls.key"):
+        if trigger.reason == TriggerReason.NO_CERTIFICATE and signed is not None and signed.get(TLS_KEY):
             return await self._bring_your_own(a, signed)
-        pending = await self.ctx.keys.pending_key(a, trigger.reason != "NoCertificate", persist=True)
+        pending = await self.ctx.keys.pending_key(a, trigger.reason != TriggerReason.NO_CERTIFICATE, persist=True)
         csr_pem = a.status.get("csr")
         published_at = a.status.get("csrPublishedTime")
         events = []
@@ -44,8 +46,8 @@ class ManualSigner(SignerBase):
             return Issued(
                 key=pending,
                 source=f"Secret {signed.name}",
-                certificate_pem=signed.get("tls.crt"),
-                ca_pem=signed.get("ca.crt"),
+                certificate_pem=signed.get(TLS_CRT),
+                ca_pem=signed.get(CA_CRT),
                 status=request_status,
                 events=events,
             )
@@ -70,10 +72,10 @@ class ManualSigner(SignerBase):
                 "set spec.privateKey to match it",
             )
         return Issued(
-            key=PendingKey(key, signed.data["tls.key"], LIVE),
+            key=PendingKey(key, signed.data[TLS_KEY], LIVE),
             source=f"Secret {signed.name}",
-            certificate_pem=signed.get("tls.crt"),
-            ca_pem=signed.get("ca.crt"),
+            certificate_pem=signed.get(TLS_CRT),
+            ca_pem=signed.get(CA_CRT),
             status={"csr": None, "csrPublishedTime": None},
         )
 
@@ -89,10 +91,10 @@ class ManualSigner(SignerBase):
         if key is None:
             return None
         return Issued(
-            key=PendingKey(key, a.live.data["tls.key"], LIVE),
+            key=PendingKey(key, a.live.data[TLS_KEY], LIVE),
             source=f"Secret {signed.name}",
-            certificate_pem=signed.get("tls.crt"),
-            ca_pem=signed.get("ca.crt"),
+            certificate_pem=signed.get(TLS_CRT),
+            ca_pem=signed.get(CA_CRT),
         )
 
     async def _signed_secret(self, a: Attempt) -> SecretView | None:
@@ -103,7 +105,7 @@ class ManualSigner(SignerBase):
 def _already_in_service(signed: SecretView, live: SecretView | None) -> bool:
     """The signed Secret still holds the certificate we already use: nothing new to import. The partner's files
     may be DER or PKCS#7 and in any order, so look for our leaf among all of their certificates."""
-    ours = first_certificate(live.get("tls.crt") if live else None)
+    ours = first_certificate(live.get(TLS_CRT) if live else None)
     if ours is None:
         return False
-    return ours in certificates_in(signed.get("tls.crt")) or ours in certificates_in(signed.get("ca.crt"))
+    return ours in certificates_in(signed.get(TLS_CRT)) or ours in certificates_in(signed.get(CA_CRT))
