@@ -77,19 +77,19 @@ check-manifests: manifests ## fail when manifests/ and the chart drift apart
 	@git diff --exit-code -- manifests charts || { echo "manifests/ drifted from the chart: run make manifests"; exit 1; }
 
 bench: venv tools controlplane ## benchmarks (about 15 min): bench/results/latest.{json,md}
-	$(PY) bench/run.py
+	PYTHONPATH=tests:tests/controlplane $(PY) bench/run.py
 
 bench-quick: deps venv tools controlplane ## every benchmark scenario with small counts (CI smoke test)
-	$(PY) bench/run.py --quick
+	PYTHONPATH=tests:tests/controlplane $(PY) bench/run.py --quick
 
 soak: deps venv tools controlplane ## memory under continuous renewals (300 certificates, 30 min): bench/results/soak.{json,md}
-	$(PY) bench/soak.py
+	PYTHONPATH=tests:tests/controlplane $(PY) bench/soak.py
 
 chaos: deps venv tools controlplane ## faults under load (kill -9 x50, apiserver/etcd restarts, 60 s outage), then invariants
-	$(PY) bench/chaos.py
+	PYTHONPATH=tests:tests/controlplane $(PY) bench/chaos.py
 
 chaos-quick: deps venv tools controlplane ## the same with fewer certificates and kills (CI)
-	$(PY) bench/chaos.py --quick
+	PYTHONPATH=tests:tests/controlplane $(PY) bench/chaos.py --quick
 
 clean: cluster-down
 	rm -rf $(VENV) $(CLUSTER_DIR)

@@ -33,12 +33,10 @@ import kubernetes
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+import controlplane  # tests/controlplane and tests/ are on PYTHONPATH (make bench; pytest's pythonpath)
+from harness.cluster import Kubectl, OperatorProcess, Partner, wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests" / "controlplane"), str(ROOT / "tests" / "e2e")]
-from support import Kubectl, OperatorProcess, Partner, wait_for  # noqa: E402
-
-import controlplane  # noqa: E402
-
 GROUP, VERSION, PLURAL, NS = "mtls.dev", "v1alpha1", "mtlscertificates", "chaos"
 FULL = {"certificates": 200, "kills": 50, "unreachable": 60, "settle": 300}
 QUICK = {"certificates": 24, "kills": 6, "unreachable": 20, "settle": 180}

@@ -28,13 +28,11 @@ from typing import Any
 import kubernetes
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests" / "controlplane"), str(ROOT / "tests" / "e2e")]
-from support import Kubectl, OperatorProcess, Partner, certificate_series, wait_for  # noqa: E402
-
-import controlplane  # noqa: E402
+import controlplane  # tests/controlplane and tests/ are on PYTHONPATH (make bench; pytest's pythonpath)
+from harness.cluster import Kubectl, OperatorProcess, Partner, certificate_series, wait_for
 from mtls_operator.runtime.sharding import shard_of
 
+ROOT = Path(__file__).resolve().parent.parent
 GROUP, VERSION, PLURAL = "mtls.dev", "v1alpha1", "mtlscertificates"
 FULL = {"p1": 1000, "p2": 1000, "p3": 10000, "unrelated": 20000, "runs": 3, "idle_seconds": 60}
 QUICK = {"p1": 20, "p2": 20, "p3": 200, "unrelated": 200, "runs": 1, "idle_seconds": 5}

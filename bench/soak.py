@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from run import ROOT, Cluster, certificate, environment, ready, rss_mb, scrape  # the benchmark's helpers
-from support import OperatorProcess, Partner
+
+from harness.cluster import OperatorProcess, Partner
 
 SHORT = {"duration": "4m", "renewBefore": "3m"}
 GROWTH_BOUND_MB_PER_1000 = 2.0  # a leak of 2 KB per renewal; RSS noise over a run is ±1-2 MB

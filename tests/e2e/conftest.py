@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ROOT, Kubectl, OperatorProcess, Partner, running_prometheus
 
-sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
 import controlplane
+from harness.cluster import ROOT, Kubectl, OperatorProcess, Partner, running_prometheus
 
 
 @pytest.fixture(scope="session")

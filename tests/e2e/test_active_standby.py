@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import (
+
+from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,

@@ -21,7 +21,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from support import (
+
+from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,

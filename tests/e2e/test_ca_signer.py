@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 
-from support import (
+from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,

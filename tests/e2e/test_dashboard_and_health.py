@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
-from support import (
+
+from argocd_health import CUSTOMIZATION, health
+from harness.cluster import (
     ROOT,
     Kubectl,
     OperatorProcess,
@@ -30,8 +32,6 @@ from support import (
     wait_ready,
     wait_reason,
 )
-
-from argocd_health import CUSTOMIZATION, health
 
 DASHBOARD = json.loads((ROOT / "manifests" / "grafana" / "mtls-certificates.json").read_text())
 # name -> (expected Argo CD health, what the certificate is)

@@ -10,7 +10,7 @@ import base64
 import json
 from pathlib import Path
 
-from support import (
+from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from support import (
+
+import controlplane
+from harness.cluster import (
     ROOT,
     Kubectl,
     OperatorProcess,
@@ -32,9 +33,6 @@ from support import (
     wait_for,
     wait_ready,
 )
-
-sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
-import controlplane
 
 CHART = ROOT / "charts" / "mtls-operator"
 VALUES = ["--set", "watchNamespaces={a}", "--set", "signers.kubernetes.enabled=true", "--set", "replicaCount=2"]

@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import (
+
+from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,

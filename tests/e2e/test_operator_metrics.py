@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from support import (
+from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,

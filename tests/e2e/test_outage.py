@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -11,8 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import (
-    ROOT,
+
+import controlplane
+from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,
@@ -23,9 +23,6 @@ from support import (
     wait_for,
     wait_ready,
 )
-
-sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
-import controlplane
 
 SHORT = "  duration: 2m\n  renewBefore: 90s\n  signer:\n    ca:\n      secretName: internal-ca\n"
 

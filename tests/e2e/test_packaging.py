@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import (
+
+import controlplane
+from harness.cluster import (
     ROOT,
     Kubectl,
     OperatorProcess,
@@ -29,9 +31,6 @@ from support import (
     wait_for,
     wait_ready,
 )
-
-sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
-import controlplane
 from mtls_operator.runtime.settings import shard_index_from
 
 CHART = ROOT / "charts" / "mtls-operator"

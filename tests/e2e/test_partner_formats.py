@@ -25,7 +25,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from support import (
+
+from harness.cluster import (
     ROOT,
     Kubectl,
     OperatorProcess,

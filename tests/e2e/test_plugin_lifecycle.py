@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from support import (
+from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,

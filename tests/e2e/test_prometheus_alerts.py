@@ -6,7 +6,7 @@ import json
 import re
 import subprocess
 
-from support import (
+from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,

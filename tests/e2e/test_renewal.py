@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from support import (
+from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import (
-    ROOT,
+
+import controlplane
+from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,
@@ -31,11 +31,7 @@ from support import (
     wait_for,
     wait_ready,
 )
-
 from mtls_operator.runtime.sharding import shard_of
-
-sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
-import controlplane
 
 CA = "  signer:\n    ca:\n      secretName: internal-ca\n"
 

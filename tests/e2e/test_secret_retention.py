@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import (
+
+from harness.cluster import (
     ROOT,
     Kubectl,
     OperatorProcess,

@@ -373,7 +373,6 @@ def service_account_kubeconfig(plane: Any, kube: Kubectl, sa: str, ns: str, out_
 def own_control_plane(directory: Path, **options: Any) -> Iterator[tuple[Any, Kubectl]]:
     """A control plane of a test's own (for tests that break or audit it), with the CRD installed; stopped after.
     `options` go to controlplane.start (controller_manager=False, audit=True)."""
-    sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
     import controlplane
 
     plane = controlplane.start(directory, **options)
