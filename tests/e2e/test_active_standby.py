@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from harness.cluster import (
+    CA_SIGNER,
     Kubectl,
     OperatorProcess,
     Partner,
@@ -31,7 +32,7 @@ from harness.cluster import (
 
 NS = "ha"
 WRITE_VERBS = ("create", "patch", "replace", "delete")
-SHORT = "  duration: 2m\n  renewBefore: 90s\n  signer:\n    ca:\n      secretName: internal-ca\n"
+SHORT = {"duration": "2m", "renewBefore": "90s", **CA_SIGNER}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_only_the_lease_holder_writes_and_failover_keeps_every_key(plane: Kubect
     assert metric_sum(second, "mtls_operator_leader") == 0
     try:
         for name in ("r1", "r2", "r3"):
-            kubectl.apply(certificate_manifest(name, extra_spec=SHORT), NS)
+            kubectl.apply(certificate_manifest(name, spec=SHORT), NS)
         csrs = {name: create_and_get_csr(kubectl, NS, name) for name in ("m1", "m2")}
         keys = {name: kubectl.secret_data(f"{name}-tls", NS)["tls.key"] for name in ("m1", "m2")}
         for name in ("r1", "r2", "r3"):

@@ -6,6 +6,7 @@ import datetime
 import json
 
 from harness.cluster import (
+    CA_SIGNER,
     Kubectl,
     OperatorProcess,
     Partner,
@@ -16,18 +17,13 @@ from harness.cluster import (
     wait_reason,
 )
 
-CA_SIGNER = """
-  duration: 2160h
-  signer:
-    ca:
-      secretName: internal-ca
-"""
+CA_SIGNED = {"duration": "2160h", **CA_SIGNER}
 
 
 def test_ca_signer_goes_ready_without_a_human_and_waits_for_a_missing_ca(
     kubectl: Kubectl, operator: OperatorProcess, namespace: str, partner: Partner
 ) -> None:
-    kubectl.apply(certificate_manifest("auto", extra_spec=CA_SIGNER), namespace)
+    kubectl.apply(certificate_manifest("auto", spec=CA_SIGNED), namespace)
     obj = wait_reason(kubectl, namespace, "auto", "CANotFound")
     assert "internal-ca does not exist" in condition(obj)["message"]
 
@@ -61,7 +57,7 @@ def test_invalid_ca_secret(kubectl: Kubectl, operator: OperatorProcess, namespac
         "create", "secret", "generic", "internal-ca", "-n", namespace,
         f"--from-file=tls.crt={partner.ca_crt}", f"--from-file=tls.key={partner.dir / 'other.key'}",
     )  # fmt: skip
-    kubectl.apply(certificate_manifest("badca", extra_spec=CA_SIGNER), namespace)
+    kubectl.apply(certificate_manifest("badca", spec=CA_SIGNED), namespace)
     obj = wait_reason(kubectl, namespace, "badca", "CAInvalid")
     assert "tls.key does not belong to its tls.crt" in condition(obj)["message"]
     assert any(e["reason"] == "CAInvalid" and e["type"] == "Warning" for e in kubectl.events(namespace, "badca"))

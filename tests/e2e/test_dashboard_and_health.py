@@ -20,6 +20,7 @@ import yaml
 
 from argocd_health import CUSTOMIZATION, health
 from harness.cluster import (
+    CA_SIGNER,
     ROOT,
     Kubectl,
     OperatorProcess,
@@ -64,9 +65,7 @@ def fleet(
         "create", "secret", "tls", "internal-ca", "-n", namespace,
         f"--cert={partner.ca_crt}", f"--key={partner.ca_key}",
     )  # fmt: skip
-    kubectl.apply(
-        certificate_manifest("internal", extra_spec="  signer:\n    ca:\n      secretName: internal-ca"), namespace
-    )
+    kubectl.apply(certificate_manifest("internal", spec=CA_SIGNER), namespace)
     kubectl.apply(
         certificate_manifest("noca", extra_spec="  signer:\n    ca:\n      secretName: missing-ca"), namespace
     )

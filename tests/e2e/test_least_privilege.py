@@ -19,6 +19,7 @@ import yaml
 
 import controlplane
 from harness.cluster import (
+    CA_SIGNER,
     ROOT,
     Kubectl,
     OperatorProcess,
@@ -112,8 +113,7 @@ def exercise_everything(kube: Kubectl, tmp_path: Path) -> None:
     """Every code path that talks to the API: each signer, renewal with a next key, publishCA, Events, the Lease."""
     partner = Partner(tmp_path / "partner")
     kube.run("create", "secret", "tls", "internal-ca", "-n", "a", f"--cert={partner.ca_crt}", f"--key={partner.ca_key}")
-    ca_spec = "  signer:\n    ca:\n      secretName: internal-ca\n  publishCA:\n    configMapName: trust\n"
-    kube.apply(certificate_manifest("auto", extra_spec=ca_spec), "a")
+    kube.apply(certificate_manifest("auto", spec={**CA_SIGNER, "publishCA": {"configMapName": "trust"}}), "a")
     wait_ready(kube, "a", "auto", timeout=60)
     wait_for(lambda: kube.get("configmap", "trust", "a"), what="publishCA ConfigMap created")
     rotated = Partner(tmp_path / "rotated", name="Rotated CA")

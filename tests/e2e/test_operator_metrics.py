@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 from harness.cluster import (
+    CA_SIGNER,
     Kubectl,
     OperatorProcess,
     Partner,
@@ -15,14 +16,12 @@ from harness.cluster import (
     wait_ready,
 )
 
-CA = "  signer:\n    ca:\n      secretName: internal-ca\n"
-
 
 def test_series_follow_the_object_and_are_rebuilt_after_restart(
     kubectl: Kubectl, operator: OperatorProcess, namespace: str, partner: Partner
 ) -> None:
     create_ca_secret(kubectl, namespace, partner)
-    kubectl.apply(certificate_manifest("metered", extra_spec=CA), namespace)
+    kubectl.apply(certificate_manifest("metered", spec=CA_SIGNER), namespace)
     kubectl.apply(certificate_manifest("pending"), namespace)
     obj = wait_ready(kubectl, namespace, "metered")
     # A scrape is a moment, not a transaction with the status write: the gauge follows it within a poll.

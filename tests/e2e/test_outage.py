@@ -13,6 +13,7 @@ import pytest
 
 import controlplane
 from harness.cluster import (
+    CA_SIGNER,
     Kubectl,
     OperatorProcess,
     Partner,
@@ -24,7 +25,7 @@ from harness.cluster import (
     wait_ready,
 )
 
-SHORT = "  duration: 2m\n  renewBefore: 90s\n  signer:\n    ca:\n      secretName: internal-ca\n"
+SHORT = {"duration": "2m", "renewBefore": "90s", **CA_SIGNER}
 
 
 def probe(op: OperatorProcess, path: str) -> tuple[int, str]:
@@ -56,7 +57,7 @@ def test_operator_rides_out_an_outage_and_logs_it_once(
     create_ca_secret(kubectl, "o", Partner(tmp_path / "ca"))
     names = [f"short{i}" for i in range(3)]
     for name in names:
-        kubectl.apply(certificate_manifest(name, extra_spec=SHORT), "o")
+        kubectl.apply(certificate_manifest(name, spec=SHORT), "o")
     for name in names:
         wait_ready(kubectl, "o", name)
     log_before = op.logs()

@@ -20,6 +20,7 @@ import yaml
 
 import controlplane
 from harness.cluster import (
+    CA_SIGNER,
     ROOT,
     Kubectl,
     OperatorProcess,
@@ -219,8 +220,7 @@ def test_operator_as_service_account_issues_and_is_confined(
         kube.run(
             "create", "secret", "tls", "internal-ca", "-n", "a", f"--cert={partner.ca_crt}", f"--key={partner.ca_key}"
         )
-        ca_spec = "  signer:\n    ca:\n      secretName: internal-ca\n"
-        kube.apply(certificate_manifest("auto", extra_spec=ca_spec), "a")
+        kube.apply(certificate_manifest("auto", spec=CA_SIGNER), "a")
         kube.apply(certificate_manifest("hand"), "a")
         wait_ready(kube, "a", "auto", timeout=60)  # CA-signed issuance as the ServiceAccount
         csr = wait_for(

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from harness.cluster import (
+    CA_SIGNER,
     Kubectl,
     OperatorProcess,
     Partner,
@@ -20,8 +21,6 @@ from harness.cluster import (
     wait_ready,
     wait_reason,
 )
-
-CA_SIGNED = "  signer:\n    ca:\n      secretName: internal-ca\n"
 
 
 def client_auth_signed(partner: Partner, csr: str, out: str) -> Path:
@@ -94,7 +93,7 @@ def test_renew_by_label_reissues_automatic_certificates_once(
 ) -> None:
     create_ca_secret(kubectl, namespace, partner)
     for name, labels in (("a1", "team: a"), ("a2", "team: a"), ("b1", "team: b")):
-        manifest = certificate_manifest(name, extra_spec=CA_SIGNED).replace(
+        manifest = certificate_manifest(name, spec=CA_SIGNER).replace(
             f"  name: {name}\n", f"  name: {name}\n  labels:\n    {labels}\n"
         )
         kubectl.apply(manifest, namespace)
@@ -174,7 +173,7 @@ def test_publish_ca_holds_old_and_new_during_a_rotation(
     spec = {
         "secretName": "out-tls", "commonName": "outbound.partner.example",
         "subject": {"country": "IE", "organization": "Partner"},
-        "signer": {"ca": {"secretName": "internal-ca"}}, "csr": csr, "publishCA": {"configMapName": "our-ca"},
+        **CA_SIGNER, "csr": csr, "publishCA": {"configMapName": "our-ca"},
     }  # fmt: skip
     kubectl.apply(json.dumps({"apiVersion": "mtls.dev/v1alpha1", "kind": "MtlsCertificate",
                               "metadata": {"name": "out"}, "spec": spec}), namespace)  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.cluster import (
+    CA_SIGNER,
     Kubectl,
     OperatorProcess,
     Partner,
@@ -104,8 +105,8 @@ def test_ca_signer_reissues_by_itself(
     kubectl: Kubectl, operator: OperatorProcess, namespace: str, partner: Partner
 ) -> None:
     create_ca_secret(kubectl, namespace, partner)
-    spec = "  duration: 2m\n  renewBefore: 1m50s\n  signer:\n    ca:\n      secretName: internal-ca\n"
-    kubectl.apply(certificate_manifest("brief", extra_spec=spec), namespace)
+    spec = {"duration": "2m", "renewBefore": "1m50s", **CA_SIGNER}
+    kubectl.apply(certificate_manifest("brief", spec=spec), namespace)
     first = wait_ready(kubectl, namespace, "brief")
     # Renewal is due 3-10 s after issuance: a slow poll may first see revision 2, so wait for one more than seen.
     seen = first["status"]["revision"]

@@ -17,6 +17,7 @@ import pytest
 
 import controlplane
 from harness.cluster import (
+    CA_SIGNER,
     Kubectl,
     OperatorProcess,
     Partner,
@@ -32,8 +33,6 @@ from harness.cluster import (
     wait_ready,
 )
 from mtls_operator.runtime.sharding import shard_of
-
-CA = "  signer:\n    ca:\n      secretName: internal-ca\n"
 
 
 def secret_gets(op: OperatorProcess) -> float:
@@ -60,7 +59,7 @@ def test_reads_come_from_the_cache_and_it_recovers_from_an_apiserver_restart(
     try:
         names = [f"c{i}" for i in range(3)]
         for name in names:
-            kubectl.apply(certificate_manifest(name, extra_spec=CA), ns)
+            kubectl.apply(certificate_manifest(name, spec=CA_SIGNER), ns)
         for name in names:
             wait_ready(kubectl, ns, name)
 
@@ -131,7 +130,7 @@ def test_two_shards_split_the_certificates(plane: tuple[controlplane.ControlPlan
         for op in shards:
             op.start()
         for name in names:
-            kubectl.apply(certificate_manifest(name, extra_spec=CA), ns)
+            kubectl.apply(certificate_manifest(name, spec=CA_SIGNER), ns)
         for name in names:
             wait_ready(kubectl, ns, name, timeout=90)
         for index, op in enumerate(shards):

@@ -11,11 +11,14 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -193,13 +196,20 @@ class Partner:
         )  # fmt: skip
 
 
+CA_SIGNER: dict[str, Any] = {"signer": {"ca": {"secretName": "internal-ca"}}}  # the tests' CA Secret
+
+
 def certificate_manifest(
     name: str,
     *,
     common_name: str = "client.example.com",
     secret_name: str | None = None,
+    spec: Mapping[str, Any] | None = None,
     extra_spec: str = "",
 ) -> str:
+    """An MtlsCertificate with the partner guide's subject. `spec`: more spec fields as values (rendered by a YAML
+    dumper, so nothing is mistyped by hand); `extra_spec`: raw spec lines, for the bad-input tests that need them."""
+    fields = textwrap.indent(yaml.safe_dump(dict(spec), sort_keys=False), "  ") if spec else ""
     return f"""
 apiVersion: mtls.dev/v1alpha1
 kind: MtlsCertificate
@@ -214,7 +224,7 @@ spec:
     locality: Dublin
     organization: My Company Inc.
     organizationalUnit: IT
-{extra_spec}
+{fields}{extra_spec}
 """
 
 

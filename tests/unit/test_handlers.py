@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+
 import kopf
+from kopf._core.reactor.inventory import ResourceMemories
 
 from mtls_operator.runtime.handlers import ForgetfulMemories, NoDiffBase
 
@@ -21,3 +24,12 @@ def test_no_diff_base_is_built_or_stored() -> None:
     body = kopf.Body({"metadata": {"name": "c"}, "spec": {"commonName": "x"}})
     assert storage.build(body=body) == {}
     assert storage.fetch(body=body) is None
+
+
+def test_the_private_kopf_api_we_subclass_still_has_the_shape_we_override() -> None:
+    """kopf._core.reactor.inventory is private: pinned below 1.46 in pyproject.toml, and this fails when it moves."""
+    ours = inspect.signature(ForgetfulMemories.recall)
+    theirs = inspect.signature(ResourceMemories.recall)
+    assert list(ours.parameters) == list(theirs.parameters), "kopf changed ResourceMemories.recall"
+    assert "ephemeral" in theirs.parameters, "ForgetfulMemories relies on recall(..., ephemeral=True)"
+    assert inspect.signature(kopf.run).parameters.get("memories") is not None, "kopf.run(memories=...) is gone"

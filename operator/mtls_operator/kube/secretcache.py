@@ -13,6 +13,9 @@ scope, data included, parsed on every (re)start. This informer runs two streams 
 Streams run in threads (blocking HTTP, JSON parsed there); every change to the cache is applied on the event loop,
 so the loop never parses a list page and nothing is mutated from two threads. A watch resumes from the last
 resourceVersion seen (bookmarks keep it fresh); `410 Gone` or an expired continue token means a fresh list.
+
+Over 300 lines on purpose: the list/watch/relist state machine of both streams is one thing, and its
+invariants (resourceVersion order, 410 Gone, stale entries after a conflict) are easier to check in one place.
 """
 
 from __future__ import annotations

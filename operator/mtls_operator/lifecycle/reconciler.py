@@ -4,6 +4,9 @@ read → trigger (policy.trigger) → ask the signer (signers/, which asks keyst
 put in service (one write of the live Secret) → status and Events. Level-based like a controller-runtime
 reconciler: the same inputs give the same writes, so running it again (after a restart, a watch event or a timer)
 is always safe. CPU work runs in a thread pool; `cryptography` releases the GIL, so the loop keeps serving.
+
+Over 300 lines on purpose: it is the one sequence of a certificate's life, read top to bottom; the pure parts
+(conditions, status fields, wake-ups) live in outcomes.py, the decisions in policy/.
 """
 
 from __future__ import annotations
@@ -37,8 +40,18 @@ from mtls_operator.lifecycle.attempt import (
 from mtls_operator.lifecycle.attempt import (
     ownership as secret_ownership_of,
 )
-from mtls_operator.lifecycle.javakeystores import PASSWORD_NOT_FOUND, JavaKeystores
+from mtls_operator.lifecycle.javakeystores import JavaKeystores
 from mtls_operator.lifecycle.keystore import KeyStore
+from mtls_operator.lifecycle.outcomes import (
+    acknowledge_renewal_request,
+    add_renewal_state,
+    after_issuance,
+    certificate_status,
+    names_warning,
+    ready_condition,
+    store_problem,
+    waiting,
+)
 from mtls_operator.lifecycle.policy import readiness as phases
 from mtls_operator.lifecycle.policy.keymanager import LIVE
 from mtls_operator.lifecycle.policy.ownership import ADOPTABLE, FOREIGN
@@ -46,7 +59,6 @@ from mtls_operator.lifecycle.policy.readiness import Condition, merge_conditions
 from mtls_operator.lifecycle.policy.trigger import (
     Trigger,
     TriggerReason,
-    expiry_warning_threshold,
     issuance_trigger,
     next_wakeup,
     renewal_time,
@@ -56,10 +68,8 @@ from mtls_operator.lifecycle.signers import Signer, SignerContext, build_signers
 from mtls_operator.pki.certificates import (
     CertificateInfo,
     describe_certificate,
-    dns_names_of,
     first_certificate,
     to_pem,
-    uncovered_names,
 )
 from mtls_operator.pki.csr import certifies_csr
 from mtls_operator.pki.keys import key_spec_of
@@ -68,8 +78,6 @@ from mtls_operator.pki.verify import Verified, verify_signed_certificate
 log = logging.getLogger(__name__)
 
 __all__ = ["Attempt", "Outcome", "PendingKey", "Reconciler"]
-
-_ts = timestamp
 
 
 class Reconciler:
@@ -137,7 +145,7 @@ class Reconciler:
         if trigger is None and current is not None:
             trigger = requested_renewal(spec.renewal_requested, status.get("lastRenewalRequest"), current.not_before)
         renew_at = renewal_time(current.not_before, current.not_after, spec.renew_before, spec.uid) if current else None
-        base = _certificate_status(current, renew_at) if current is not None else {}
+        base = certificate_status(current, renew_at) if current is not None else {}
         if trigger is None:
             assert current is not None
             assert leaf is not None
@@ -148,8 +156,8 @@ class Reconciler:
                 outcome.status = {**base, **outcome.status}
         if outcome.phase != phases.READY or trigger is None:
             outcome.wake_at = next_wakeup(current, renew_at, now)
-        _add_renewal_state(outcome, status, trigger, current, now)
-        _acknowledge_renewal_request(outcome, spec, status, trigger)
+        add_renewal_state(outcome, status, trigger, current, now)
+        acknowledge_renewal_request(outcome, spec, status, trigger)
         outcome.events = adopted + outcome.events
         return outcome
 
@@ -190,7 +198,7 @@ class Reconciler:
         """The certificate in service is good; a signer may still offer a newer one for the same key."""
         ready = Outcome(
             phases.READY,
-            _ready_condition(a.spec, leaf, current),
+            ready_condition(a.spec, leaf, current),
             status={**base, "csr": None, "csrPublishedTime": None, "certificateSigningRequest": None},
         )
         if a.status.get("phase") == phases.RENEWING or a.status.get("csr"):
@@ -214,7 +222,7 @@ class Reconciler:
         if update:
             await self.kube.replace_secret_data(a.live, update.data, annotations=update.annotations)
         if update.problem:
-            ready.ready = _store_problem(update.problem)
+            ready.ready = store_problem(update.problem)
 
     async def _issue(self, a: Attempt, trigger: Trigger) -> Outcome:
         """A new certificate is needed: ask the signer, then verify and put in service what it returns."""
@@ -242,9 +250,9 @@ class Reconciler:
         if isinstance(result, Waiting):
             serving = trigger.reason not in (TriggerReason.NO_CERTIFICATE, TriggerReason.EXPIRED)
             ready = Condition(ConditionType.READY, "True" if serving else "False", result.reason, result.message)
-            outcome = _waiting(a.spec, trigger, ready)
+            outcome = waiting(a.spec, trigger, ready)
         else:
-            outcome = _waiting(
+            outcome = waiting(
                 a.spec, trigger, Condition(ConditionType.READY, "False", result.reason, result.message), result.phase
             )
         outcome.status.update(result.status)
@@ -291,24 +299,26 @@ class Reconciler:
         revision = int(status.get("revision") or 0) + 1
         renew_at = renewal_time(info.not_before, info.not_after, spec.renew_before, spec.uid)
         renewed = trigger.reason != TriggerReason.NO_CERTIFICATE
-        message = f"certificate serial {info.serial_number} issued by {info.issuer}, valid until {_ts(info.not_after)}"
-        names = _names_warning(spec, verified.leaf)
+        message = (
+            f"certificate serial {info.serial_number} issued by {info.issuer}, valid until {timestamp(info.not_after)}"
+        )
+        names = names_warning(spec, verified.leaf)
         warnings = [("Warning", "NamesNotCovered", names)] if names else []
         return Outcome(
             phases.READY,
-            _store_problem(stores.problem) if stores.problem else _ready_condition(spec, verified.leaf, info),
+            store_problem(stores.problem) if stores.problem else ready_condition(spec, verified.leaf, info),
             status={
-                **_certificate_status(info, renew_at),
+                **certificate_status(info, renew_at),
                 "revision": revision,
                 "csr": None,
                 "csrPublishedTime": None,
                 "certificateSigningRequest": None,
-                "lastIssuedTime": _ts(now),
+                "lastIssuedTime": timestamp(now),
                 "lastRenewalRequest": spec.renewal_requested or status.get("lastRenewalRequest"),
                 "renewalRequest": None,
             },
             events=[("Normal", "Renewed" if renewed else "Issued", message), *warnings],
-            wake_at=_after_issuance(spec, info, renew_at, now),
+            wake_at=after_issuance(spec, info, renew_at, now),
         )
 
     async def apply(
@@ -347,118 +357,3 @@ class Reconciler:
             log.info("%s/%s: %s %s: %s", meta["namespace"], meta["name"], event_type, reason, message)
             await self.kube.post_event(Owner.of(body), event_type, reason, message)
         return updated
-
-
-def _ready_condition(spec: CertificateSpec, leaf: x509.Certificate, info: CertificateInfo) -> Condition:
-    message = f"certificate is valid until {_ts(info.not_after)}"
-    names = _names_warning(spec, leaf)
-    return Condition(ConditionType.READY, "True", "Ready", f"{message}; warning: {names}" if names else message)
-
-
-def _store_problem(problem: str) -> Condition:
-    message = f"{problem}: tls.crt and tls.key are in service, keystore.p12 and truststore.p12 are not written"
-    return Condition(ConditionType.READY, "False", PASSWORD_NOT_FOUND, message)
-
-
-def _names_warning(spec: CertificateSpec, leaf: x509.Certificate) -> str | None:
-    """The certificate is usable, but a server that checks names may refuse it: say so, do not refuse it."""
-    missing = uncovered_names(leaf, [spec.subject.common_name, *spec.dns_names])
-    if not missing:
-        return None
-    present = ", ".join(dns_names_of(leaf)) or "none"
-    return (
-        f"the certificate's subjectAltName DNS names ({present}) do not include {', '.join(missing)} "
-        "(spec.commonName / spec.dnsNames): servers that check names may refuse it; ask the partner to sign "
-        "with the CSR's names (openssl x509 -req -copy_extensions copy)"
-    )
-
-
-def _certificate_status(info: CertificateInfo, renew_at: datetime.datetime | None) -> dict[str, Any]:
-    return {
-        "notBefore": _ts(info.not_before),
-        "notAfter": _ts(info.not_after),
-        "renewalTime": _ts(renew_at) if renew_at else None,
-        "serialNumber": info.serial_number,
-        "issuer": info.issuer,
-        "fingerprintSHA256": info.fingerprint_sha256,
-    }
-
-
-def _waiting(spec: CertificateSpec, trigger: Trigger, ready: Condition, phase: str | None = None) -> Outcome:
-    """The phase while a new certificate is not in service yet."""
-    if phase is None:
-        if trigger.reason == TriggerReason.NO_CERTIFICATE:
-            phase = phases.AWAITING_SIGNATURE if spec.signer.kind == "manual" else phases.PENDING
-        elif trigger.reason == TriggerReason.EXPIRED:
-            phase = phases.EXPIRED
-        else:
-            phase = phases.RENEWING
-    if trigger.reason == TriggerReason.EXPIRED:
-        ready = Condition(ConditionType.READY, "False", "Expired", f"{trigger.message}; {ready.message}")
-    return Outcome(phase, ready)
-
-
-def _after_issuance(
-    spec: CertificateSpec, info: CertificateInfo, renew_at: datetime.datetime, now: datetime.datetime
-) -> datetime.datetime | None:
-    """When to look again after putting a certificate in service.
-
-    A hand-signed certificate that arrives already inside its renewal window (the partner signed it for less than
-    renewBefore) must start its renewal now, not at the next expiry threshold days later. An automatic signer is
-    not woken at once: a CA that can only sign short certificates would otherwise re-issue in a loop.
-    """
-    if renew_at <= now and spec.signer.kind == "manual" and not spec.outbound:
-        return now
-    return next_wakeup(info, renew_at, now)
-
-
-def _acknowledge_renewal_request(
-    outcome: Outcome, spec: CertificateSpec, status: Mapping[str, Any], trigger: Trigger | None
-) -> None:
-    """One Normal Event per `kubectl mtls renew`; status.renewalRequest shows it until a certificate satisfies it."""
-    requested = spec.renewal_requested
-    if not requested or requested == status.get("lastRenewalRequest"):
-        return
-    if trigger is None:
-        # Satisfied by the certificate in service (issued after the request; its status write was lost).
-        outcome.status.update({"lastRenewalRequest": requested, "renewalRequest": None})
-        return
-    if status.get("renewalRequest") == requested:
-        return
-    if trigger is not None and trigger.reason == TriggerReason.RENEWAL_REQUESTED:
-        action = "re-issued" if outcome.phase == phases.READY else "renewal started; the current certificate serves"
-    else:
-        action = f"renewal already under way ({trigger.reason})"
-    outcome.events.insert(0, ("Normal", "RenewalRequested", f"renewal requested at {requested}: {action}"))
-    if outcome.status.get("lastRenewalRequest") != requested:
-        outcome.status["renewalRequest"] = requested
-
-
-def _add_renewal_state(
-    outcome: Outcome,
-    status: Mapping[str, Any],
-    trigger: Trigger | None,
-    current: CertificateInfo | None,
-    now: datetime.datetime,
-) -> None:
-    """RenewalDue condition, and one Warning per renewal start and per 14/7/3/1-days-left threshold."""
-    if current is None or (outcome.phase == phases.READY and trigger is not None):
-        outcome.renewal_due = Condition(ConditionType.RENEWAL_DUE, "False", "NotDue", "no renewal in progress")
-        outcome.status["expiryWarningDays"] = None
-        return
-    due = trigger is not None and trigger.reason in (TriggerReason.RENEWAL_DUE, TriggerReason.EXPIRED)
-    if not due:
-        outcome.renewal_due = Condition(ConditionType.RENEWAL_DUE, "False", "NotDue", "no renewal in progress")
-        outcome.status["expiryWarningDays"] = None
-        return
-    assert trigger is not None
-    outcome.renewal_due = Condition(ConditionType.RENEWAL_DUE, "True", trigger.reason, trigger.message)
-    threshold = expiry_warning_threshold(current.not_after, now)
-    marker = threshold if threshold is not None else 30
-    if trigger.reason == TriggerReason.EXPIRED:
-        marker = 0
-    if status.get("expiryWarningDays") != marker:
-        action = "new CSR published" if outcome.status.get("csr") else "re-issuing"
-        event_reason = "Expired" if marker == 0 else "RenewalDue"
-        outcome.events.append(("Warning", event_reason, f"{trigger.message}; {action}"))
-        outcome.status["expiryWarningDays"] = marker
