@@ -192,6 +192,11 @@ def signer_kind_of(body: Mapping[str, Any]) -> str:
     return next(iter((body.get("spec") or {}).get("signer") or {"manual": {}}), "manual")
 
 
+def secret_name_of(body: Mapping[str, Any]) -> str:
+    """spec.secretName ("" when unset)."""
+    return str((body.get("spec") or {}).get("secretName") or "")
+
+
 def common_name_of_body(body: Mapping[str, Any]) -> str:
     return str((body.get("spec") or {}).get("commonName") or "")
 

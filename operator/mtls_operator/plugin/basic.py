@@ -12,7 +12,18 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from kubernetes.client.exceptions import ApiException
 
-from mtls_operator.api.names import CA_CRT, CERTIFICATE_LABEL, GROUP, PLURAL, TLS_KEY, VERSION
+from mtls_operator.api.names import (
+    CA_CRT,
+    CERTIFICATE_LABEL,
+    GROUP,
+    OPAQUE_SECRET,
+    PLURAL,
+    TLS_CRT,
+    TLS_KEY,
+    TLS_SECRET,
+    VERSION,
+    signed_secret_name,
+)
 from mtls_operator.api.spec import parse_spec
 from mtls_operator.api.status import find_condition, parse_time, utcnow
 from mtls_operator.pki.bundle import UnreadableFile, read_certificates
@@ -41,24 +52,27 @@ def cmd_import(args: argparse.Namespace, custom: Any, core: Any, namespace: str)
     service; the key goes to the apiserver in a kubernetes.io/tls Secret, as `kubectl create secret tls` sends it.
     """
     cert = get_certificate(custom, namespace, args.name)
-    spec, status = cert.get("spec") or {}, cert.get("status") or {}
-    signer = spec.get("signer") or {"manual": {}}
-    if "manual" not in signer:
-        raise PluginError(f'mtlscertificate "{args.name}" is not signed by hand (signer {next(iter(signer))})')
+    status = cert.get("status") or {}
+    try:
+        spec = parse_spec(cert)
+    except ValueError as exc:
+        raise PluginError(f'mtlscertificate "{args.name}": {exc}') from None
+    if spec.signer.kind != "manual":
+        raise PluginError(f'mtlscertificate "{args.name}" is not signed by hand (signer {spec.signer.kind})')
     tls_crt = Path(args.cert).read_bytes()
     ca_crt = Path(args.ca).read_bytes() if args.ca else None
     key_pem = Path(args.key).read_bytes() if args.key else None
     key = _checked_key(args.name, cert, key_pem) if key_pem else _pending_public_key(args.name, status)
-    verdict = verify_signed_certificate(tls_crt, ca_crt, key, spec["commonName"], utcnow())
+    verdict = verify_signed_certificate(tls_crt, ca_crt, key, spec.subject.common_name, utcnow())
     if isinstance(verdict, Rejection):
         raise PluginError(f"{verdict.reason}: {verdict.message}")
     for file, note in zip((args.cert, args.ca), _dropped_keys(tls_crt, ca_crt), strict=True):
         if note:
             print(f"warning: {file} {note}; only its certificates are uploaded", file=sys.stderr)
-    secret_name = (signer.get("manual") or {}).get("signedSecretName") or f"{args.name}-signed"
+    secret_name = spec.signer.secret_name or signed_secret_name(spec.name)
     # What travels is the canonical form the operator will serve (leaf + intermediates, then the roots), as PEM
     # re-encoded from the parsed certificates: whatever else the files held (a pasted private key) stays here.
-    data = {"tls.crt": to_pem(verdict.chain)}
+    data = {TLS_CRT: to_pem(verdict.chain)}
     if verdict.ca_certificates:
         data[CA_CRT] = to_pem(verdict.ca_certificates)
     if key_pem:
@@ -67,7 +81,7 @@ def cmd_import(args: argparse.Namespace, custom: Any, core: Any, namespace: str)
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": secret_name, "namespace": namespace, "labels": {CERTIFICATE_LABEL: args.name}},
-        "type": "kubernetes.io/tls" if key_pem else "Opaque",
+        "type": TLS_SECRET if key_pem else OPAQUE_SECRET,
         "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
     }
     try:

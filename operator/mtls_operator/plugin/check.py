@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mtls_operator.api.names import CA_CRT, TLS_CRT, TLS_KEY
-from mtls_operator.api.spec import renew_before_of
+from mtls_operator.api.spec import renew_before_of, secret_name_of
 from mtls_operator.api.status import parse_time, utcnow
 from mtls_operator.pki.certificates import (
     allows_client_auth,
@@ -180,7 +180,7 @@ def cmd_check(args: argparse.Namespace, custom: Any, core: Any, namespace: str) 
         except OSError as exc:
             raise UsageError(f"--server-ca: {exc.strerror}: {args.server_ca}") from None
     cert = get_certificate(custom, namespace, args.name)
-    secret_name = (cert.get("spec") or {}).get("secretName", "")
+    secret_name = secret_name_of(cert)
     secret = get_secret(core, namespace, secret_name)
     if secret is None and not (cert.get("status") or {}).get("notAfter"):
         raise PluginError(f"Secret {secret_name} does not exist yet: nothing in service to check")

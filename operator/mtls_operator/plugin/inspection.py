@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from mtls_operator.api.names import CA_CRT, TLS_CRT
+from mtls_operator.api.spec import secret_name_of
 from mtls_operator.api.status import format_time, parse_time, utcnow
 from mtls_operator.pki.certificates import (
     chain_problem,
@@ -73,12 +74,12 @@ def pending(status: dict[str, Any]) -> dict[str, Any] | None:
 
 def cmd_inspect(args: argparse.Namespace, custom: Any, core: Any, namespace: str) -> int:
     cert = get_certificate(custom, namespace, args.name)
-    spec, status = cert.get("spec") or {}, cert.get("status") or {}
-    secret = get_secret(core, namespace, spec.get("secretName", ""))
+    status = cert.get("status") or {}
+    secret = get_secret(core, namespace, secret_name_of(cert))
     report = {
         "name": f"{namespace}/{args.name}",
         "phase": status.get("phase", "Pending"),
-        "secret": spec.get("secretName"),
+        "secret": secret_name_of(cert),
         "inService": in_service(secret.get(TLS_CRT), secret.get(CA_CRT)) if secret else None,
         "pending": pending(status),
     }
