@@ -10,9 +10,8 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
+from harness import pki
 from harness.fakekube import FakeKube
 from mtls_operator.api.names import API_VERSION, KIND
 from mtls_operator.api.status import find_condition
@@ -40,21 +39,8 @@ def certificate_body(name: str = "client", *, spec: Mapping[str, Any] | None = N
 
 
 def make_ca(name: str = "Lifecycle CA", now: datetime.datetime = START) -> tuple[bytes, bytes]:
-    """(tls.crt, tls.key) of a CA valid for ten years around `now`."""
-    key = rsa.generate_private_key(65537, 2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=365))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    """(tls.crt, tls.key) of a CA valid for ten years around `now`, as a CA Secret holds them."""
+    cert, key = pki.make_ca(name, now=now, key_usage=True)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

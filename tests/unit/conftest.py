@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from pkihelpers import make_ca
+
+from harness.pki import make_ca
 
 
 @pytest.fixture(scope="session")

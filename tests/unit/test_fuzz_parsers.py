@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pkihelpers import CLIENT_AUTH, NOW, issue, make_ca
 
+from harness.pki import CLIENT_AUTH, NOW, issue, make_ca
 from mtls_operator.api.spec import parse_spec
 from mtls_operator.lifecycle.publisher import trust_bundle
 from mtls_operator.pki.bundle import UnreadableFile, read_certificates

@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from pkihelpers import issue
 
+from harness.pki import issue
 from mtls_operator.aio.offload import CpuPool
 from mtls_operator.api.names import PKCS12_SOURCE_ANNOTATION
 from mtls_operator.api.spec import parse_spec

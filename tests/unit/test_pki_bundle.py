@@ -7,8 +7,8 @@ import base64
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
-from pkihelpers import issue
 
+from harness.pki import issue
 from mtls_operator.pki.bundle import UnreadableFile, certificates_in, read_certificates
 from mtls_operator.pki.certificates import to_pem
 from mtls_operator.pki.keys import private_key_to_pem

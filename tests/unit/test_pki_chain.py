@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from pkihelpers import NOW, issue, make_ca
 
+from harness.pki import NOW, issue, make_ca
 from mtls_operator.pki.certificates import to_pem
 from mtls_operator.pki.keys import public_key_fingerprint
 from mtls_operator.pki.verify import Rejection, Verified, verify_signed_certificate

@@ -90,7 +90,7 @@ def test_partner_csr_with_broken_signature(client_key):
 
 
 def test_certifies_csr(ca, client_key, ec_key):
-    from pkihelpers import issue
+    from harness.pki import issue
 
     from mtls_operator.pki.csr import certifies_csr
 

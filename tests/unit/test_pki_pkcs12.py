@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 
 from cryptography.hazmat.primitives.serialization import pkcs12
-from pkihelpers import issue
 
+from harness.pki import issue
 from mtls_operator.pki import pkcs12 as stores
 
 

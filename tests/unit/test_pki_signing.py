@@ -6,8 +6,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from pkihelpers import NOW, issue, make_ca
 
+from harness.pki import NOW, issue, make_ca
 from mtls_operator.pki.csr import Subject, build_csr, load_csr
 from mtls_operator.pki.keys import private_key_to_pem
 from mtls_operator.pki.signing import load_ca, random_serial_number, sign_csr

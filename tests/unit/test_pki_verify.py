@@ -3,8 +3,8 @@ from __future__ import annotations
 import datetime
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from pkihelpers import CLIENT_AUTH, NOW, SERVER_AUTH, issue
 
+from harness.pki import CLIENT_AUTH, NOW, SERVER_AUTH, issue
 from mtls_operator.pki.certificates import to_pem
 from mtls_operator.pki.verify import Rejection, Verified, verify_signed_certificate
 

@@ -1,4 +1,4 @@
-"""Unit-test helpers: a small CA and certificates made with cryptography (no cluster, no subprocess)."""
+"""Test helpers: a small CA and certificates made with cryptography (no cluster, no subprocess)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)
 
 
-def make_ca(name: str = "Unit CA") -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+def make_ca(
+    name: str = "Unit CA", *, now: datetime.datetime | None = None, key_usage: bool = False
+) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """A self-signed RSA CA valid from a year before `now` (default NOW) for ten years; `key_usage` adds the
+    keyCertSign/cRLSign usage real CAs carry."""
+    now = now or NOW
     key = rsa.generate_private_key(65537, 2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     cert = (
@@ -21,12 +26,14 @@ def make_ca(name: str = "Unit CA") -> tuple[x509.Certificate, rsa.RSAPrivateKey]
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(1)
-        .not_valid_before(NOW - datetime.timedelta(days=365))
-        .not_valid_after(NOW + datetime.timedelta(days=3650))
+        .not_valid_before(now - datetime.timedelta(days=365))
+        .not_valid_after(now + datetime.timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
     )
-    return cert, key
+    if key_usage:
+        usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+        cert = cert.add_extension(usage, critical=True)
+    return cert.sign(key, hashes.SHA256()), key
 
 
 def issue(
