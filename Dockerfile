@@ -11,7 +11,7 @@ FROM python:3.11.14-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 RUN groupadd --system --gid 10001 mtls && useradd --system --uid 10001 --gid 10001 --no-create-home mtls
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels "mtls-operator==0.2.0"
+    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/mtls_operator-*.whl
 USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["mtls-operator", "run"]

@@ -1,11 +1,14 @@
 """Generates manifests/ (for `kubectl apply -k manifests/`) from the Helm chart with default values.
 
 The chart is the single source: `make manifests` regenerates, and CI fails when the committed files drift
-(`make check-manifests`). The CRD source lives in manifests/crd/ and is copied into the chart's crds/.
+(`make check-manifests`). The CRD source lives in manifests/crd/ and is copied into the chart's files/crds/ (the
+chart renders it as a template, so `helm upgrade` upgrades it). The version is single-sourced in
+operator/mtls_operator/__init__.py and written into Chart.yaml (version, appVersion) here.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -30,11 +33,30 @@ PLACEMENT = {
 }
 
 
+def package_version() -> str:
+    """__version__ read as text: the generator must not import the package (or its dependencies)."""
+    source = (ROOT / "operator" / "mtls_operator" / "__init__.py").read_text()
+    found = re.search(r'^__version__ = "([^"]+)"$', source, re.MULTILINE)
+    if found is None:
+        raise SystemExit("operator/mtls_operator/__init__.py has no __version__ line")
+    return found.group(1)
+
+
+def write_chart_version(version: str) -> None:
+    chart = CHART / "Chart.yaml"
+    text = re.sub(r"^version: .*$", f"version: {version}", chart.read_text(), count=1, flags=re.MULTILINE)
+    text = re.sub(r"^appVersion: .*$", f'appVersion: "{version}"', text, count=1, flags=re.MULTILINE)
+    chart.write_text(text)
+
+
 def main(helm: str) -> int:
+    write_chart_version(package_version())
     crd = "mtls.dev_mtlscertificates.yaml"
-    shutil.copyfile(MANIFESTS / "crd" / crd, CHART / "crds" / crd)
+    (CHART / "files" / "crds").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(MANIFESTS / "crd" / crd, CHART / "files" / "crds" / crd)
     rendered = subprocess.run(
-        [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE],
+        # crds.enabled=false: manifests/ has the CRD from its source file (manifests/crd/), not a rendered copy.
+        [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--set", "crds.enabled=false"],
         check=True,
         capture_output=True,
         text=True,

@@ -71,7 +71,7 @@ def test_values_schema_rejects_typos_and_wrong_types(cluster: controlplane.Contr
 def test_helm_template_is_accepted_by_the_apiserver(
     cluster: controlplane.ControlPlane, kubectl: Kubectl, namespace: str, values: list[str]
 ) -> None:
-    kubectl.run("apply", "-f", str(CHART / "crds"))  # as `helm install` does before the templates
+    kubectl.run("apply", "-f", str(ROOT / "manifests" / "crd"))  # the CRD the rendered chart holds too
     kubectl.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
     rendered = helm(cluster.kubeconfig, "template", "dry", str(CHART), "-n", namespace, *values).stdout
     for ns in ("team-a", "team-b"):

@@ -87,14 +87,24 @@ def free_port() -> int:
 class OperatorProcess:
     """The operator really running, as `mtls-operator run`, logging to a file the tests can read."""
 
-    def __init__(self, kubeconfig: Path, log_dir: Path, args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_dir: Path,
+        args: list[str] | None = None,
+        *,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`command`/`env`: another build of the operator (a previous release run from its source)."""
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
         self.args = args or ["--all-namespaces", "--kubernetes-signer"]
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
-        self.command = [str(VENV_BIN / "mtls-operator")]
+        self.command = command or [str(VENV_BIN / "mtls-operator")]
+        self.extra_env = env or {}
 
     @property
     def log_files(self) -> list[Path]:
@@ -106,7 +116,7 @@ class OperatorProcess:
     def start(self) -> None:
         self.starts += 1
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115 - owned by the child
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.extra_env}
         self.proc = subprocess.Popen(
             [*self.command, "run", *self.args, "--metrics-port", str(self.metrics_port)],
             stdout=log,
@@ -380,16 +390,17 @@ def service_account_kubeconfig(plane: Any, kube: Kubectl, sa: str, ns: str, out_
 
 
 @contextlib.contextmanager
-def own_control_plane(directory: Path, **options: Any) -> Iterator[tuple[Any, Kubectl]]:
-    """A control plane of a test's own (for tests that break or audit it), with the CRD installed; stopped after.
-    `options` go to controlplane.start (controller_manager=False, audit=True)."""
+def own_control_plane(directory: Path, *, crd: bool = True, **options: Any) -> Iterator[tuple[Any, Kubectl]]:
+    """A control plane of a test's own (for tests that break or audit it), with HEAD's CRD installed unless `crd`
+    is False; stopped after. `options` go to controlplane.start (controller_manager=False, audit=True)."""
     import controlplane
 
     plane = controlplane.start(directory, **options)
     try:
         kube = Kubectl(plane.kubeconfig)
-        kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
-        kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+        if crd:
+            kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
+            kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
         yield plane, kube
     finally:
         controlplane.stop(plane.directory)

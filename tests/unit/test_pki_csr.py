@@ -91,7 +91,6 @@ def test_partner_csr_with_broken_signature(client_key):
 
 def test_certifies_csr(ca, client_key, ec_key):
     from harness.pki import issue
-
     from mtls_operator.pki.csr import certifies_csr
 
     pem = build_csr(client_key, SUBJECT, ["client.example.com"]).decode()
