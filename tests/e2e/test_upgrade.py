@@ -56,13 +56,13 @@ def snapshot(kubectl: Kubectl, names: list[str]) -> dict[str, dict]:
         obj = kubectl.get("mtlscertificate", name, NS)
         assert obj is not None
         live = kubectl.secret_data(obj["spec"]["secretName"], NS)
-        out[name] = {"status": obj["status"], "key": (live or {}).get("tls.key")}
+        out[name] = {"status": obj["status"], "key": (live or {}).get("tls.key"), "crt": (live or {}).get("tls.crt")}
     return out
 
 
 def test_upgrade_from_the_previous_release_keeps_every_certificate_key_and_csr(tmp_path: Path) -> None:
     release = previous_release()
-    old = checkout(release, tmp_path / f"release-{release.version}", "operator", "charts")
+    old = checkout(release, tmp_path / f"release-{release.version}", "operator", "charts", "manifests")
     partner = Partner(tmp_path / "partner")
     with own_control_plane(tmp_path / "plane", crd=False) as (plane, kubectl):
         helm(plane.kubeconfig, "install", RELEASE, str(old / "charts" / "mtls-operator"),
@@ -119,7 +119,10 @@ def test_upgrade_from_the_previous_release_keeps_every_certificate_key_and_csr(t
             after = snapshot(kubectl, names)
             for name in ("signed", "internal", "outbound"):
                 assert condition({"status": after[name]["status"]}).get("status") == "True", name
-                assert after[name]["status"]["serialNumber"] == before[name]["status"]["serialNumber"], name
+                assert after[name]["crt"] == before[name]["crt"], f"{name}: the certificate in service was replaced"
+                # The same number; 0.2.0 prints it as `openssl x509 -serial` does (an even count of hex digits).
+                serials = after[name]["status"]["serialNumber"], before[name]["status"]["serialNumber"]
+                assert int(serials[0], 16) == int(serials[1], 16), name
             assert after["waiting"]["status"]["csr"] == waiting_csr, "the CSR the partner has is still the one"
             for name in names:
                 assert after[name]["key"] == before[name]["key"], f"{name}: key regenerated or lost"
@@ -163,3 +166,15 @@ def _metric(op: OperatorProcess, name: str) -> float:
 def _dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def test_kubectl_apply_of_heads_manifests_upgrades_the_previous_releases_crd(tmp_path: Path) -> None:
+    """The other install path: `kubectl apply -k manifests/` of the previous release, then of HEAD."""
+    release = previous_release()
+    old = checkout(release, tmp_path / f"release-{release.version}", "manifests")
+    with own_control_plane(tmp_path / "plane", crd=False, controller_manager=False) as (_, kubectl):
+        kubectl.run("apply", "-k", str(old / "manifests"))
+        kubectl.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+        assert "publishCA" not in crd_spec_fields(kubectl)
+        kubectl.run("apply", "-k", str(ROOT / "manifests"))
+        assert {"publishCA", "secretDeletionPolicy", "keystores", "csrPolicy"} <= crd_spec_fields(kubectl)
