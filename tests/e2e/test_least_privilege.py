@@ -43,7 +43,7 @@ Permission = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[controlplane.ControlPlane, Kubectl]]:
-    with own_control_plane(tmp_path_factory.mktemp("audited"), audit=True) as (plane, kube):
+    with own_control_plane(tmp_path_factory.mktemp("audited"), crd=False, audit=True) as (plane, kube):
         yield plane, kube
 
 
@@ -83,6 +83,7 @@ def test_the_chart_grants_exactly_what_the_operator_uses(
     kube.run("label", "namespace", "mtls-system", "pod-security.kubernetes.io/enforce=restricted")
     rendered = helm(plane.kubeconfig, "template", "mtls-operator", str(CHART), "-n", "mtls-system", *VALUES).stdout
     helm(plane.kubeconfig, "install", "mtls-operator", str(CHART), "-n", "mtls-system", *VALUES)
+    kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
     pods = wait_for(
         lambda: json.loads(kube.run("get", "pods", "-n", "mtls-system", "-o", "json").stdout)["items"],
         timeout=60, what="the ReplicaSet controller creates the Pods (admitted as restricted)",

@@ -118,9 +118,13 @@ def test_kubectl_manifests_equal_helm_template_defaults(cluster: controlplane.Co
 
 
 def test_helm_install_and_uninstall(cluster: controlplane.ControlPlane, kubectl: Kubectl, namespace: str) -> None:
+    # This cluster's CRD was applied with kubectl (as a GitOps tool would): the chart leaves CRDs to it.
     helm(
-        cluster.kubeconfig, "install", "inst", str(CHART), "-n", namespace, "--set", f"watchNamespaces={{{namespace}}}"
-    )
+        cluster.kubeconfig, "install", "inst", str(CHART), "-n", namespace, "--set", f"watchNamespaces={{{namespace}}}",
+        "--set", "crds.enabled=false",
+    )  # fmt: skip
+    crd = kubectl.get("crd", "mtlscertificates.mtls.dev", "")
+    assert crd is not None and "meta.helm.sh/release-name" not in (crd["metadata"].get("annotations") or {})
     deployment = kubectl.get("deployment", "inst-mtls-operator", namespace)
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -147,7 +151,8 @@ def test_helm_install_and_uninstall(cluster: controlplane.ControlPlane, kubectl:
 
 @pytest.fixture(scope="module")
 def isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[controlplane.ControlPlane, Kubectl]]:
-    with own_control_plane(tmp_path_factory.mktemp("isolated-cluster")) as (plane, kube):
+    # No CRD yet: `helm install` creates it, as on a user's fresh cluster.
+    with own_control_plane(tmp_path_factory.mktemp("isolated-cluster"), crd=False) as (plane, kube):
         yield plane, kube
 
 
@@ -197,6 +202,7 @@ def test_operator_as_service_account_issues_and_is_confined(
     for ns in ("mtls-system", "a", "b"):
         kube.run("create", "namespace", ns)
     helm(plane.kubeconfig, "install", "mtls-operator", str(CHART), "-n", "mtls-system", "--set", "watchNamespaces={a}")
+    kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
     sa_config = service_account_kubeconfig(plane, kube, "mtls-operator", "mtls-system", world_readable_dir)
     subject = "system:serviceaccount:mtls-system:mtls-operator"
 
