@@ -24,7 +24,7 @@ class _Unpacker(pickle.Unpickler):
 
 
 def pack_view(view: SecretView) -> bytes:
-    """One bytes object for a cached Secret (the informer keeps thousands): see informer.Entry."""
+    """One bytes object for a cached Secret (the cache keeps thousands): see kube.secretcache.Entry."""
     out = io.BytesIO()
     _Packer(out, protocol=pickle.HIGHEST_PROTOCOL).dump(view)
     return out.getvalue()
