@@ -11,7 +11,8 @@ import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mtls_operator.api.names import CERTIFICATE_LABEL, MANAGED_BY, MANAGER, UID_ANNOTATION
+from mtls_operator.api.names import CERTIFICATE_LABEL, MANAGED_BY, MANAGER
+from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.health import ApiHealth
 from mtls_operator.kube.objects import Conflict, Owner, SecretView
 
@@ -86,8 +87,9 @@ class FakeKube:
 
     @staticmethod
     def _owned(owner: Owner) -> tuple[dict[str, str], dict[str, str], list[str]]:
-        labels = {MANAGED_BY: MANAGER, CERTIFICATE_LABEL: owner.name}
-        return labels, {UID_ANNOTATION: owner.uid}, [owner.uid] if owner.garbage_collected else []
+        """The ownership metadata the real client writes (one source: the fake cannot drift from it)."""
+        meta = KubeIO._owned_metadata(owner)
+        return meta["labels"], meta["annotations"], [ref["uid"] for ref in meta["ownerReferences"]]
 
     async def create_secret(
         self,
