@@ -71,6 +71,8 @@ def _issue(
     *,
     ca: bool = False,
     server: bool = False,
+    server_names: tuple[str, ...] = (),
+    server_ips: tuple[str, ...] = (),
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     builder = (
@@ -85,7 +87,10 @@ def _issue(
     )
     if server:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.DNSName(name) for name in ("localhost", *server_names)]
+                + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", *server_ips)]
+            ),
             critical=False,
         ).add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     elif not ca:
@@ -95,11 +100,21 @@ def _issue(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def make_pki(pki: Path) -> None:
+# What in-cluster clients dial: the `kubernetes` Service's names (its IP and the node's come from the network).
+IN_CLUSTER_NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+
+
+def make_pki(pki: Path, network: Network | None = None) -> None:
     """CA, apiserver serving cert, admin client cert (group system:masters) and service-account signing keys.
 
     The CA's key is kept too: kube-controller-manager signs `kubernetes.io/kube-apiserver-client` CSRs with it, so
-    those certificates authenticate to this apiserver (it trusts the same CA for client certificates).
+    those certificates authenticate to this apiserver (it trusts the same CA for client certificates). With a node
+    network the serving certificate also names what Pods dial: the Service IP, the node IP and the Service's names.
     """
     pki.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -112,6 +127,8 @@ def make_pki(pki: Path) -> None:
         ca_name,
         ca_key,
         server=True,
+        server_names=IN_CLUSTER_NAMES if network else (),
+        server_ips=(network.service_ip, network.node_ip) if network else (),
     )
     admin_key = ec.generate_private_key(ec.SECP256R1())
     admin_cert = _issue(
@@ -140,7 +157,44 @@ def make_pki(pki: Path) -> None:
     )
 
 
-def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
+def issue_client_certificate(pki: Path, name: str, common_name: str, organization: str) -> tuple[Path, Path]:
+    """A client certificate from the plane's CA (`<name>.crt`/`.key` in pki/): a node's kubelet, kube-proxy, ..."""
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+    cert = _issue(subject, key, ca_cert.subject, ca_key)
+    _write(pki / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM))
+    _write(pki / f"{name}.key", _key_pem(key))
+    return pki / f"{name}.crt", pki / f"{name}.key"
+
+
+@dataclass(frozen=True)
+class Network:
+    """Where a plane with a node runs: a network namespace (created and removed by the node plane, nodeplane.py).
+
+    The control plane's processes run inside it (`prefix`), so Pods reach the apiserver at the node IP through the
+    `kubernetes` Service; the host reaches the apiserver only through a loopback forwarder (forward.py).
+    """
+
+    netns: str
+    node_ip: str
+    service_ip: str
+    service_cidr: str
+    scheduler: Path  # kube-scheduler, built with the node's binaries (build-node.sh)
+
+    @property
+    def prefix(self) -> list[str]:
+        return ["nsenter", f"--net=/run/netns/{self.netns}", "--"]
+
+
+def write_kubeconfig(path: Path, server: str, pki: Path, user: str = "admin") -> None:
     # Paths, not inline data: every client (kopf, kubernetes, kubectl, helm) reads them the same way.
     config = {
         "apiVersion": "v1",
@@ -150,8 +204,8 @@ def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
             {
                 "name": "admin",
                 "user": {
-                    "client-certificate": str(pki / "admin.crt"),
-                    "client-key": str(pki / "admin.key"),
+                    "client-certificate": str(pki / f"{user}.crt"),
+                    "client-key": str(pki / f"{user}.key"),
                 },
             }
         ],
@@ -182,6 +236,24 @@ class ControlPlane:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE  # its self-signed serving certificate; only liveness is read
         return self._wait_healthy(f"https://127.0.0.1:{port}/healthz", context, "kube-controller-manager", timeout)
+
+    def wait_in_netns(self, network: Network, url: str, timeout: float = 60.0) -> float:
+        """Waits for an unauthenticated /healthz that only the namespace can reach (kube-controller-manager's)."""
+        probe = (
+            "import ssl, sys, urllib.request\n"
+            "context = ssl._create_unverified_context()  # liveness only\n"
+            f"urllib.request.urlopen({url!r}, context=context, timeout=2)\n"
+        )
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            for pid in self.pids:
+                if not _alive(pid):
+                    raise RuntimeError(f"control-plane process {pid} exited; see logs in {self.directory}")
+            done = subprocess.run([*network.prefix, sys.executable, "-c", probe], capture_output=True)
+            if done.returncode == 0:
+                return time.monotonic() - start
+            time.sleep(0.2)
+        raise TimeoutError(f"{url} not healthy inside {network.netns} after {timeout}s")
 
     def _wait_healthy(self, url: str, context: ssl.SSLContext, what: str, timeout: float) -> float:
         start = time.monotonic()
@@ -220,8 +292,14 @@ def _spawn(directory: Path, name: str, cmd: list[str]) -> int:
     return proc.pid
 
 
-def controller_manager_command(binaries: Path, directory: Path, port: int) -> list[str]:
+def controller_manager_command(binaries: Path, directory: Path, port: int, *, with_node: bool = False) -> list[str]:
     pki = directory / "pki"
+    # Everything that works without nodes, kubelets or a cloud: those controllers would only log errors. With a
+    # node, node-lifecycle too: it removes the node.kubernetes.io/not-ready taint once the kubelet reports Ready.
+    disabled = ["node-ipam-controller", "persistentvolume-binder-controller", "persistentvolume-attach-detach-controller",
+                "persistentvolume-expander-controller", "ttl-controller"]  # fmt: skip
+    if not with_node:
+        disabled.append("node-lifecycle-controller")
     return [
         str(binaries / "kube-controller-manager"),
         f"--kubeconfig={directory / 'kubeconfig'}",
@@ -231,9 +309,7 @@ def controller_manager_command(binaries: Path, directory: Path, port: int) -> li
         "--bind-address=127.0.0.1",
         f"--secure-port={port}",
         f"--cert-dir={directory / 'kcm-certs'}",
-        # Everything that works without nodes, kubelets or a cloud: those controllers would only log errors.
-        "--controllers=*,-node-ipam-controller,-node-lifecycle-controller,-persistentvolume-binder-controller,"
-        "-persistentvolume-attach-detach-controller,-persistentvolume-expander-controller,-ttl-controller",
+        "--controllers=" + ",".join(["*"] + [f"-{name}" for name in disabled]),
         f"--cluster-signing-cert-file={pki / 'ca.crt'}",
         f"--cluster-signing-key-file={pki / 'ca.key'}",
         f"--root-ca-file={pki / 'ca.crt'}",
@@ -253,8 +329,15 @@ rules:
 """
 
 
-def start(directory: Path, *, controller_manager: bool = True, audit: bool = False) -> ControlPlane:
-    """Starts etcd, kube-apiserver and kube-controller-manager in the background (own process groups), ready."""
+def start(
+    directory: Path, *, controller_manager: bool = True, audit: bool = False, network: Network | None = None
+) -> ControlPlane:
+    """Starts etcd, kube-apiserver and kube-controller-manager in the background (own process groups), ready.
+
+    With a `network` (a node plane, nodeplane.py) every process runs inside its network namespace, the apiserver
+    serves Pods (ServiceAccount admission, the `kubernetes` Service's endpoints, a serving certificate naming the
+    Service IP), kube-scheduler runs too, and the kubeconfig's server is a loopback forwarder into the namespace.
+    """
     binaries = build_binaries()
     directory = directory.resolve()
     if (directory / STATE_FILE).exists():
@@ -263,10 +346,11 @@ def start(directory: Path, *, controller_manager: bool = True, audit: bool = Fal
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     pki = directory / "pki"
-    make_pki(pki)
+    make_pki(pki, network)
     etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
     etcd_url = f"http://127.0.0.1:{etcd_port}"
-    server = f"https://127.0.0.1:{api_port}"
+    server = f"https://127.0.0.1:{api_port}"  # with a network: the forwarder's host port, the same number
+    prefix = network.prefix if network else []
     etcd_cmd = [
         str(binaries / "etcd"),
         f"--data-dir={directory / 'etcd'}",
@@ -279,21 +363,33 @@ def start(directory: Path, *, controller_manager: bool = True, audit: bool = Fal
         "--quota-backend-bytes=8589934592",
         "--log-level=warn",
     ]
+    if network:
+        serving = [
+            "--bind-address=0.0.0.0",  # inside the namespace: loopback for the node's daemons, the node IP for Pods
+            f"--advertise-address={network.node_ip}",  # the `kubernetes` Service's endpoint
+            "--kubelet-preferred-address-types=InternalIP",  # logs/exec dial the node IP (there is no DNS)
+            f"--kubelet-client-certificate={pki / 'admin.crt'}",
+            f"--kubelet-client-key={pki / 'admin.key'}",
+        ]
+    else:
+        serving = [
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",  # no kubernetes Service endpoints for a loopback address
+            "--disable-admission-plugins=ServiceAccount",  # no Pods run: no tokens to mount
+        ]
     apiserver_cmd = [
         str(binaries / "kube-apiserver"),
         f"--etcd-servers={etcd_url}",
         f"--cert-dir={directory / 'certs'}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        "--endpoint-reconciler-type=none",  # no kubernetes Service endpoints for a loopback address
+        *serving,
         f"--secure-port={api_port}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
         f"--tls-private-key-file={pki / 'apiserver.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
         "--authorization-mode=RBAC",
-        "--service-cluster-ip-range=10.0.0.0/24",
+        f"--service-cluster-ip-range={network.service_cidr if network else '10.0.0.0/24'}",
         "--allow-privileged=true",
-        "--disable-admission-plugins=ServiceAccount",
         f"--service-account-issuer={server}/",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -304,22 +400,43 @@ def start(directory: Path, *, controller_manager: bool = True, audit: bool = Fal
         apiserver_cmd += [f"--audit-policy-file={directory / 'audit-policy.yaml'}",
                           f"--audit-log-path={directory / 'audit.log'}", "--audit-log-mode=blocking"]  # fmt: skip
     started = time.monotonic()
+    etcd_cmd, apiserver_cmd = prefix + etcd_cmd, prefix + apiserver_cmd
     pids = [_spawn(directory, "etcd", etcd_cmd), _spawn(directory, "kube-apiserver", apiserver_cmd)]
     kubeconfig = directory / "kubeconfig"
     write_kubeconfig(kubeconfig, server, pki)
     plane = ControlPlane(directory=directory, server=server, kubeconfig=kubeconfig, pids=pids)
     # Commands are kept so a test can stop and start one component (an apiserver or etcd outage).
-    state = {"server": server, "pids": pids, "commands": {"etcd": etcd_cmd, "kube-apiserver": apiserver_cmd}}
+    state: dict = {"server": server, "pids": pids, "helpers": [],
+                   "commands": {"etcd": etcd_cmd, "kube-apiserver": apiserver_cmd}}  # fmt: skip
     (directory / STATE_FILE).write_text(json.dumps(state))
     try:
+        if network:
+            # One kubeconfig for both sides: inside the namespace 127.0.0.1:<port> is the apiserver itself, on the
+            # host it is this forwarder (the port was free on the host when picked).
+            forwarder = [sys.executable, str(HERE / "forward.py"), f"--listen=127.0.0.1:{api_port}",
+                         f"--netns=/run/netns/{network.netns}", f"--to=127.0.0.1:{api_port}"]  # fmt: skip
+            state["helpers"].append(_spawn(directory, "forwarder", forwarder))
+            (directory / STATE_FILE).write_text(json.dumps(state))
         plane.wait_ready()
         if controller_manager:
             kcm_port = free_port()
-            kcm_cmd = controller_manager_command(binaries, directory, kcm_port)
+            kcm_cmd = prefix + controller_manager_command(binaries, directory, kcm_port, with_node=network is not None)
             pids.append(_spawn(directory, "kube-controller-manager", kcm_cmd))
-            state["commands"]["kube-controller-manager"] = kcm_cmd  # type: ignore[index]
+            state["commands"]["kube-controller-manager"] = kcm_cmd
             (directory / STATE_FILE).write_text(json.dumps(state))
-            plane.wait_controller_manager(kcm_port)
+            if network:  # its /healthz is inside the namespace: the process staying up is the check there
+                plane.wait_in_netns(network, f"https://127.0.0.1:{kcm_port}/healthz")
+            else:
+                plane.wait_controller_manager(kcm_port)
+        if network:
+            scheduler_cmd = prefix + [str(network.scheduler),
+                                      f"--kubeconfig={directory / 'kubeconfig'}",
+                                      f"--authentication-kubeconfig={directory / 'kubeconfig'}",
+                                      f"--authorization-kubeconfig={directory / 'kubeconfig'}",
+                                      "--leader-elect=false", "--bind-address=127.0.0.1",
+                                      f"--secure-port={free_port()}", "--v=1"]  # fmt: skip
+            state["helpers"].append(_spawn(directory, "kube-scheduler", scheduler_cmd))
+            (directory / STATE_FILE).write_text(json.dumps(state))
     except Exception:
         stop(directory)
         raise
@@ -358,8 +475,9 @@ def stop(directory: Path, timeout: float = 15.0) -> None:
     state_file = directory / STATE_FILE
     if not state_file.exists():
         return
-    pids = json.loads(state_file.read_text())["pids"]
-    for pid in reversed(pids):  # controller manager, apiserver, then etcd
+    state = json.loads(state_file.read_text())
+    pids = state.get("helpers", []) + list(reversed(state["pids"]))
+    for pid in pids:  # scheduler and forwarder, controller manager, apiserver, then etcd
         _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
