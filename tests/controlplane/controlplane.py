@@ -296,8 +296,13 @@ def controller_manager_command(binaries: Path, directory: Path, port: int, *, wi
     pki = directory / "pki"
     # Everything that works without nodes, kubelets or a cloud: those controllers would only log errors. With a
     # node, node-lifecycle too: it removes the node.kubernetes.io/not-ready taint once the kubelet reports Ready.
-    disabled = ["node-ipam-controller", "persistentvolume-binder-controller", "persistentvolume-attach-detach-controller",
-                "persistentvolume-expander-controller", "ttl-controller"]  # fmt: skip
+    disabled = [
+        "node-ipam-controller",
+        "persistentvolume-binder-controller",
+        "persistentvolume-attach-detach-controller",
+        "persistentvolume-expander-controller",
+        "ttl-controller",
+    ]
     if not with_node:
         disabled.append("node-lifecycle-controller")
     return [
@@ -429,12 +434,17 @@ def start(
             else:
                 plane.wait_controller_manager(kcm_port)
         if network:
-            scheduler_cmd = prefix + [str(network.scheduler),
-                                      f"--kubeconfig={directory / 'kubeconfig'}",
-                                      f"--authentication-kubeconfig={directory / 'kubeconfig'}",
-                                      f"--authorization-kubeconfig={directory / 'kubeconfig'}",
-                                      "--leader-elect=false", "--bind-address=127.0.0.1",
-                                      f"--secure-port={free_port()}", "--v=1"]  # fmt: skip
+            scheduler_cmd = [
+                *prefix,
+                str(network.scheduler),
+                f"--kubeconfig={directory / 'kubeconfig'}",
+                f"--authentication-kubeconfig={directory / 'kubeconfig'}",
+                f"--authorization-kubeconfig={directory / 'kubeconfig'}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--v=1",
+            ]
             state["helpers"].append(_spawn(directory, "kube-scheduler", scheduler_cmd))
             (directory / STATE_FILE).write_text(json.dumps(state))
     except Exception:

@@ -10,6 +10,7 @@ on the host only loopback is listened on. TLS passes through untouched: clients 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import socket
@@ -37,10 +38,8 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
         pass
     finally:
         for sock in (sink, source):
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def _serve(client: socket.socket, upstream_address: tuple[str, int]) -> None:

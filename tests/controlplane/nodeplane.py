@@ -38,6 +38,7 @@ import sys
 import tarfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,11 @@ def supported() -> str | None:
         return "a node needs Linux"
     if os.geteuid() != 0:
         return "a node needs root (network namespaces, mounts, cgroups)"
-    missing = [tool for tool in ("containerd", "runc", "ctr", "iptables", "ip", "nsenter", "unshare")
-               if shutil.which(tool) is None]  # fmt: skip
+    missing = [
+        tool
+        for tool in ("containerd", "runc", "ctr", "iptables", "ip", "nsenter", "unshare")
+        if shutil.which(tool) is None
+    ]
     if not Path("/usr/lib/cni/bridge").exists():
         missing.append("containernetworking-plugins")
     if missing:
@@ -108,8 +112,17 @@ class NodePlane:
     def load_image(self, archive: Path) -> None:
         """Imports a docker-archive or OCI archive into the node's containerd (the kubelet's `k8s.io` namespace)."""
         holder = json.loads((self.directory / STATE_FILE).read_text())["holder"]
-        done = _run(*_in_node(holder), "ctr", f"--address={self.containerd_socket}", "-n", "k8s.io",
-                    "images", "import", str(archive), check=False)  # fmt: skip
+        done = _run(
+            *_in_node(holder),
+            "ctr",
+            f"--address={self.containerd_socket}",
+            "-n",
+            "k8s.io",
+            "images",
+            "import",
+            str(archive),
+            check=False,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"ctr images import {archive}: {done.stderr.strip()}")
 
@@ -127,8 +140,9 @@ def _api(plane: ControlPlane, method: str, path: str, body: dict | None = None) 
     context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
     context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{plane.server}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        f"{plane.server}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, context=context, timeout=10) as response:
         return json.loads(response.read())
 
@@ -166,8 +180,17 @@ def _start_holder(directory: Path, netns: str) -> int:
     lines.append("exec sleep infinity")
     script = directory / "holder.sh"
     script.write_text("\n".join(lines) + "\n")
-    cmd = ["nsenter", f"--net=/run/netns/{netns}", "--",
-           "unshare", "--mount", "--propagation=slave", "--", "/bin/sh", str(script)]  # fmt: skip
+    cmd = [
+        "nsenter",
+        f"--net=/run/netns/{netns}",
+        "--",
+        "unshare",
+        "--mount",
+        "--propagation=slave",
+        "--",
+        "/bin/sh",
+        str(script),
+    ]
     pid = controlplane._spawn(directory, "holder", cmd)
     deadline = time.monotonic() + 10
     while not (directory / "holder.ready").exists():
@@ -214,8 +237,10 @@ def oci_archive(path: Path, reference: str, files: dict[str, tuple[bytes, int]],
     manifest_descriptor["annotations"] = {"org.opencontainers.image.ref.name": reference}
     index = {"schemaVersion": 2, "manifests": [manifest_descriptor]}
     with tarfile.open(path, mode="w") as archive:
-        members = {"oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(),
-                   "index.json": json.dumps(index).encode()}  # fmt: skip
+        members = {
+            "oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(),
+            "index.json": json.dumps(index).encode(),
+        }
         members.update({f"blobs/sha256/{digest}": data for digest, data in blobs.items()})
         for name, data in members.items():
             info = tarfile.TarInfo(name)
@@ -356,13 +381,19 @@ def start(directory: Path, *, audit: bool = False) -> NodePlane:
     started = time.monotonic()
     try:
         create_netns(netns)
-        network = Network(netns=netns, node_ip=NODE_IP, service_ip=SERVICE_IP, service_cidr=SERVICE_CIDR,
-                          scheduler=node_binaries / "kube-scheduler")  # fmt: skip
+        network = Network(
+            netns=netns,
+            node_ip=NODE_IP,
+            service_ip=SERVICE_IP,
+            service_cidr=SERVICE_CIDR,
+            scheduler=node_binaries / "kube-scheduler",
+        )
         control = controlplane.start(directory / "control", audit=audit, network=network)
         state["watchdog"] = controlplane._spawn(
-            directory, "watchdog",
+            directory,
+            "watchdog",
             [sys.executable, str(Path(__file__).resolve()), "watchdog", f"--dir={directory}", f"--owner={os.getpid()}"],
-        )  # fmt: skip
+        )
         _save(directory, state)
         _bind_node_roles(control)
         pki = control.directory / "pki"
@@ -380,19 +411,38 @@ def start(directory: Path, *, audit: bool = False) -> NodePlane:
         node.load_image(pause_archive(node_binaries, directory))
         kubelet_config = _kubelet_config(directory, cgroup_root)
         _create_cgroups(cgroup_root)
-        _daemon(directory, state, "kubelet", [
-            str(node_binaries / "kubelet"), f"--config={kubelet_config}",
-            f"--kubeconfig={directory / 'kubelet.kubeconfig'}", f"--hostname-override={NODE_NAME}",
-            f"--node-ip={NODE_IP}", f"--root-dir={directory / 'kubelet'}", f"--cert-dir={directory / 'kubelet-pki'}",
-            "--v=1",
-        ])  # fmt: skip
-        _daemon(directory, state, "kube-proxy", [
-            str(node_binaries / "kube-proxy"), f"--kubeconfig={directory / 'kube-proxy.kubeconfig'}",
-            f"--hostname-override={NODE_NAME}", "--proxy-mode=iptables", f"--cluster-cidr={POD_CIDR}",
-            # nf_conntrack_max is machine-wide: leave it alone (the namespace's own settings are fine).
-            "--conntrack-max-per-core=0", "--metrics-bind-address=127.0.0.1:10249",
-            "--healthz-bind-address=127.0.0.1:10256", "--v=1",
-        ])  # fmt: skip
+        _daemon(
+            directory,
+            state,
+            "kubelet",
+            [
+                str(node_binaries / "kubelet"),
+                f"--config={kubelet_config}",
+                f"--kubeconfig={directory / 'kubelet.kubeconfig'}",
+                f"--hostname-override={NODE_NAME}",
+                f"--node-ip={NODE_IP}",
+                f"--root-dir={directory / 'kubelet'}",
+                f"--cert-dir={directory / 'kubelet-pki'}",
+                "--v=1",
+            ],
+        )
+        _daemon(
+            directory,
+            state,
+            "kube-proxy",
+            [
+                str(node_binaries / "kube-proxy"),
+                f"--kubeconfig={directory / 'kube-proxy.kubeconfig'}",
+                f"--hostname-override={NODE_NAME}",
+                "--proxy-mode=iptables",
+                f"--cluster-cidr={POD_CIDR}",
+                # nf_conntrack_max is machine-wide: leave it alone (the namespace's own settings are fine).
+                "--conntrack-max-per-core=0",
+                "--metrics-bind-address=127.0.0.1:10249",
+                "--healthz-bind-address=127.0.0.1:10256",
+                "--v=1",
+            ],
+        )
         _wait_node_ready(control, directory, state)
     except Exception:
         stop(directory)
@@ -410,7 +460,7 @@ def _daemon(directory: Path, state: dict, name: str, cmd: list[str]) -> None:
     _save(directory, state)
 
 
-def _wait_for(condition, timeout: float, what: str, log: Path) -> None:  # noqa: ANN001
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -421,12 +471,18 @@ def _wait_for(condition, timeout: float, what: str, log: Path) -> None:  # noqa:
 
 def _bind_node_roles(control: ControlPlane) -> None:
     """The apiserver authorizes with RBAC only (no Node authorizer): the kubelet gets system:node via its group."""
-    _api(control, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "mtls-test-plane:nodes"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}],
-    })  # fmt: skip
+    _api(
+        control,
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "mtls-test-plane:nodes"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}],
+        },
+    )
 
 
 def _wait_node_ready(control: ControlPlane, directory: Path, state: dict, timeout: float = 90) -> None:
@@ -438,7 +494,7 @@ def _wait_node_ready(control: ControlPlane, directory: Path, state: dict, timeou
                 raise RuntimeError(f"node daemon {pid} exited; see the logs in {directory}")
         try:
             node = _api(control, "GET", f"/api/v1/nodes/{NODE_NAME}")
-        except Exception as exc:  # noqa: BLE001 - not registered yet
+        except Exception as exc:  # not registered yet
             last = str(exc)
         else:
             ready = [c for c in node["status"].get("conditions", []) if c["type"] == "Ready"]
