@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-address", default="0.0.0.0", help="listen address for /metrics and /healthz")
     run.add_argument("--metrics-port", type=int, default=8080, help="port for /metrics and /healthz (8080)")
     run.add_argument("--api-threads", type=int, default=8, help="concurrent Kubernetes API requests (8)")
-    run.add_argument("--cpu-threads", type=int, default=0, help="threads for key generation (default: cores)")
+    run.add_argument(
+        "--cpu-threads", type=int, default=0, help="key generation threads (default: the CPUs the container may use)"
+    )
     run.add_argument(
         "--leader-elect",
         action="store_true",

@@ -8,6 +8,7 @@ import asyncio
 import datetime
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from mtls_operator.kube.health import ApiProbe, is_outage
 from mtls_operator.kube.objects import Conflict, Owner
 from mtls_operator.lifecycle.publisher import CAPublisher
 from mtls_operator.lifecycle.reconciler import Outcome, Reconciler
+from mtls_operator.runtime.cpulimit import cgroup_cpu_limit
 from mtls_operator.runtime.memory import settle_heap
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.runtime.secretindex import CertKey, SecretIndex
@@ -96,6 +98,13 @@ class Controller:
             quiet_failure=is_outage,
             base_backoff=work.base_backoff_seconds,
             max_backoff=work.max_backoff_seconds,
+        )
+        limit = cgroup_cpu_limit()
+        log.info(
+            "key generation threads: %d (CPU limit %s, %d CPUs to run on)",
+            work.key_threads,
+            "none" if limit is None else f"{limit:g}",
+            os.cpu_count() or 0,
         )
         self.reconciler = Reconciler(
             kube,

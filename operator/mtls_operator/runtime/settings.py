@@ -8,12 +8,12 @@ page is the one list a user tuning the operator reads.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 from dataclasses import dataclass, field
 
 from mtls_operator.kube.client import REQUEST_TIMEOUT
 from mtls_operator.kube.health import ApiProbe
+from mtls_operator.runtime.cpulimit import usable_cpus
 from mtls_operator.runtime.sharding import Shard
 
 
@@ -34,7 +34,8 @@ class ApiSettings:
 class WorkSettings:
     # Reconciles in flight at once: enough to keep the API threads busy while some wait for key generation.
     concurrency: int = 32
-    # Key generation threads (RSA is CPU-bound and releases the GIL): one per core by default.
+    # Key generation threads (RSA is CPU-bound and releases the GIL): 0 means one per CPU the container may use,
+    # its cgroup CPU limit rounded up (runtime.cpulimit), not the node's cores.
     cpu_threads: int = 0
     # A failed reconcile retries after 1 s, doubling up to 5 min (controller-runtime's defaults are alike).
     base_backoff_seconds: float = 1.0
@@ -42,7 +43,7 @@ class WorkSettings:
 
     @property
     def key_threads(self) -> int:
-        return self.cpu_threads or os.cpu_count() or 2
+        return self.cpu_threads or usable_cpus()
 
 
 @dataclass(frozen=True)

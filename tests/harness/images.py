@@ -1,0 +1,76 @@
+"""The images a node plane runs, built by the project's own scripts into a storage of the session's own.
+
+- the operator: `hack/image.sh` (the Dockerfile, as `make image` builds it) on a stand-in Python base from Debian
+  packages (`hack/standin-base.sh`: no registry is reachable here);
+- the test clients: the same stand-in with Node.js and openssl (the partner guide's Node client, openssl s_server).
+
+Every build starts from an empty storage (no layer cache), so a broken Dockerfile fails here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.cluster import ROOT
+
+STANDIN_BASE = "localhost/python-standin:3.11-bookworm"
+OPERATOR_IMAGE = "localhost/mtls-operator"
+OPERATOR_TAG = "node-test"
+CLIENTS_IMAGE = "localhost/mtls-operator-test/clients:bookworm"
+
+
+@dataclass(frozen=True)
+class BuiltImages:
+    operator_archive: Path
+    clients_archive: Path
+    seconds: dict[str, float]
+    operator_size_bytes: int
+
+
+def _run(cmd: list[str], env: dict[str, str], log: Path) -> str:
+    with log.open("ab") as out:
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=out, cwd=ROOT)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}:\n{log.read_text()[-4000:]}")
+    return proc.stdout.decode()
+
+
+def build_images(workdir: Path) -> BuiltImages:
+    storage = workdir / "storage"
+    env = {**os.environ, "BUILDAH_ROOT": str(storage)}
+    log = workdir / "build.log"
+    seconds: dict[str, float] = {}
+    start = time.monotonic()
+    _run([str(ROOT / "hack" / "standin-base.sh"), STANDIN_BASE], env, log)
+    seconds["standin base"] = time.monotonic() - start
+    start = time.monotonic()
+    operator_archive = workdir / "operator.tar"
+    _run(
+        [str(ROOT / "hack" / "image.sh")],
+        {**env, "IMAGE": f"{OPERATOR_IMAGE}:{OPERATOR_TAG}", "PYTHON_IMAGE": STANDIN_BASE,
+         "IMAGE_ARCHIVE": str(operator_archive)},
+        log,
+    )  # fmt: skip
+    seconds["operator image"] = time.monotonic() - start
+    start = time.monotonic()
+    clients_archive = workdir / "clients.tar"
+    _run([str(ROOT / "hack" / "standin-base.sh"), CLIENTS_IMAGE], {**env, "STANDIN_PACKAGES": "nodejs,openssl"}, log)
+    storage_ref = f"containers-storage:[overlay@{storage}/root+{storage}/run]"
+    archive_ref = f"docker-archive:{clients_archive}:{CLIENTS_IMAGE}"
+    _run(["skopeo", "copy", "--quiet", storage_ref + CLIENTS_IMAGE, archive_ref], env, log)
+    seconds["clients image"] = time.monotonic() - start
+    return BuiltImages(operator_archive, clients_archive, seconds, operator_archive.stat().st_size)
+
+
+def remove_storage(workdir: Path) -> None:
+    """containers/storage keeps its overlay directory mounted on itself: unmount before deleting."""
+    storage = (workdir / "storage").resolve()
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(str(storage))), key=len, reverse=True):
+        with contextlib.suppress(subprocess.CalledProcessError):
+            subprocess.run(["umount", "-l", mount], check=True, capture_output=True)
