@@ -37,4 +37,9 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "create", "patch"]  # spec.publishCA (CA certificates only); signer.kubernetes.caFrom
+{{- if .Values.workloadRollout.enabled }}
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["list", "patch"]  # workloadRollout: the pod-template annotation that rolls an opted-in workload
+{{- end }}
 {{- end -}}

@@ -26,6 +26,12 @@ PKCS12_SOURCE_ANNOTATION = "mtls.dev/pkcs12-source"
 # `kubectl mtls renew` sets it (a timestamp); a certificate put in service afterwards satisfies it (status records
 # the value in lastRenewalRequest), so asking twice before that renews once.
 RENEW_ANNOTATION = "mtls.dev/renew-requested-at"
+# On a Deployment, StatefulSet or DaemonSet: the certificates (names in its namespace, comma-separated) whose
+# rotation rolls it, for clients that read their certificate files once at start (--roll-workloads).
+ROLLOUT_ANNOTATION = "mtls.dev/rollout-on-rotation"
+# On that workload's pod template, written by the operator: "<certificate>=<serial>;..." of the certificates its
+# Pods started with. Changing it is what rolls the workload (as `kubectl rollout restart` does with its own).
+SERIALS_ANNOTATION = "mtls.dev/certificate-serials"
 
 # --- Secret keys and types ------------------------------------------------------------------------------------
 TLS_CRT = "tls.crt"  # the leaf and its intermediates, in order

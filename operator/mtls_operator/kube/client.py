@@ -105,6 +105,10 @@ class KubeIO:
         self.health.succeeded()
         return result
 
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Any client method through the same pool, health tracking and request metric (kube.workloads uses it)."""
+        return await self._run(fn, *args, **kwargs)
+
     async def get_secret(self, namespace: str, name: str) -> SecretView | None:
         """From the informer's cache when there is one: a GET only for what the cache cannot answer."""
         if self.cache is not None:

@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         "needs cluster-scoped RBAC for them)",
     )
     run.add_argument(
+        "--roll-workloads",
+        action="store_true",
+        help="roll Deployments/StatefulSets/DaemonSets annotated mtls.dev/rollout-on-rotation=<certificates> after "
+        "a rotation (needs get/list/patch on them)",
+    )
+    run.add_argument(
         "--shard-count",
         type=int,
         default=1,

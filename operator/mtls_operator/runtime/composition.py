@@ -14,9 +14,11 @@ import kubernetes
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.health import ApiProbe
 from mtls_operator.kube.secretcache import SecretInformer
+from mtls_operator.kube.workloads import WorkloadIO
 from mtls_operator.runtime.controller import Controller
 from mtls_operator.runtime.leader import LeaderElector, default_namespace
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.runtime.rollout import WorkloadRoller
 from mtls_operator.runtime.settings import Settings
 
 
@@ -49,12 +51,14 @@ def build(settings: Settings) -> Operator:
     probe = ApiProbe(
         kube.api_client.configuration, kube.health, settings.probe_namespace, settings.api.probe_timeout_seconds
     )
+    roller = WorkloadRoller(WorkloadIO(kube), kube.post_event) if settings.roll_workloads else None
     controller = Controller(
         kube,
         probe,
         metrics=metrics,
         settings=settings,
         secret_changes=lambda: secret_cache.changes,
+        roller=roller,
     )
     elector = None
     if settings.leader.enabled:

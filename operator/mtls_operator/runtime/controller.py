@@ -25,12 +25,14 @@ from mtls_operator.lifecycle.reconciler import Outcome, Reconciler
 from mtls_operator.runtime.cpulimit import cgroup_cpu_limit
 from mtls_operator.runtime.memory import settle_heap
 from mtls_operator.runtime.metrics import Metrics
+from mtls_operator.runtime.rollout import WorkloadRoller
 from mtls_operator.runtime.secretindex import CertKey, SecretIndex
 from mtls_operator.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 PUBLISH = "publish-ca"  # queue keys (PUBLISH, namespace, configMapName) rebuild a spec.publishCA ConfigMap
+ROLL = "roll-workloads"  # queue keys (ROLL, namespace, ""): roll the namespace's opted-in workloads (runtime.rollout)
 
 
 @dataclass(slots=True)
@@ -81,6 +83,7 @@ class Controller:
         metrics: Metrics | None = None,
         settings: Settings | None = None,
         secret_changes: Callable[[], int] = lambda: 0,
+        roller: WorkloadRoller | None = None,
     ) -> None:
         """Built by runtime.composition. `secret_changes`: how many Secret events the cache applied so far."""
         settings = settings or Settings(namespaces=None)
@@ -91,6 +94,9 @@ class Controller:
         self.metrics = metrics or Metrics()
         self.metrics.set_shard(self.shard.index, self.shard.count)
         self._secret_changes = secret_changes
+        self.roller = roller
+        self._rotated: dict[str, set[str]] = {}  # namespace -> certificates rotated since its last ROLL
+        self._rollout_namespaces: set[str] = set()  # namespaces checked once since start (a roll missed by a crash)
         work = settings.work
         self.queue = WorkQueue(
             self._process,
@@ -227,6 +233,9 @@ class Controller:
         if len(key) == 3 and key[0] == PUBLISH:
             await self._publish(key[1], key[2])
             return None
+        if len(key) == 3 and key[0] == ROLL:
+            await self._roll(key[1])
+            return None
         cached = self.cache.get(key)
         if cached is None:
             return None
@@ -235,6 +244,8 @@ class Controller:
             updated, wake_at = await self.reconciler.reconcile(body)
         if updated is not None and key in self.cache:
             self.certificate_changed_from_write(key, updated)
+        if self.roller is not None:
+            self._note_rotation(key, body, updated)
         configmap = published_configmap(body)
         if configmap:
             self.queue.add((PUBLISH, key[0], configmap))  # one queue key per ConfigMap: coalesced
@@ -253,6 +264,35 @@ class Controller:
                 log.warning("publishCA %s/%s: %s", namespace, configmap, problem)
                 for body in sources:
                     await self.kube.post_event(Owner.of(body), "Warning", "PublishCAConflict", problem)
+
+    def _note_rotation(self, key: CertKey, before: Mapping[str, Any], updated: Mapping[str, Any] | None) -> None:
+        """A new serial in service after an earlier one: the namespace's opted-in workloads roll (once per batch)."""
+        namespace, name = key
+        old = (before.get("status") or {}).get("serialNumber")
+        new = ((updated or before).get("status") or {}).get("serialNumber")
+        rotated = bool(old and new and old != new)
+        if rotated:
+            self._rotated.setdefault(namespace, set()).add(name)
+        if rotated or (new and namespace not in self._rollout_namespaces):
+            self._rollout_namespaces.add(namespace)
+            self.queue.add((ROLL, namespace, ""))
+
+    async def _roll(self, namespace: str) -> None:
+        assert self.roller is not None
+        rotated = self._rotated.pop(namespace, set())
+        serials, owners = {}, {}
+        for (ns, name), cached in list(self.cache.items()):
+            if ns != namespace:
+                continue
+            body = cached.body()
+            serial = (body.get("status") or {}).get("serialNumber")
+            if serial:
+                serials[name], owners[name] = serial, Owner.of(body)
+        try:
+            await self.roller.roll_namespace(namespace, serials, rotated, owners)
+        except Exception:
+            self._rotated.setdefault(namespace, set()).update(rotated)  # kept for the queue's retry
+            raise
 
     def certificate_changed_from_write(self, key: CertKey, body: Mapping[str, Any]) -> None:
         current = self.cache.get(key)

@@ -79,6 +79,9 @@ class Settings:
     metrics_address: str = "0.0.0.0"
     metrics_port: int = 8080
     kubernetes_signer: bool = False  # its RBAC (cluster-scoped CertificateSigningRequests) is opt-in
+    # Roll workloads annotated mtls.dev/rollout-on-rotation after a rotation: patching Deployments is RBAC a
+    # certificate operator should not hold unless asked (runtime.rollout).
+    roll_workloads: bool = False
     verbose: bool = False
     shard: Shard = field(default_factory=Shard)
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -103,6 +106,7 @@ class Settings:
             metrics_address=args.metrics_address,
             metrics_port=args.metrics_port,
             kubernetes_signer=args.kubernetes_signer,
+            roll_workloads=args.roll_workloads,
             verbose=args.verbose,
             shard=Shard(index, args.shard_count),
             api=ApiSettings(threads=args.api_threads),
