@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterator
 
 import nodeplane
 import pytest
 
-from harness.cluster import Kubectl
+from harness.cluster import Kubectl, helm
 from harness.images import BuiltImages, build_images, remove_storage
+from harness.nodechart import RELEASE, SYSTEM, install, wait_pods_ready
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +53,24 @@ def node_images(node_plane: nodeplane.NodePlane, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="session")
 def node_kubectl(node_plane: nodeplane.NodePlane) -> Kubectl:
     return Kubectl(node_plane.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def release(node_plane: nodeplane.NodePlane, node_images: BuiltImages, node_kubectl: Kubectl) -> Iterator[None]:
+    """The chart installed from this tree, as users install it, in a namespace enforcing Pod Security restricted."""
+    node_kubectl.run("create", "namespace", SYSTEM)
+    node_kubectl.run("label", "namespace", SYSTEM, "pod-security.kubernetes.io/enforce=restricted",
+                     "pod-security.kubernetes.io/enforce-version=latest")  # fmt: skip
+    install(node_plane)
+    wait_pods_ready(node_kubectl, 1)
+    try:
+        yield
+    finally:
+        helm(node_plane.kubeconfig, "uninstall", RELEASE, "-n", SYSTEM, "--wait", check=False)
+
+
+@pytest.fixture
+def namespace(node_kubectl: Kubectl) -> str:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    node_kubectl.run("create", "namespace", name)
+    return name

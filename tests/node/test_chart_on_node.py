@@ -5,16 +5,10 @@ between two Pods, sharding across a StatefulSet, and a `helm upgrade` that rolls
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nodeplane
-import pytest
 
 from harness.cluster import (
     ROOT,
@@ -23,98 +17,28 @@ from harness.cluster import (
     certificate_manifest,
     condition,
     create_ca_secret,
-    helm,
     wait_certificate,
     wait_for,
     wait_ready,
 )
-from harness.images import OPERATOR_IMAGE, OPERATOR_TAG, BuiltImages
-from mtls_operator.api.names import TLS_KEY
+from harness.images import OPERATOR_IMAGE, OPERATOR_TAG
+from harness.nodechart import (
+    RELEASE,
+    SYSTEM,
+    install,
+    key_fingerprints,
+    operator_pods,
+    pod_logs,
+    pod_metrics,
+    seconds_between,
+    wait_pods_ready,
+)
 
-CHART = ROOT / "charts" / "mtls-operator"
 SAMPLES = ROOT / "manifests" / "samples"
-RELEASE = "mtls-operator"
-SYSTEM = "mtls-system"
-POD_SELECTOR = f"app.kubernetes.io/name=mtls-operator,app.kubernetes.io/instance={RELEASE}"
-IMAGE_VALUES = {
-    "image.repository": OPERATOR_IMAGE,
-    "image.tag": OPERATOR_TAG,
-    "image.pullPolicy": "Never",  # loaded into the node's containerd; there is no registry
-    "signers.kubernetes.enabled": "true",
-}
-
-
-def install(plane: nodeplane.NodePlane, **values: str) -> None:
-    """`helm upgrade --install` with the image values plus `values`; waits until every operator Pod is Ready."""
-    settings = {**IMAGE_VALUES, **values}
-    args = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
-    helm(plane.kubeconfig, "upgrade", "--install", RELEASE, str(CHART), "-n", SYSTEM, *args)
-
-
-def operator_pods(kubectl: Kubectl) -> list[dict[str, Any]]:
-    items = json.loads(kubectl.run("get", "pods", "-n", SYSTEM, "-l", POD_SELECTOR, "-o", "json").stdout)["items"]
-    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
-
-
-def ready(pod: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
-
-
-def wait_pods_ready(kubectl: Kubectl, count: int, exclude: set[str] = frozenset(), timeout: float = 120) -> list[dict]:  # type: ignore[assignment]
-    def check() -> list[dict[str, Any]] | None:
-        pods = [p for p in operator_pods(kubectl) if p["metadata"]["name"] not in exclude]
-        return pods if len(pods) == count and all(ready(p) for p in pods) else None
-
-    return wait_for(check, timeout=timeout, interval=0.5, what=f"{count} operator Pod(s) Ready")
-
-
-def pod_logs(kubectl: Kubectl, pod: str) -> str:
-    return kubectl.run("logs", "-n", SYSTEM, pod, "--tail=-1").stdout
-
-
-def pod_metrics(kubectl: Kubectl, pod: str) -> str:
-    """/metrics read inside the Pod (its IP exists only in the node's network namespace)."""
-    script = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/metrics').read().decode())"
-    return kubectl.run("exec", "-n", SYSTEM, pod, "--", "python3", "-c", script).stdout
-
-
-def key_fingerprints(kubectl: Kubectl, namespace: str) -> dict[str, str]:
-    """Every private key the operator holds in `namespace`: Secret name -> SHA-256 of tls.key."""
-    items = json.loads(kubectl.run("get", "secrets", "-n", namespace, "-o", "json").stdout)["items"]
-    return {
-        s["metadata"]["name"]: hashlib.sha256(s["data"][TLS_KEY].encode()).hexdigest()
-        for s in items
-        if TLS_KEY in (s.get("data") or {})
-    }
 
 
 def awaiting_signature(obj: dict[str, Any]) -> bool:
     return (obj.get("status") or {}).get("phase") == "AwaitingSignature"
-
-
-def seconds_between(start: str, end: str) -> float:
-    parse = datetime.datetime.fromisoformat
-    return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
-
-
-@pytest.fixture(scope="module")
-def release(node_plane: nodeplane.NodePlane, node_images: BuiltImages, node_kubectl: Kubectl) -> Iterator[None]:
-    node_kubectl.run("create", "namespace", SYSTEM)
-    node_kubectl.run("label", "namespace", SYSTEM, "pod-security.kubernetes.io/enforce=restricted",
-                     "pod-security.kubernetes.io/enforce-version=latest")  # fmt: skip
-    install(node_plane)
-    wait_pods_ready(node_kubectl, 1)
-    try:
-        yield
-    finally:
-        helm(node_plane.kubeconfig, "uninstall", RELEASE, "-n", SYSTEM, "--wait", check=False)
-
-
-@pytest.fixture
-def namespace(node_kubectl: Kubectl) -> str:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    node_kubectl.run("create", "namespace", name)
-    return name
 
 
 def test_operator_pod_runs_ready_under_restricted_pod_security(release: None, node_kubectl: Kubectl) -> None:
