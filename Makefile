@@ -5,14 +5,18 @@ SHELL := /bin/bash
 VENV        := .venv
 PY          := $(VENV)/bin/python
 CLUSTER_DIR := .cluster
+NODE_DIR    := .cluster-node
+# The node suite needs root on Linux (network namespaces, mounts, cgroups); elsewhere it is skipped, and says so.
+NODE_OK     := $(shell [ "$$(uname -s)" = Linux ] && [ "$$(id -u)" = 0 ] && echo yes)
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack buildah skopeo mmdebstrap gcc libc6-dev
 # Same place hack/tools.sh installs to: it honours XDG_CACHE_HOME, so the PATH must too.
 TOOLS_BIN   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mtls-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: help deps venv tools controlplane cluster-up cluster-down run test unit e2e lint fmt manifests check-manifests bench bench-quick soak chaos chaos-quick clean
+.PHONY: help deps venv tools controlplane node cluster-up cluster-down node-up node-down image run test unit e2e node-e2e lint fmt manifests check-manifests bench bench-quick soak chaos chaos-quick clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## create .venv with the operator and test tools
 
@@ -22,12 +26,15 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
 
-deps: ## system packages the tests use: openssl, prometheus + promtool, a JRE and Node.js (the real clients), installed when missing
+deps: ## system packages the tests use: openssl, prometheus + promtool, a JRE and Node.js (the real clients), and for the node suite containerd, runc, CNI plugins, buildah, skopeo, mmdebstrap; installed when missing
 	@missing=""; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
+	if [ "$(NODE_OK)" = yes ]; then \
+	  for pkg in $(NODE_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
@@ -41,16 +48,30 @@ tools: venv ## kubectl and helm into ~/.cache/mtls-operator/bin
 controlplane: ## build kube-apiserver + etcd once (cached in ~/.cache/mtls-operator/controlplane)
 	tests/controlplane/build.sh
 
+node: controlplane ## build kubelet, kube-scheduler, kube-proxy and pause once (cached next to the control plane)
+	@if [ "$(NODE_OK)" = yes ]; then tests/controlplane/build-node.sh; \
+	else echo "node: not built: the node suite needs root on Linux; tests/node will be skipped"; fi
+
 cluster-up: venv tools controlplane ## start the local control plane; kubeconfig in .cluster/kubeconfig
 	$(PY) tests/controlplane/controlplane.py up --dir $(CLUSTER_DIR)
 
 cluster-down: ## stop the local control plane
 	@if [ -x $(PY) ]; then $(PY) tests/controlplane/controlplane.py down --dir $(CLUSTER_DIR); fi
 
+node-up: deps venv tools node ## start a control plane with one real node (root); kubeconfig in .cluster-node/control/kubeconfig
+	$(PY) tests/controlplane/nodeplane.py up --dir $(NODE_DIR)
+
+node-down: ## stop it: every process, mount, cgroup and the network namespace
+	@if [ -x $(PY) ]; then $(PY) tests/controlplane/nodeplane.py down --dir $(NODE_DIR); fi
+
+image: ## build the operator image from the Dockerfile with buildah (IMAGE=, PYTHON_IMAGE=, IMAGE_ARCHIVE=)
+	hack/image.sh
+
 run: venv tools ## run the operator against KUBECONFIG's cluster, or the local control plane when there is none
 	hack/run.sh
 
-test: deps venv tools controlplane lint ## lint, unit tests and e2e tests against a real kube-apiserver
+test: deps venv tools controlplane node lint ## lint, unit tests, e2e tests against a real kube-apiserver, the node suite (root on Linux)
+	@[ "$(NODE_OK)" = yes ] || echo "make test: the node suite (tests/node) needs root on Linux and is skipped here"
 	$(PY) -m pytest -ra
 
 unit: deps venv ## unit tests only (no cluster)
@@ -58,6 +79,9 @@ unit: deps venv ## unit tests only (no cluster)
 
 e2e: deps venv tools controlplane ## e2e tests only
 	$(PY) -m pytest -ra tests/e2e
+
+node-e2e: deps venv tools node ## the node suite only: the image, the chart on a kubelet, clients through rotations
+	$(PY) -m pytest -ra tests/node
 
 lint: venv ## ruff, mypy, the import layers (import-linter) and hadolint
 	$(VENV)/bin/ruff check operator tests hack bench
@@ -91,5 +115,5 @@ chaos: deps venv tools controlplane ## faults under load (kill -9 x50, apiserver
 chaos-quick: deps venv tools controlplane ## the same with fewer certificates and kills (CI)
 	PYTHONPATH=tests:tests/controlplane $(PY) bench/chaos.py --quick
 
-clean: cluster-down
-	rm -rf $(VENV) $(CLUSTER_DIR)
+clean: cluster-down node-down
+	rm -rf $(VENV) $(CLUSTER_DIR) $(NODE_DIR)

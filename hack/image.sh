@@ -8,8 +8,10 @@
 #   BUILDAH_ROOT     a storage directory of its own (root/ and run/ below it) instead of buildah's default
 #   BUILD_CA_BUNDLE  a CA bundle mounted over the build's /etc/ssl/certs/ca-certificates.crt, for networks whose
 #                    egress re-signs TLS (Debian's pip trusts that file); default $SSL_CERT_FILE when set
+#   CONTEXT          another source tree to build (a previous release's, for the upgrade test); default this one
+#   PULL=never       use only images already in local storage (the base included)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "${CONTEXT:-$(dirname "$0")/..}"
 version="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' operator/mtls_operator/__init__.py)"
 image="${IMAGE:-ghcr.io/mtls-operator/mtls-operator:$version}"
 storage=()
@@ -23,7 +25,8 @@ build=(bud --layers=false --network host --tag "$image")
 if command -v runc >/dev/null; then build+=(--runtime "$(command -v runc)"); fi
 if [[ -n "${PYTHON_IMAGE:-}" ]]; then build+=(--build-arg "PYTHON_IMAGE=$PYTHON_IMAGE"); fi
 # A base already in local storage is used as is (a stand-in has no registry to come from).
-if [[ -n "${PYTHON_IMAGE:-}" ]] && buildah "${storage[@]}" inspect --type image "$PYTHON_IMAGE" >/dev/null 2>&1; then
+if [[ "${PULL:-}" == never ]] || { [[ -n "${PYTHON_IMAGE:-}" ]] &&
+    buildah "${storage[@]}" inspect --type image "$PYTHON_IMAGE" >/dev/null 2>&1; }; then
   build+=(--pull=never)
 fi
 ca_bundle="${BUILD_CA_BUNDLE:-${SSL_CERT_FILE:-}}"

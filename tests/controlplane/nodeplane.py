@@ -167,6 +167,16 @@ def create_netns(name: str) -> None:
 # --- the node's mount namespace ----------------------------------------------------------------------------------
 
 
+def host_sysctl(setting: str) -> str:
+    """The machine's own value (read outside the node's mount namespace)."""
+    return Path(f"/proc/sys/{setting}").read_text()
+
+
+def sysctl_copies(directory: Path) -> dict[str, str]:
+    """What the node's daemons see (and the kubelet wrote) for each setting: the files bind-mounted over them."""
+    return {s: (directory / "sysctl" / s.replace("/", ".")).read_text() for s in KUBELET_SYSCTLS}
+
+
 def _start_holder(directory: Path, netns: str) -> int:
     """A `sleep` owning the node's mount namespace: private /run and /var/log, the kubelet's sysctls in files."""
     sysctl_dir = directory / "sysctl"
@@ -174,7 +184,7 @@ def _start_holder(directory: Path, netns: str) -> int:
     lines = ["set -e", "mount -t tmpfs -o mode=0755 tmpfs /run", "mount -t tmpfs -o mode=0755 tmpfs /var/log"]
     for setting in KUBELET_SYSCTLS:
         copy = sysctl_dir / setting.replace("/", ".")
-        copy.write_text(Path(f"/proc/sys/{setting}").read_text())
+        copy.write_text(host_sysctl(setting))
         lines.append(f"mount --bind {copy} /proc/sys/{setting}")
     lines.append(f"touch {directory / 'holder.ready'}")
     lines.append("exec sleep infinity")
@@ -526,8 +536,8 @@ def _cgroup_dirs(cgroup_root: str) -> list[Path]:
     for hierarchy in CGROUP_ROOT.iterdir() if CGROUP_ROOT.exists() else ():
         top = hierarchy / cgroup_root.lstrip("/")
         if top.is_dir():
-            found.extend(sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)))
-            found.append(top)
+            # Bottom-up; the kubelet may be removing cgroups meanwhile (os.walk skips what vanished).
+            found.extend(Path(path) for path, _, _ in os.walk(top, topdown=False))
     return found
 
 

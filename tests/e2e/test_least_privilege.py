@@ -34,9 +34,11 @@ from harness.cluster import (
     wait_for,
     wait_ready,
 )
+from mtls_operator.api.names import ROLLOUT_ANNOTATION, SERIALS_ANNOTATION
 
 CHART = ROOT / "charts" / "mtls-operator"
-VALUES = ["--set", "watchNamespaces={a}", "--set", "signers.kubernetes.enabled=true", "--set", "replicaCount=2"]
+VALUES = ["--set", "watchNamespaces={a}", "--set", "signers.kubernetes.enabled=true", "--set", "replicaCount=2",
+          "--set", "workloadRollout.enabled=true"]  # fmt: skip
 SUBJECT = "system:serviceaccount:mtls-system:mtls-operator"
 Permission = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 
@@ -96,7 +98,8 @@ def test_the_chart_grants_exactly_what_the_operator_uses(
     sa_dir.mkdir()
     sa_config = service_account_kubeconfig(plane, kube, "mtls-operator", "mtls-system", sa_dir)
     (tmp_path / "logs").mkdir()
-    args = ["--namespace", "a", "--kubernetes-signer", "--leader-elect", "--leader-election-namespace", "mtls-system"]
+    args = ["--namespace", "a", "--kubernetes-signer", "--leader-elect", "--leader-election-namespace", "mtls-system",
+            "--roll-workloads"]  # fmt: skip
     operator = OperatorProcess(sa_config, tmp_path / "logs", args)
     operator.start()
     try:
@@ -110,13 +113,27 @@ def test_the_chart_grants_exactly_what_the_operator_uses(
     assert grants - permissions == set(), "granted but never used: remove it from the chart"
 
 
+def opted_in_workload(kind: str, certificate: str) -> dict:
+    """A workload that asks to be rolled when `certificate` rotates (no kubelet here: its Pods stay Pending)."""
+    pod = {"containers": [{"name": "c", "image": "registry.invalid/client:1"}]}
+    spec: dict = {"selector": {"matchLabels": {"app": "w"}},
+                  "template": {"metadata": {"labels": {"app": "w"}}, "spec": pod}}  # fmt: skip
+    if kind == "StatefulSet":
+        spec["serviceName"] = "workload"
+    metadata = {"name": "workload", "annotations": {ROLLOUT_ANNOTATION: certificate}}
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": metadata, "spec": spec}
+
+
 def exercise_everything(kube: Kubectl, tmp_path: Path) -> None:
-    """Every code path that talks to the API: each signer, renewal with a next key, publishCA, Events, the Lease."""
+    """Every code path that talks to the API: each signer, renewal with a next key, publishCA, Events, the Lease,
+    the workload rollout."""
     partner = Partner(tmp_path / "partner")
     kube.run("create", "secret", "tls", "internal-ca", "-n", "a", f"--cert={partner.ca_crt}", f"--key={partner.ca_key}")
     kube.apply(certificate_manifest("auto", spec={**CA_SIGNER, "publishCA": {"configMapName": "trust"}}), "a")
     wait_ready(kube, "a", "auto", timeout=60)
     wait_for(lambda: kube.get("configmap", "trust", "a"), what="publishCA ConfigMap created")
+    for kind in ("Deployment", "StatefulSet", "DaemonSet"):  # opted in: the CA rotation below rolls each of them
+        kube.apply(yaml.safe_dump(opted_in_workload(kind, "auto")), "a")
     rotated = Partner(tmp_path / "rotated", name="Rotated CA")
     kube.run("apply", "-n", "a", "-f", "-", input=kube.run(
         "create", "secret", "tls", "internal-ca", "-n", "a", f"--cert={rotated.ca_crt}", f"--key={rotated.ca_key}",
@@ -124,6 +141,10 @@ def exercise_everything(kube: Kubectl, tmp_path: Path) -> None:
     rotated_pem = rotated.ca_crt.read_text()
     wait_for(lambda: rotated_pem in (kube.get("configmap", "trust", "a") or {}).get("data", {}).get("ca.crt", ""),
              what="ConfigMap patched")  # fmt: skip
+    for kind in ("deployment", "statefulset", "daemonset"):
+        wait_for(lambda kind=kind: ((kube.get(kind, "workload", "a") or {})["spec"]["template"]["metadata"]
+                                    .get("annotations") or {}).get(SERIALS_ANNOTATION),
+                 timeout=30, what=f"the {kind} rolled for the re-issued certificate")  # fmt: skip
 
     csr = create_and_get_csr(kube, "a", "hand")  # manual: key stored, CSR published, Events
     put_signed(kube, "a", "hand-signed", {"tls.crt": partner.sign(csr)})

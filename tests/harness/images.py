@@ -30,6 +30,7 @@ class BuiltImages:
     clients_archive: Path
     seconds: dict[str, float]
     operator_size_bytes: int
+    storage: Path  # the session's buildah storage (the stand-in base is in it)
 
 
 def _run(cmd: list[str], env: dict[str, str], log: Path) -> str:
@@ -64,7 +65,22 @@ def build_images(workdir: Path) -> BuiltImages:
     archive_ref = f"docker-archive:{clients_archive}:{CLIENTS_IMAGE}"
     _run(["skopeo", "copy", "--quiet", storage_ref + CLIENTS_IMAGE, archive_ref], env, log)
     seconds["clients image"] = time.monotonic() - start
-    return BuiltImages(operator_archive, clients_archive, seconds, operator_archive.stat().st_size)
+    return BuiltImages(operator_archive, clients_archive, seconds, operator_archive.stat().st_size, storage)
+
+
+def build_release_image(images: BuiltImages, tree: Path, reference: str, archive: Path) -> Path:
+    """A previous release's image from its own, unmodified Dockerfile (its FROM names the pinned official base,
+    which is the stand-in here: tagged under that name, and nothing is pulled)."""
+    storage = images.storage
+    env = {**os.environ, "BUILDAH_ROOT": str(storage)}
+    log = archive.with_suffix(".log")
+    base = next(line.split()[1] for line in (tree / "Dockerfile").read_text().splitlines() if line.startswith("FROM "))
+    qualified = base if "/" in base.split(":")[0] else f"docker.io/library/{base}"
+    _run(["buildah", "--root", f"{storage}/root", "--runroot", f"{storage}/run", "tag", STANDIN_BASE, qualified],
+         env, log)  # fmt: skip
+    build = {"CONTEXT": str(tree), "PULL": "never", "IMAGE": reference, "IMAGE_ARCHIVE": str(archive)}
+    _run([str(ROOT / "hack" / "image.sh")], {**env, **build}, log)
+    return archive
 
 
 def remove_storage(workdir: Path) -> None:

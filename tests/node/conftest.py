@@ -20,7 +20,15 @@ from harness.nodechart import RELEASE, SYSTEM, install, wait_pods_ready
 
 
 @pytest.fixture(scope="session")
-def node_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nodeplane.NodePlane]:
+def host_sysctls_before() -> dict[str, str]:
+    """The machine's kernel settings before any node plane of this session started."""
+    return {setting: nodeplane.host_sysctl(setting) for setting in nodeplane.KUBELET_SYSCTLS}
+
+
+@pytest.fixture(scope="session")
+def node_plane(
+    host_sysctls_before: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[nodeplane.NodePlane]:
     reason = nodeplane.supported()
     if reason:
         if os.environ.get("MTLS_REQUIRE_NODE") == "1":
