@@ -51,6 +51,20 @@ def test_operator_pod_runs_ready_under_restricted_pod_security(release: None, no
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # The kubelet's own count of the probes it ran for this Pod (its /metrics/probes, through the apiserver).
+    probes = node_kubectl.run("get", "--raw", f"/api/v1/nodes/{pod['spec']['nodeName']}/proxy/metrics/probes").stdout
+    for probe_type in ("Startup", "Readiness"):  # liveness first runs 20 s in: not yet, this early
+        assert (
+            any(
+                line.startswith("prober_probe_total{")
+                and f'probe_type="{probe_type}"' in line
+                and f'pod="{pod["metadata"]["name"]}"' in line
+                and 'result="successful"' in line
+                and float(line.rsplit(" ", 1)[1]) > 0
+                for line in probes.splitlines()
+            )
+            or probe_type == "Liveness"
+        ), f"no successful {probe_type} probe counted:\n{probes[-2000:]}"
     status = pod["status"]["containerStatuses"][0]
     assert status["ready"] is True and status["restartCount"] == 0
     started = status["state"]["running"]["startedAt"]
