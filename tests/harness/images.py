@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -90,3 +91,4 @@ def remove_storage(workdir: Path) -> None:
     for mount in sorted((m for m in mounts if m.startswith(str(storage))), key=len, reverse=True):
         with contextlib.suppress(subprocess.CalledProcessError):
             subprocess.run(["umount", "-l", mount], check=True, capture_output=True)
+    shutil.rmtree(storage, ignore_errors=True)  # about 1 GB of layers per session

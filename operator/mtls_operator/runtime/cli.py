@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--roll-workloads",
         action="store_true",
         help="roll Deployments/StatefulSets/DaemonSets annotated mtls.dev/rollout-on-rotation=<certificates> after "
-        "a rotation (needs get/list/patch on them)",
+        "a rotation (needs list/patch on them)",
     )
     run.add_argument(
         "--shard-count",

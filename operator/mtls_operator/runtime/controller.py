@@ -107,7 +107,7 @@ class Controller:
         )
         limit = cgroup_cpu_limit()
         log.info(
-            "key generation threads: %d (CPU limit %s, %d CPUs to run on)",
+            "key generation threads: %d (CPU limit %s, %d cores)",
             work.key_threads,
             "none" if limit is None else f"{limit:g}",
             os.cpu_count() or 0,
