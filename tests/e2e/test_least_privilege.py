@@ -132,7 +132,7 @@ def exercise_everything(kube: Kubectl, tmp_path: Path) -> None:
     kube.apply(certificate_manifest("auto", spec={**CA_SIGNER, "publishCA": {"configMapName": "trust"}}), "a")
     wait_ready(kube, "a", "auto", timeout=60)
     wait_for(lambda: kube.get("configmap", "trust", "a"), what="publishCA ConfigMap created")
-    for kind in ("Deployment", "StatefulSet", "DaemonSet"):  # opted in: the CA rotation below rolls each of them
+    for kind in ("Deployment", "StatefulSet", "DaemonSet"):  # opted in: the renewal below rolls each of them
         kube.apply(yaml.safe_dump(opted_in_workload(kind, "auto")), "a")
     rotated = Partner(tmp_path / "rotated", name="Rotated CA")
     kube.run("apply", "-n", "a", "-f", "-", input=kube.run(
@@ -141,10 +141,11 @@ def exercise_everything(kube: Kubectl, tmp_path: Path) -> None:
     rotated_pem = rotated.ca_crt.read_text()
     wait_for(lambda: rotated_pem in (kube.get("configmap", "trust", "a") or {}).get("data", {}).get("ca.crt", ""),
              what="ConfigMap patched")  # fmt: skip
+    kube.plugin("renew", "auto", "-n", "a")  # a new serial in service: the opted-in workloads roll
     for kind in ("deployment", "statefulset", "daemonset"):
         wait_for(lambda kind=kind: ((kube.get(kind, "workload", "a") or {})["spec"]["template"]["metadata"]
                                     .get("annotations") or {}).get(SERIALS_ANNOTATION),
-                 timeout=30, what=f"the {kind} rolled for the re-issued certificate")  # fmt: skip
+                 timeout=30, what=f"the {kind} rolled for the renewed certificate")  # fmt: skip
 
     csr = create_and_get_csr(kube, "a", "hand")  # manual: key stored, CSR published, Events
     put_signed(kube, "a", "hand-signed", {"tls.crt": partner.sign(csr)})
