@@ -31,6 +31,7 @@ from mtls_operator.pki.certificates import (
     dns_names_of,
     uncovered_names,
 )
+from mtls_operator.pki.expiry import ChainExpiry
 
 
 def ready_condition(spec: CertificateSpec, leaf: x509.Certificate, info: CertificateInfo) -> Condition:
@@ -57,7 +58,10 @@ def names_warning(spec: CertificateSpec, leaf: x509.Certificate) -> str | None:
     )
 
 
-def certificate_status(info: CertificateInfo, renew_at: datetime.datetime | None) -> dict[str, Any]:
+def certificate_status(
+    info: CertificateInfo, renew_at: datetime.datetime | None, chain: ChainExpiry | None = None
+) -> dict[str, Any]:
+    """The status of the certificate in service; `chain`: when the soonest CA it depends on expires."""
     return {
         "notBefore": timestamp(info.not_before),
         "notAfter": timestamp(info.not_after),
@@ -65,6 +69,8 @@ def certificate_status(info: CertificateInfo, renew_at: datetime.datetime | None
         "serialNumber": info.serial_number,
         "issuer": info.issuer,
         "fingerprintSHA256": info.fingerprint_sha256,
+        "chainNotAfter": timestamp(chain.not_after) if chain else None,
+        "chainNotAfterSubject": chain.subject if chain else None,
     }
 
 

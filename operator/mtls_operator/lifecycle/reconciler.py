@@ -72,6 +72,7 @@ from mtls_operator.pki.certificates import (
     to_pem,
 )
 from mtls_operator.pki.csr import certifies_csr
+from mtls_operator.pki.expiry import chain_expiry
 from mtls_operator.pki.keys import key_spec_of
 from mtls_operator.pki.verify import Verified, verify_signed_certificate
 
@@ -145,7 +146,8 @@ class Reconciler:
         if trigger is None and current is not None:
             trigger = requested_renewal(spec.renewal_requested, status.get("lastRenewalRequest"), current.not_before)
         renew_at = renewal_time(current.not_before, current.not_after, spec.renew_before, spec.uid) if current else None
-        base = certificate_status(current, renew_at) if current is not None else {}
+        chain = chain_expiry(live.get(TLS_CRT), live.get(CA_CRT)) if live is not None and current else None
+        base = certificate_status(current, renew_at, chain) if current is not None else {}
         if trigger is None:
             assert current is not None
             assert leaf is not None
@@ -308,7 +310,7 @@ class Reconciler:
             phases.READY,
             store_problem(stores.problem) if stores.problem else ready_condition(spec, verified.leaf, info),
             status={
-                **certificate_status(info, renew_at),
+                **certificate_status(info, renew_at, chain_expiry(data[TLS_CRT], data[CA_CRT])),
                 "revision": revision,
                 "csr": None,
                 "csrPublishedTime": None,

@@ -59,6 +59,12 @@ GAUGES = (
     ("mtls_certificate_not_before_timestamp_seconds", "notBefore", "notBefore of the certificate in service."),
     ("mtls_certificate_renewal_timestamp_seconds", "renewalTime", "When renewal starts (renewalTime)."),
     (
+        "mtls_certificate_chain_expiration_timestamp_seconds",
+        "chainNotAfter",
+        "The soonest notAfter of the CAs the certificate depends on: its intermediates and ca.crt (a partner's CA "
+        "included); absent when the Secret holds no CA.",
+    ),
+    (
         "mtls_certificate_awaiting_signature_since_timestamp_seconds",
         "csrPublishedTime",
         "When the pending CSR was published; absent when nothing is pending.",
