@@ -108,8 +108,8 @@ def results(prometheus: str, namespace: str, title: str, ref: str = "A") -> list
     return query(prometheus, substitute(target["expr"], namespace))
 
 
-def days_left(obj: dict[str, Any], now: float) -> float:
-    not_after = datetime.datetime.strptime(obj["status"]["notAfter"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+def days_left(obj: dict[str, Any], now: float, field: str = "notAfter") -> float:
+    not_after = datetime.datetime.strptime(obj["status"][field], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
     return (not_after.timestamp() - now) / 86400
 
 
@@ -156,6 +156,10 @@ def test_every_dashboard_query_answers_what_the_objects_say(
 
     soonest = float(results(prometheus, namespace, "Soonest expiry (days)")[0]["value"][1])
     assert soonest == pytest.approx(min(table_days.values()), abs=0.01)
+    chain_days = [days_left(o, now, "chainNotAfter") for o in objects.values() if o["status"].get("chainNotAfter")]
+    assert chain_days, "no certificate reports the CA it depends on"
+    soonest_ca = float(results(prometheus, namespace, "Soonest CA expiry (days)")[0]["value"][1])
+    assert soonest_ca == pytest.approx(min(chain_days), abs=0.01)
     renewing = results(prometheus, namespace, "Certificates inside the renewal window")
     assert [r["metric"]["name"] for r in renewing] == ["twenty"]
     assert float(renewing[0]["value"][1]) == pytest.approx(table_days["twenty"], abs=0.01)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
+
+from cryptography import x509
 
 from harness.cluster import (
     CA_SIGNER,
@@ -10,8 +13,10 @@ from harness.cluster import (
     OperatorProcess,
     Partner,
     certificate_manifest,
+    create_and_get_csr,
     create_ca_secret,
     metric_value,
+    put_signed,
     wait_for,
     wait_ready,
 )
@@ -68,3 +73,22 @@ def test_series_follow_the_object_and_are_rebuilt_after_restart(
 
 def _epoch(text: str) -> float:
     return datetime.datetime.fromisoformat(text).timestamp()
+
+
+def test_a_partners_ca_that_expires_soon_is_in_status_and_metered(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    # The partner's CA (openssl req -x509 -days 45) expires long before the certificate it signed for a year.
+    partner = Partner(tmp_path / "short-lived-ca", name="Partner Short CA", ca_days=45)
+    csr = create_and_get_csr(kubectl, namespace, "hand")
+    put_signed(kubectl, namespace, "hand-signed", {"tls.crt": partner.sign(csr, days=365), "ca.crt": partner.ca_crt})
+    obj = wait_ready(kubectl, namespace, "hand")
+    ca_expiry = x509.load_pem_x509_certificate(partner.ca_crt.read_bytes()).not_valid_after_utc
+    assert obj["status"]["chainNotAfter"] == ca_expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert obj["status"]["chainNotAfterSubject"] == "Partner Short CA"
+    gauge = wait_for(
+        lambda: metric_value(operator, "mtls_certificate_chain_expiration_timestamp_seconds", namespace, "hand"),
+        what="chain expiry gauge",
+    )
+    assert gauge == ca_expiry.timestamp()
+    assert gauge < _epoch(obj["status"]["renewalTime"]), "the alert's condition: the CA goes before the renewal"

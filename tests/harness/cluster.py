@@ -155,14 +155,14 @@ class OperatorProcess:
 class Partner:
     """The partner, played by real openssl commands in a working directory."""
 
-    def __init__(self, workdir: Path, name: str = "Partner Test CA") -> None:
+    def __init__(self, workdir: Path, name: str = "Partner Test CA", ca_days: int = 3650) -> None:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ca_crt = self.dir / "ca.crt"
         self.ca_key = self.dir / "ca.key"
         self.openssl(
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.ca_key), "-out", str(self.ca_crt),
-            "-days", "3650", "-subj", f"/C=IE/O=Partner/CN={name}",
+            "-days", str(ca_days), "-subj", f"/C=IE/O=Partner/CN={name}",
         )  # fmt: skip
 
     def openssl(self, *args: str, input: bytes | None = None) -> bytes:

@@ -272,3 +272,29 @@ async def test_an_unusable_spec_is_named_in_the_condition(spec, words):
     status = await lc.reconcile()
     assert status["phase"] == "Failed" and lc.ready["reason"] == "InvalidSpec" and words in lc.ready["message"]
     assert lc.kube.secrets == {} and lc.keys_generated == 0
+
+
+# --- the CAs a certificate depends on ------------------------------------------------------------------------
+
+
+async def test_status_says_when_the_ca_the_certificate_depends_on_expires():
+    lc = Lifecycle(certificate_body(spec=CA_SIGNER), with_ca(FakeKube()))
+    status = await lc.settle()
+    ca = x509.load_pem_x509_certificate(CA[0])
+    assert status["chainNotAfter"] == ca.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert status["chainNotAfterSubject"] == "Lifecycle CA"
+
+
+async def test_a_partners_ca_that_came_back_with_the_certificate_is_watched_too():
+    partner_ca = make_ca("Partner CA")
+    lc = Lifecycle(certificate_body())
+    status = await lc.settle()
+    signed = partner_signs(status["csr"], partner_ca, lc.clock.now)
+    lc.kube.put_secret(NAMESPACE, "client-signed", {"tls.crt": signed, "ca.crt": partner_ca[0]})
+    status = await lc.settle()
+    assert status["phase"] == "Ready" and status["chainNotAfterSubject"] == "Partner CA"
+    # A certificate put in service before the field existed (0.1.0 wrote none) gets it at its next reconcile.
+    lc.body = {**lc.body, "status": {k: v for k, v in lc.body["status"].items() if not k.startswith("chain")}}
+    status = await lc.reconcile()
+    expires = x509.load_pem_x509_certificate(partner_ca[0]).not_valid_after_utc
+    assert status["chainNotAfter"] == expires.strftime("%Y-%m-%dT%H:%M:%SZ")
