@@ -15,6 +15,9 @@ from mtls_operator.pki.bundle import certificates_in
 from mtls_operator.pki.certificates import common_name_of
 
 
+SUBJECT_LIMIT = 1024  # the CRD's maxLength of status.chainNotAfterSubject: a longer one would fail the status write
+
+
 @dataclass(frozen=True)
 class ChainExpiry:
     not_after: datetime.datetime
@@ -28,4 +31,5 @@ def chain_expiry(tls_crt: bytes | None, ca_crt: bytes | None) -> ChainExpiry | N
     if not dependencies:
         return None
     soonest = min(dependencies, key=lambda cert: cert.not_valid_after_utc)
-    return ChainExpiry(soonest.not_valid_after_utc, common_name_of(soonest) or soonest.subject.rfc4514_string())
+    subject = common_name_of(soonest) or soonest.subject.rfc4514_string()
+    return ChainExpiry(soonest.not_valid_after_utc, subject[:SUBJECT_LIMIT])
