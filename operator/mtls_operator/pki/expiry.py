@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from mtls_operator.pki.bundle import certificates_in
 from mtls_operator.pki.certificates import common_name_of
 
-
 SUBJECT_LIMIT = 1024  # the CRD's maxLength of status.chainNotAfterSubject: a longer one would fail the status write
 
 
