@@ -228,6 +228,29 @@ def report(name: str, result: dict[str, Any], tmp_path: Path) -> None:
     (tmp_path / f"{name}.json").write_text(json.dumps(result, indent=2))
 
 
+def first_success(log: Logs, what: str) -> None:
+    wait_for(lambda: (log.poll(), any(e.get("ok") for e in log.entries()))[1], timeout=60,
+             what=f"{what}'s first successful request")  # fmt: skip
+
+
+def start_client(kubectl: Kubectl, namespace: str, secret: str, server_ip: str) -> tuple[Logs, Logs]:
+    """A re-reading client on `secret`, talking: (its logs, the server's logs)."""
+    deploy_client(kubectl, namespace, "client", secret, server_ip)
+    client, server = Logs(kubectl, namespace, "client"), Logs(kubectl, namespace, "server")
+    first_success(client, "the client")
+    return client, server
+
+
+def assert_kept_talking(name: str, rotation: Rotation, client: Logs, server: Logs, tmp_path: Path) -> None:
+    """Follows past the old certificate's expiry; no request failed, the new serial arrived in time."""
+    follow_until(rotation.old_not_after + 15, [client, server])
+    result = figures(rotation, client, server, "client")
+    report(name, result, tmp_path)
+    assert result["failed"] == 0, result
+    assert result["new_serial_seen_after_s"] is not None, "the server never saw the new certificate"
+    assert result["old_validity_left_at_last_use_s"] is not None and result["old_validity_left_at_last_use_s"] > 0
+
+
 @pytest.fixture
 def issuing_ca(node_kubectl: Kubectl, namespace: str, tmp_path: Path) -> Partner:
     ca = Partner(tmp_path / "internal-ca", name="Internal CA")
@@ -244,17 +267,9 @@ def test_a_client_rereading_its_files_keeps_talking_through_a_ca_signed_rotation
                        namespace)  # fmt: skip
     wait_ready(node_kubectl, namespace, "rotating", timeout=60)
     first = in_service(node_kubectl, namespace, "rotating-tls")
-    deploy_client(node_kubectl, namespace, "client", "rotating-tls", server_ip)
-    client, server = Logs(node_kubectl, namespace, "client"), Logs(node_kubectl, namespace, "server")
-    wait_for(lambda: (client.poll(), any(e.get("ok") for e in client.entries()))[1], timeout=60,
-             what="the client's first successful request")  # fmt: skip
+    client, server = start_client(node_kubectl, namespace, "rotating-tls", server_ip)
     rotation = watch_rotation(node_kubectl, namespace, "rotating-tls", first, [client, server])
-    follow_until(rotation.old_not_after + 15, [client, server])  # past the old certificate's expiry
-    result = figures(rotation, client, server, "client")
-    report("ca-signer-rotation", result, tmp_path)
-    assert result["failed"] == 0, result
-    assert result["new_serial_seen_after_s"] is not None, "the server never saw the new certificate"
-    assert result["old_validity_left_at_last_use_s"] is not None and result["old_validity_left_at_last_use_s"] > 0
+    assert_kept_talking("ca-signer-rotation", rotation, client, server, tmp_path)
 
 
 def test_a_client_rereading_its_files_keeps_talking_through_a_partner_signed_rotation(
@@ -273,10 +288,7 @@ def test_a_client_rereading_its_files_keeps_talking_through_a_partner_signed_rot
     put_signed(node_kubectl, namespace, "manual-signed", {"tls.crt": first, "ca.crt": partner.ca_crt})
     wait_ready(node_kubectl, namespace, "manual", timeout=60)
     first_pem = in_service(node_kubectl, namespace, "manual-tls")
-    deploy_client(node_kubectl, namespace, "client", "manual-tls", server_ip)
-    client, server = Logs(node_kubectl, namespace, "client"), Logs(node_kubectl, namespace, "server")
-    wait_for(lambda: (client.poll(), any(e.get("ok") for e in client.entries()))[1], timeout=60,
-             what="the client's first successful request")  # fmt: skip
+    client, server = start_client(node_kubectl, namespace, "manual-tls", server_ip)
     # In the renewal window the operator publishes a CSR for a new key; the partner signs it like the first.
     second_csr = wait_certificate(
         node_kubectl, namespace, "manual", lambda o: (s := (o.get("status") or {}).get("csr")) and s != first_csr,
@@ -285,12 +297,7 @@ def test_a_client_rereading_its_files_keeps_talking_through_a_partner_signed_rot
     put_signed(node_kubectl, namespace, "manual-signed",
                {"tls.crt": partner.sign(second_csr, days=365, out="second.crt"), "ca.crt": partner.ca_crt})  # fmt: skip
     rotation = watch_rotation(node_kubectl, namespace, "manual-tls", first_pem, [client, server], timeout=60)
-    follow_until(rotation.old_not_after + 15, [client, server])
-    result = figures(rotation, client, server, "client")
-    report("manual-signer-rotation", result, tmp_path)
-    assert result["failed"] == 0, result
-    assert result["new_serial_seen_after_s"] is not None, "the server never saw the new certificate"
-    assert result["old_validity_left_at_last_use_s"] is not None and result["old_validity_left_at_last_use_s"] > 0
+    assert_kept_talking("manual-signer-rotation", rotation, client, server, tmp_path)
 
 
 def test_a_read_once_client_fails_at_expiry_unless_the_operator_rolls_its_deployment(
@@ -310,8 +317,7 @@ def test_a_read_once_client_fails_at_expiry_unless_the_operator_rolls_its_deploy
     logs = {app: Logs(node_kubectl, namespace, app) for app in ("plain", "rolled")}
     server = Logs(node_kubectl, namespace, "server")
     for app, log in logs.items():
-        wait_for(lambda log=log: (log.poll(), any(e.get("ok") for e in log.entries()))[1], timeout=60,
-                 what=f"{app}'s first successful request")  # fmt: skip
+        first_success(log, app)
     first_pods = {app: pods_ready(node_kubectl, namespace, app) for app in logs}
     rotations = {
         app: watch_rotation(node_kubectl, namespace, f"{app}-tls", firsts[app], [*logs.values(), server])
