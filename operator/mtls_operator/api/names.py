@@ -9,6 +9,15 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 PLURAL = "mtlscertificates"
 KIND = "MtlsCertificate"
+# The issuers (one CA key in one place, a policy its owner sets): namespaced, and cluster-scoped with its CA Secret
+# in the one namespace the operator is configured with (--cluster-issuer-namespace).
+ISSUER_KIND = "MtlsIssuer"
+ISSUER_PLURAL = "mtlsissuers"
+CLUSTER_ISSUER_KIND = "ClusterMtlsIssuer"
+CLUSTER_ISSUER_PLURAL = "clustermtlsissuers"
+ISSUER_PLURALS = {ISSUER_KIND: ISSUER_PLURAL, CLUSTER_ISSUER_KIND: CLUSTER_ISSUER_PLURAL}
+USE_VERB = "use"  # the RBAC verb on clustermtlsissuers/<name> the admission policy requires
+NAMESPACE_PLACEHOLDER = "{namespace}"  # in an issuer's name patterns: the requesting certificate's namespace
 
 MANAGER = "mtls-operator"  # the managed-by label's value, the Events' source component
 COMPONENT = MANAGER

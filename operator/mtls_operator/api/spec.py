@@ -8,7 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtls_operator.api.names import RENEW_ANNOTATION, next_secret_name, signed_secret_name
+from mtls_operator.api.names import (
+    CLUSTER_ISSUER_KIND,
+    ISSUER_KIND,
+    RENEW_ANNOTATION,
+    next_secret_name,
+    signed_secret_name,
+)
+from mtls_operator.api.refs import IssuerRef
 from mtls_operator.pki.csr import CsrPolicy, Subject
 from mtls_operator.pki.keys import KeySpec
 
@@ -32,11 +39,12 @@ def parse_duration(text: str) -> datetime.timedelta:
 class SignerSpec:
     """spec.signer as a record (the signers themselves are lifecycle.signers: the Signer protocol)."""
 
-    kind: str  # "manual" | "ca" | "kubernetes"
+    kind: str  # "manual" | "ca" | "kubernetes" | "issuer"
     secret_name: str | None = None  # manual: the signed Secret; ca: the CA Secret
     signer_name: str | None = None  # kubernetes
     expiration_seconds: int | None = None  # kubernetes
     ca_from: tuple[str, str, str] | None = None  # kubernetes: ("configMap" | "secret", name, key) for ca.crt
+    issuer_ref: IssuerRef | None = None  # issuer: an MtlsIssuer or ClusterMtlsIssuer signs, under its policy
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class CertificateSpec:
     publish_ca_configmap: str | None = None  # spec.publishCA.configMapName
     delete_secrets_with_certificate: bool = False  # spec.secretDeletionPolicy Delete: Secrets get owner references
     csr_policy: CsrPolicy = field(default_factory=CsrPolicy)  # outbound: which partner keys we sign
+    csr_policy_given: bool = False  # spec.csrPolicy set: through an issuer it narrows the issuer's key policy
     pkcs12: Pkcs12Spec | None = None  # spec.keystores.pkcs12
 
     @property
@@ -130,14 +139,20 @@ def _parse_spec(body: Mapping[str, Any]) -> CertificateSpec:
         publish_ca_configmap=published_configmap(body),
         delete_secrets_with_certificate=spec.get("secretDeletionPolicy") == "Delete",
         csr_policy=_parse_csr_policy(spec.get("csrPolicy") or {}),
+        csr_policy_given=bool(spec.get("csrPolicy")),
         pkcs12=_parse_pkcs12(name, (spec.get("keystores") or {}).get("pkcs12")),
     )
 
 
 def _parse_signer(name: str, signer: Mapping[str, Any]) -> SignerSpec:
-    chosen = [k for k in ("manual", "ca", "kubernetes") if k in signer]
+    chosen = [k for k in ("manual", "ca", "kubernetes", "issuerRef") if k in signer]
     if len(chosen) > 1:
-        raise ValueError("spec.signer must set exactly one of manual, ca or kubernetes")
+        raise ValueError("spec.signer must set exactly one of manual, ca, kubernetes or issuerRef")
+    if "issuerRef" in signer:
+        ref = signer["issuerRef"]
+        if ref.get("kind") not in (ISSUER_KIND, CLUSTER_ISSUER_KIND) or not ref.get("name"):
+            raise ValueError(f"spec.signer.issuerRef needs kind ({ISSUER_KIND} or {CLUSTER_ISSUER_KIND}) and name")
+        return SignerSpec("issuer", issuer_ref=IssuerRef(ref["kind"], ref["name"]))
     if "ca" in signer:
         return SignerSpec("ca", secret_name=signer["ca"]["secretName"])
     if "kubernetes" in signer:
@@ -188,8 +203,9 @@ def published_configmap(body: Mapping[str, Any]) -> str | None:
 
 
 def signer_kind_of(body: Mapping[str, Any]) -> str:
-    """Which of spec.signer's members is set ("manual" when none)."""
-    return next(iter((body.get("spec") or {}).get("signer") or {"manual": {}}), "manual")
+    """Which of spec.signer's members is set ("manual" when none; "issuer" for issuerRef)."""
+    kind = next(iter((body.get("spec") or {}).get("signer") or {"manual": {}}), "manual")
+    return "issuer" if kind == "issuerRef" else kind
 
 
 def secret_name_of(body: Mapping[str, Any]) -> str:

@@ -24,6 +24,7 @@ from mtls_operator.api.names import (
     CERTIFICATE_LABEL,
     COMPONENT,
     GROUP,
+    ISSUER_PLURALS,
     KIND,
     MANAGED_BY,
     MANAGER,
@@ -319,18 +320,39 @@ class KubeIO:
             raise
         return resp
 
+    async def patch_issuer_status(
+        self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patches an MtlsIssuer's or ClusterMtlsIssuer's status; None if it is gone."""
+        body = {"status": dict(status)}
+        try:
+            if namespace:
+                return await self._run(
+                    self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
+                    ISSUER_PLURALS[kind], name, body, _content_type="application/merge-patch+json",
+                )  # fmt: skip
+            return await self._run(
+                self.custom.patch_cluster_custom_object_status, GROUP, VERSION, ISSUER_PLURALS[kind], name, body,
+                _content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     async def post_event(self, involved: Owner, event_type: str, reason: str, message: str) -> None:
-        """A core/v1 Event on the MtlsCertificate. Messages are built by us and never contain key bytes."""
+        """A core/v1 Event on one of our objects. Messages are built by us and never contain key bytes."""
         now = format_time(utcnow())
+        namespace = involved.events_namespace or involved.namespace or "default"
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{involved.name}.", "namespace": involved.namespace},
+            "metadata": {"generateName": f"{involved.name}.", "namespace": namespace},
             "involvedObject": {
                 "apiVersion": API_VERSION,
-                "kind": KIND,
+                "kind": involved.kind,
                 "name": involved.name,
-                "namespace": involved.namespace,
+                "namespace": involved.namespace or None,
                 "uid": involved.uid or None,
             },
             "type": event_type,
@@ -343,4 +365,4 @@ class KubeIO:
             "lastTimestamp": now,
             "count": 1,
         }
-        await self._run(self.core.create_namespaced_event, involved.namespace, body)
+        await self._run(self.core.create_namespaced_event, namespace, body)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtls_operator.api.names import CA_CRT, MANAGED_BY, OPAQUE_SECRET
+from mtls_operator.api.names import CA_CRT, KIND, MANAGED_BY, OPAQUE_SECRET
 
 
 class Conflict(Exception):
@@ -87,12 +87,15 @@ class Owner:
     deleting the certificate deletes the object too (a decision made above this layer, from the spec)."""
 
     name: str
-    namespace: str
+    namespace: str  # "" for a cluster-scoped object (a ClusterMtlsIssuer)
     uid: str
     garbage_collected: bool = False
+    kind: str = KIND
+    # Where its Events go: its own namespace, or for a cluster-scoped object one the operator may write Events in.
+    events_namespace: str | None = None
 
     @classmethod
-    def of(cls, body: Mapping[str, Any]) -> Owner:
+    def of(cls, body: Mapping[str, Any], kind: str = KIND, events_namespace: str | None = None) -> Owner:
         """From an object's metadata alone (Events, which carry no ownership decision)."""
         meta = body["metadata"]
-        return cls(meta["name"], meta["namespace"], meta.get("uid", ""))
+        return cls(meta["name"], meta.get("namespace") or "", meta.get("uid", ""), False, kind, events_namespace)

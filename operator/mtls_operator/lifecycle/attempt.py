@@ -15,6 +15,7 @@ from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.kube.objects import Owner, SecretView
 from mtls_operator.lifecycle.policy.ownership import secret_ownership
 from mtls_operator.lifecycle.policy.readiness import Condition
+from mtls_operator.lifecycle.policy.trigger import Trigger
 from mtls_operator.pki.keys import PrivateKey
 from mtls_operator.pki.verify import Verified
 
@@ -81,6 +82,7 @@ class Issued:
     verified: Verified | None = None
     status: dict[str, Any] = field(default_factory=dict)  # request status kept if verification fails
     events: list[EventTuple] = field(default_factory=list)
+    trigger: Trigger | None = None  # a replacement's own reason (IssuerRotated); default Replaced
 
 
 @dataclass
@@ -102,6 +104,14 @@ class Rejected:
     phase: str | None = None
     status: dict[str, Any] = field(default_factory=dict)
     events: list[EventTuple] = field(default_factory=list)
+
+
+@dataclass
+class Deferred:
+    """A replacement is coming but not yet (a CA rotation spreads its re-issues): look again at `at`."""
+
+    at: datetime.datetime
+    why: str = ""
 
 
 SignResult = Issued | Waiting | Rejected

@@ -1,8 +1,9 @@
 """spec.publishCA: the CA certificates a server must trust, published in a ConfigMap (never the CA's key).
 
 A ConfigMap holds the union, for every MtlsCertificate naming it, of the CA of the certificate in service and the
-CA that will sign its next one (the CA Secret's certificate for signer `ca`). During a CA rotation it therefore
-holds old and new CA together until every certificate in service chains to the new one; then the old one drops.
+CA that will sign its next one (the CA Secret's certificate for signer `ca` or the certificate's issuer). During a
+CA rotation it therefore holds old and new CA together until every certificate in service chains to the new one;
+then the old one drops.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from mtls_operator.api.names import CA_CRT, MANAGED_BY, MANAGER, TLS_CRT
 from mtls_operator.api.spec import CertificateSpec, parse_spec
 from mtls_operator.kube.client import KubeIO
+from mtls_operator.lifecycle.issuers import IssuerDirectory
 from mtls_operator.pki.certificates import load_pem_bundle, to_pem
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,9 @@ def trust_bundle(bundles: list[bytes]) -> bytes:
 
 
 class CAPublisher:
-    def __init__(self, kube: KubeIO) -> None:
+    def __init__(self, kube: KubeIO, issuers: IssuerDirectory | None = None) -> None:
         self.kube = kube
+        self.issuers = issuers
 
     async def publish(self, namespace: str, name: str, sources: Sequence[Mapping[str, Any]]) -> str | None:
         """Writes the ConfigMap when its content changed. Returns a problem to report, or None."""
@@ -49,8 +52,9 @@ class CAPublisher:
             live = await self.kube.get_secret(namespace, spec.secret_name)
             if live is not None and live.get(CA_CRT):
                 bundles.append(live.data[CA_CRT])
-            if spec.signer.kind == "ca" and spec.signer.secret_name:
-                ca = await self.kube.get_secret(namespace, spec.signer.secret_name)
+            signing_ca = self._signing_ca_secret(spec)
+            if signing_ca is not None:
+                ca = await self.kube.get_secret(*signing_ca)
                 if ca is not None and ca.get(TLS_CRT):
                     bundles.append(ca.data[TLS_CRT])  # the certificate only; tls.key is never read here
         existing = await self.kube.get_configmap(namespace, name)
@@ -65,6 +69,17 @@ class CAPublisher:
         await self.kube.write_configmap(namespace, name, {CA_KEY: pem}, existing, source=sources_text)
         log.info("published %d CA certificate(s) in ConfigMap %s/%s", pem.count("BEGIN CERTIFICATE"), namespace, name)
         return None
+
+    def _signing_ca_secret(self, spec: CertificateSpec) -> tuple[str, str] | None:
+        """(namespace, name) of the CA Secret that signs the certificate's next issuance, if we sign it."""
+        if spec.signer.kind == "ca" and spec.signer.secret_name:
+            return spec.namespace, spec.signer.secret_name
+        ref = spec.signer.issuer_ref
+        if ref is None or self.issuers is None:
+            return None
+        key = ref.key(spec.namespace)
+        name = ((self.issuers.find(key) or {}).get("spec") or {}).get("ca", {}).get("secretName")
+        return (self.issuers.ca_namespace(key), str(name)) if name else None
 
 
 def _parsed(sources: Sequence[Mapping[str, Any]]) -> list[CertificateSpec]:

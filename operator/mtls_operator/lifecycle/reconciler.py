@@ -28,6 +28,7 @@ from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.objects import Conflict, Owner, SecretView
 from mtls_operator.lifecycle.attempt import (
     Attempt,
+    Deferred,
     EventTuple,
     Issued,
     Outcome,
@@ -40,6 +41,7 @@ from mtls_operator.lifecycle.attempt import (
 from mtls_operator.lifecycle.attempt import (
     ownership as secret_ownership_of,
 )
+from mtls_operator.lifecycle.issuers import IssuerDirectory
 from mtls_operator.lifecycle.javakeystores import JavaKeystores
 from mtls_operator.lifecycle.keystore import KeyStore
 from mtls_operator.lifecycle.outcomes import (
@@ -92,6 +94,7 @@ class Reconciler:
         on_key_generated: Callable[[], None] | None = None,
         released_slot: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
         kubernetes_signer: bool = True,
+        issuers: IssuerDirectory | None = None,
     ) -> None:
         self.kube = kube
         self.clock = clock
@@ -99,7 +102,8 @@ class Reconciler:
         cpu = CpuPool(cpu_threads, released_slot)
         self.keys = KeyStore(kube, cpu, on_key_generated)
         self.stores = JavaKeystores(kube, cpu)
-        self.signers = build_signers(SignerContext(kube=kube, keys=self.keys, cpu=cpu, clock=clock))
+        self.context = SignerContext(kube=kube, keys=self.keys, cpu=cpu, clock=clock, issuers=issuers)
+        self.signers = build_signers(self.context)
         if not kubernetes_signer:
             # Its RBAC (cluster-scoped CertificateSigningRequests) is granted only when enabled.
             del self.signers["kubernetes"]
@@ -157,7 +161,9 @@ class Reconciler:
             if outcome.phase != phases.READY:
                 outcome.status = {**base, **outcome.status}
         if outcome.phase != phases.READY or trigger is None:
-            outcome.wake_at = next_wakeup(current, renew_at, now)
+            deferred = outcome.wake_at if trigger is None else None  # a replacement's own instant (Deferred)
+            wakes = [w for w in (next_wakeup(current, renew_at, now), deferred) if w is not None]
+            outcome.wake_at = min(wakes, default=None)
         add_renewal_state(outcome, status, trigger, current, now)
         acknowledge_renewal_request(outcome, spec, status, trigger)
         outcome.events = adopted + outcome.events
@@ -207,10 +213,13 @@ class Reconciler:
             await self.keys.drop_next_key_in_service(a)  # a crash between switching and cleaning up left it
         signer = self._signer(a.spec)
         offered = await signer.replacement(a) if signer is not None else None
-        if offered is None:
+        if offered is None or isinstance(offered, Deferred):
             await self._keep_stores_current(a, ready)
+            if offered is not None:
+                ready.wake_at = offered.at  # _decide keeps the earlier of this and the renewal
             return ready
-        settled = await self._settle(a, offered, Trigger(TriggerReason.REPLACED, ""))
+        trigger = (offered.trigger if isinstance(offered, Issued) else None) or Trigger(TriggerReason.REPLACED, "")
+        settled = await self._settle(a, offered, trigger)
         if settled.phase == phases.READY:
             return settled
         ready.ready = settled.ready  # a bad replacement raises the condition; the one in service keeps serving
@@ -304,6 +313,8 @@ class Reconciler:
         message = (
             f"certificate serial {info.serial_number} issued by {info.issuer}, valid until {timestamp(info.not_after)}"
         )
+        if trigger.reason == TriggerReason.ISSUER_ROTATED:
+            message = f"{trigger.message}: {message}"
         names = names_warning(spec, verified.leaf)
         warnings = [("Warning", "NamesNotCovered", names)] if names else []
         return Outcome(

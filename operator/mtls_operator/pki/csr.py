@@ -177,3 +177,21 @@ def check_partner_csr(
             f"the CSR's Common Name {common_name!r} does not match spec.commonName {expected_common_name!r}"
         )
     return csr, None
+
+
+SUBJECT_FIELD_OIDS = {
+    "country": NameOID.COUNTRY_NAME,
+    "state": NameOID.STATE_OR_PROVINCE_NAME,
+    "locality": NameOID.LOCALITY_NAME,
+    "organization": NameOID.ORGANIZATION_NAME,
+    "organizationalUnit": NameOID.ORGANIZATIONAL_UNIT_NAME,
+}
+
+
+def subject_fields(name: x509.Name) -> dict[str, str | None]:
+    """C, ST, L, O, OU of a subject by their spec names (the first value of each; None when absent)."""
+    fields: dict[str, str | None] = {}
+    for label, oid in SUBJECT_FIELD_OIDS.items():
+        values = name.get_attributes_for_oid(oid)
+        fields[label] = str(values[0].value) if values else None
+    return fields

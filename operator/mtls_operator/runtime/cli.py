@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         "a rotation (needs list/patch on them)",
     )
     run.add_argument(
+        "--cluster-issuer-namespace",
+        help="namespace holding the CA Secrets of ClusterMtlsIssuers (default: the pod's own namespace, or 'default' "
+        "outside a cluster)",
+    )
+    run.add_argument(
         "--shard-count",
         type=int,
         default=1,

@@ -36,7 +36,7 @@ def build(settings: Settings) -> Operator:
     # Its own client: long-running watches must not hold connections of the reconcilers' pool.
     secret_cache = SecretInformer(
         kubernetes.client.ApiClient(kubernetes.client.Configuration.get_default_copy()),
-        settings.namespaces,
+        settings.secret_namespaces,
         owns=settings.shard.owns,
         page_size=settings.secret_cache.page_size,
         watch_seconds=settings.secret_cache.watch_seconds,

@@ -16,13 +16,18 @@ from typing import Any
 
 from mtls_operator.aio.workqueue import WorkQueue
 from mtls_operator.api.names import CERTIFICATE_LABEL, NAMESPACE_LABEL
-from mtls_operator.api.spec import published_configmap, referenced_secrets
+from mtls_operator.api.refs import IssuerKey
+from mtls_operator.api.spec import published_configmap, referenced_secrets, secret_name_of
+from mtls_operator.api.status import parse_time, utcnow
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.health import ApiProbe, is_outage
 from mtls_operator.kube.objects import Conflict, Owner
+from mtls_operator.lifecycle.issuerstatus import IssuerStatusReconciler, IssuerUser
 from mtls_operator.lifecycle.publisher import CAPublisher
 from mtls_operator.lifecycle.reconciler import Outcome, Reconciler
+from mtls_operator.lifecycle.signers.ca import CALoader
 from mtls_operator.runtime.cpulimit import cgroup_cpu_limit
+from mtls_operator.runtime.issuerbook import IssuerBook
 from mtls_operator.runtime.memory import settle_heap
 from mtls_operator.runtime.metrics import Metrics
 from mtls_operator.runtime.rollout import WorkloadRoller
@@ -33,6 +38,10 @@ log = logging.getLogger(__name__)
 
 PUBLISH = "publish-ca"  # queue keys (PUBLISH, namespace, configMapName) rebuild a spec.publishCA ConfigMap
 ROLL = "roll-workloads"  # queue keys (ROLL, namespace, ""): roll the namespace's opted-in workloads (runtime.rollout)
+ISSUER = "issuer"  # queue keys (ISSUER, kind, namespace, name): an issuer's status (lifecycle.issuerstatus)
+# An issuer's counts follow its certificates' re-issues at most this often: a rotation of 10,000 certificates must
+# not recount them 10,000 times.
+ISSUER_RECOUNT_SECONDS = 2.0
 
 
 @dataclass(slots=True)
@@ -55,6 +64,14 @@ class CachedCertificate:
 
     def body(self) -> dict[str, Any]:
         return json.loads(self.raw)  # type: ignore[no-any-return]
+
+
+def _issuer_queue_key(key: IssuerKey) -> tuple[str, str, str, str]:
+    return (ISSUER, key.kind, key.namespace, key.name)
+
+
+def _serial(body: Mapping[str, Any]) -> str | None:
+    return (body.get("status") or {}).get("serialNumber")
 
 
 def _resource_version(body: Mapping[str, Any]) -> int:
@@ -112,8 +129,10 @@ class Controller:
             "none" if limit is None else f"{limit:g}",
             os.cpu_count() or 0,
         )
+        self.issuers = IssuerBook(settings.cluster_issuer_namespace)
         self.reconciler = Reconciler(
             kube,
+            issuers=self.issuers,
             cpu_threads=work.key_threads,
             on_outcome=self._observed,
             on_key_generated=self.metrics.keys_generated.inc,
@@ -122,7 +141,10 @@ class Controller:
         )
         self.cache: dict[CertKey, CachedCertificate] = {}
         self._leadership = asyncio.Lock()
-        self.publisher = CAPublisher(kube)
+        self.issuer_status = IssuerStatusReconciler(
+            kube, CALoader(self.reconciler.context), self.issuers, self.reconciler.clock, self.metrics.observe_issuer
+        )
+        self.publisher = CAPublisher(kube, self.issuers)
         self._publish_problems: dict[tuple[str, str], str | None] = {}
         if settings.leader.enabled:  # with leader election, nothing is reconciled until the Lease is ours
             self.queue.active = False
@@ -208,6 +230,35 @@ class Controller:
         """The informer saw a version of this Secret newer than any we read or wrote."""
         for key in self._secrets.holders(namespace, name):
             self.queue.add(key)
+        for issuer in self.issuers.readers_of(namespace, name):
+            self.queue.add(_issuer_queue_key(issuer))  # its status changes; the certificates follow from that
+
+    def issuer_changed(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """An MtlsIssuer or ClusterMtlsIssuer changed: its status is recomputed; when what its certificates
+        depend on changed (the policy, the CA, a rotation), they are reconciled again."""
+        if event_type == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
+            key = self.issuers.forget_issuer(kind, body)
+            self.metrics.remove_issuer(key)
+            self.queue.forget(_issuer_queue_key(key))
+            changed = True
+        else:
+            key, changed = self.issuers.store_issuer(kind, body)
+            if self.shard.index == 0:  # one writer of an issuer's status, whatever the sharding
+                self.queue.add(_issuer_queue_key(key))
+        if changed:
+            for cert in self.issuers.users(key):
+                if cert in self.cache:
+                    self.queue.add(cert)
+
+    def namespace_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Labels decide a cluster issuer's namespaceSelector: the namespace's certificates look again."""
+        name = (body.get("metadata") or {}).get("name", "")
+        if event_type == "DELETED":
+            self.issuers.forget_namespace(name)
+            return
+        if self.issuers.store_namespace(body):
+            for cert in self.issuers.users_in(name):
+                self.queue.add(cert)
 
     def csr_changed(self, labels: Mapping[str, str]) -> None:
         """A CertificateSigningRequest we created changed (approved, denied, issued) or vanished."""
@@ -220,11 +271,18 @@ class Controller:
     def _store(self, key: CertKey, body: Mapping[str, Any]) -> None:
         self.cache[key] = CachedCertificate.of(body)
         self._secrets.update(key, referenced_secrets(body))
+        self._issuer_users_changed(self.issuers.set_certificate(key, body), self.issuers.issuer_of(key))
+
+    def _issuer_users_changed(self, *keys: IssuerKey | None) -> None:
+        for issuer in keys:
+            if issuer is not None and self.shard.index == 0 and self.issuers.find(issuer) is not None:
+                self.queue.add_after(_issuer_queue_key(issuer), ISSUER_RECOUNT_SECONDS)
 
     def _forget(self, key: CertKey) -> None:
         cached = self.cache.pop(key, None)
         if cached is not None and cached.publish_ca:
             self.queue.add((PUBLISH, key[0], cached.publish_ca))  # its CAs leave the bundle
+        self._issuer_users_changed(self.issuers.set_certificate(key, None))
         self._secrets.forget(key)
         self.queue.forget(key)
         self.metrics.remove(*key)
@@ -236,6 +294,8 @@ class Controller:
         if len(key) == 3 and key[0] == ROLL:
             await self._roll(key[1])
             return None
+        if len(key) == 4 and key[0] == ISSUER:
+            return await self._reconcile_issuer(IssuerKey(key[1], key[2], key[3]))
         cached = self.cache.get(key)
         if cached is None:
             return None
@@ -246,10 +306,28 @@ class Controller:
             self.certificate_changed_from_write(key, updated)
         if self.roller is not None:
             self._note_rotation(key, body, updated)
+        if updated is not None and _serial(updated) != _serial(body):
+            self._issuer_users_changed(self.issuers.issuer_of(key))  # its issuer's counts follow
         configmap = published_configmap(body)
         if configmap:
             self.queue.add((PUBLISH, key[0], configmap))  # one queue key per ConfigMap: coalesced
         return wake_at
+
+    async def _reconcile_issuer(self, key: IssuerKey) -> datetime.datetime | None:
+        """Returns when to look again by the clock alone: when its CA expires (Ready turns False then)."""
+        body = self.issuers.find(key)
+        if body is None:
+            return None
+        users = []
+        for cert in sorted(self.issuers.users(key)):
+            cached = self.cache.get(cert)
+            if cached is not None:
+                users.append(IssuerUser(cert[0], secret_name_of(cached.body())))
+        updated = await self.issuer_status.reconcile(key.kind, body, users)
+        if updated is not None:
+            self.issuer_changed(key.kind, "MODIFIED", updated)
+        not_after = parse_time((((updated or body).get("status") or {}).get("ca") or {}).get("notAfter"))
+        return not_after if not_after is not None and not_after > utcnow() else None
 
     async def _publish(self, namespace: str, configmap: str) -> None:
         sources = [c.body() for (ns, _), c in self.cache.items() if ns == namespace and c.publish_ca == configmap]

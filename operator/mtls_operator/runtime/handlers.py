@@ -9,7 +9,17 @@ from typing import Any
 import kopf
 from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory  # kopf.run(memories=...) takes one
 
-from mtls_operator.api.names import GROUP, MANAGED_BY, MANAGER, PLURAL, VERSION
+from mtls_operator.api.names import (
+    CLUSTER_ISSUER_KIND,
+    CLUSTER_ISSUER_PLURAL,
+    GROUP,
+    ISSUER_KIND,
+    ISSUER_PLURAL,
+    MANAGED_BY,
+    MANAGER,
+    PLURAL,
+    VERSION,
+)
 from mtls_operator.runtime.composition import Operator
 from mtls_operator.runtime.httpserver import start_http_server
 
@@ -97,6 +107,22 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def certificate_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.operator.controller.certificate_changed(event.get("type"), dict(body))
+
+
+@kopf.on.event(GROUP, VERSION, ISSUER_PLURAL)
+async def issuer_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.operator.controller.issuer_changed(ISSUER_KIND, event.get("type"), dict(body))
+
+
+@kopf.on.event(GROUP, VERSION, CLUSTER_ISSUER_PLURAL)
+async def cluster_issuer_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.operator.controller.issuer_changed(CLUSTER_ISSUER_KIND, event.get("type"), dict(body))
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Labels only: a ClusterMtlsIssuer's namespaceSelector decides by them."""
+    memo.operator.controller.namespace_changed(event.get("type"), dict(body))
 
 
 def register_csr_watch() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from prometheus_client import (
 )
 
 from mtls_operator import __version__
+from mtls_operator.api.refs import IssuerKey
 from mtls_operator.api.spec import common_name_of_body, signer_kind_of
 from mtls_operator.api.status import ConditionType, find_condition, parse_time
 
@@ -116,6 +118,24 @@ class Metrics:
             ("kind",),
             registry=r,
         )
+        issuer_labels = ("kind", "namespace", "name")
+        self.issuer_ca_expiration = Gauge(
+            "mtls_issuer_ca_expiration_timestamp_seconds",
+            "notAfter of an MtlsIssuer's or ClusterMtlsIssuer's CA certificate (namespace empty: cluster issuer).",
+            issuer_labels, registry=r,
+        )  # fmt: skip
+        self.issuer_ready = Gauge(
+            "mtls_issuer_ready", "1 while the issuer can sign (Ready=True), else 0.", issuer_labels, registry=r
+        )
+        self.issuer_certificates = Gauge(
+            "mtls_issuer_certificates", "Certificates that name the issuer (of this shard).", issuer_labels, registry=r
+        )
+        self.issuer_on_previous_ca = Gauge(
+            "mtls_issuer_certificates_on_previous_ca",
+            "Certificates in service that the issuer's current CA did not sign: during a CA rotation, those not "
+            "re-issued yet.",
+            issuer_labels, registry=r,
+        )  # fmt: skip
         self.build_info = Info("mtls_operator_build", "Operator version.", registry=r)
         self.build_info.info({"version": __version__})
         self.certificates: dict[tuple[str, str], CertificateSeries] = {}
@@ -160,6 +180,28 @@ class Metrics:
     def remove(self, namespace: str, name: str) -> None:
         """Drops every series of a deleted MtlsCertificate."""
         self.certificates.pop((namespace, name), None)
+
+    def observe_issuer(self, key: IssuerKey, status: Mapping[str, Any]) -> None:
+        labels = (key.kind, key.namespace, key.name)
+        not_after = _epoch((status.get("ca") or {}).get("notAfter"))
+        if not_after is None:
+            with contextlib.suppress(KeyError):
+                self.issuer_ca_expiration.remove(*labels)
+        else:
+            self.issuer_ca_expiration.labels(*labels).set(not_after)
+        self.issuer_ready.labels(*labels).set(1.0 if find_condition(status).get("status") == "True" else 0.0)
+        self.issuer_certificates.labels(*labels).set(float(status.get("certificates") or 0))
+        self.issuer_on_previous_ca.labels(*labels).set(float(status.get("certificatesOnPreviousCA") or 0))
+
+    def remove_issuer(self, key: IssuerKey) -> None:
+        for gauge in (
+            self.issuer_ca_expiration,
+            self.issuer_ready,
+            self.issuer_certificates,
+            self.issuer_on_previous_ca,
+        ):
+            with contextlib.suppress(KeyError):
+                gauge.remove(key.kind, key.namespace, key.name)
 
     def watch_cache(self, counts: Callable[[], Mapping[str, int]]) -> None:
         self._cache_counts = counts

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from mtls_operator.kube.client import REQUEST_TIMEOUT
 from mtls_operator.kube.health import ApiProbe
 from mtls_operator.runtime.cpulimit import usable_cpus
+from mtls_operator.runtime.leader import default_namespace
 from mtls_operator.runtime.sharding import Shard
 
 
@@ -82,6 +83,9 @@ class Settings:
     # Roll workloads annotated mtls.dev/rollout-on-rotation after a rotation: patching Deployments is RBAC a
     # certificate operator should not hold unless asked (runtime.rollout).
     roll_workloads: bool = False
+    # Where every ClusterMtlsIssuer's CA Secret lives: one namespace, so the CA key is never copied into the teams'
+    # namespaces (cert-manager's cluster resource namespace). The chart passes the release namespace.
+    cluster_issuer_namespace: str = "mtls-system"
     verbose: bool = False
     shard: Shard = field(default_factory=Shard)
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -89,6 +93,13 @@ class Settings:
     secret_cache: SecretCacheSettings = field(default_factory=SecretCacheSettings)
     leader: LeaderSettings = field(default_factory=LeaderSettings)
     heap: HeapSettings = field(default_factory=HeapSettings)
+
+    @property
+    def secret_namespaces(self) -> list[str] | None:
+        """The Secret informer's scope: the watched namespaces and the cluster issuers' CA namespace."""
+        if self.namespaces is None:
+            return None
+        return self.namespaces + [ns for ns in [self.cluster_issuer_namespace] if ns not in self.namespaces]
 
     @property
     def probe_namespace(self) -> str | None:
@@ -107,6 +118,7 @@ class Settings:
             metrics_port=args.metrics_port,
             kubernetes_signer=args.kubernetes_signer,
             roll_workloads=args.roll_workloads,
+            cluster_issuer_namespace=args.cluster_issuer_namespace or default_namespace(),
             verbose=args.verbose,
             shard=Shard(index, args.shard_count),
             api=ApiSettings(threads=args.api_threads),

@@ -14,10 +14,14 @@ from mtls_operator.pki.keys import KeySpec
 MAX_JITTER_FRACTION = 0.10
 
 
+def uid_fraction(uid: str) -> float:
+    """A number in [0, 1) fixed per certificate UID: where in a window this certificate's turn comes."""
+    return int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "big") / 2**64
+
+
 def renewal_jitter(uid: str, renew_before: datetime.timedelta) -> datetime.timedelta:
     """Deterministic per certificate, in [0, 10% of renewBefore): a fleet issued together does not renew at once."""
-    fraction = int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "big") / 2**64
-    return datetime.timedelta(seconds=int(renew_before.total_seconds() * MAX_JITTER_FRACTION * fraction))
+    return datetime.timedelta(seconds=int(renew_before.total_seconds() * MAX_JITTER_FRACTION * uid_fraction(uid)))
 
 
 def renewal_time(
@@ -47,6 +51,7 @@ class TriggerReason(StrEnum):
     RENEWAL_REQUESTED = "RenewalRequested"
     CSR_CHANGED = "CSRChanged"  # outbound: the partner sent a CSR for another key
     REPLACED = "Replaced"  # a certificate for the key in service was uploaded before renewal was due
+    ISSUER_ROTATED = "IssuerRotated"  # the issuer's CA keypair changed: re-issued by the new CA (policy.carotation)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.lifecycle.signers.base import Signer, SignerContext
 from mtls_operator.lifecycle.signers.ca import CALoader, CASigner
+from mtls_operator.lifecycle.signers.issuer import IssuerSigner
 from mtls_operator.lifecycle.signers.kubernetes import KubernetesSigner
 from mtls_operator.lifecycle.signers.manual import ManualSigner
 from mtls_operator.lifecycle.signers.partner_csr import PartnerCSRSigner
@@ -16,6 +17,8 @@ PARTNER_CSR = "partner-csr"  # outbound: spec.csr set, signed by our CA
 
 
 def signer_kind(spec: CertificateSpec) -> str:
+    if spec.signer.kind == "issuer":
+        return "issuer"  # both directions: the issuer's policy decides what it signs
     return PARTNER_CSR if spec.outbound else spec.signer.kind
 
 
@@ -26,6 +29,7 @@ def build_signers(ctx: SignerContext) -> dict[str, Signer]:
         "ca": CASigner(ctx, cas),
         "kubernetes": KubernetesSigner(ctx),
         PARTNER_CSR: PartnerCSRSigner(ctx, cas),
+        "issuer": IssuerSigner(ctx, cas),
     }
 
 

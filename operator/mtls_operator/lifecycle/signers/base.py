@@ -14,19 +14,22 @@ from typing import Protocol
 
 from mtls_operator.aio.offload import CpuPool
 from mtls_operator.kube.client import KubeIO
-from mtls_operator.lifecycle.attempt import Attempt, Issued, Rejected, SignResult
+from mtls_operator.lifecycle.attempt import Attempt, Deferred, Issued, Rejected, SignResult
+from mtls_operator.lifecycle.issuers import IssuerDirectory
 from mtls_operator.lifecycle.keystore import KeyStore
 from mtls_operator.lifecycle.policy.trigger import Trigger
 
 
 @dataclass(frozen=True)
 class SignerContext:
-    """What signers may use: the one Kubernetes I/O layer, the key store, the CPU pool and the clock."""
+    """What signers may use: the one Kubernetes I/O layer, the key store, the CPU pool, the clock and the issuers
+    the operator watches (None: no issuer is known, every issuerRef is unresolved)."""
 
     kube: KubeIO
     keys: KeyStore
     cpu: CpuPool
     clock: Callable[[], datetime.datetime]
+    issuers: IssuerDirectory | None = None
 
 
 class Signer(Protocol):
@@ -34,8 +37,9 @@ class Signer(Protocol):
         """A new certificate is needed (`trigger` says why): issue it, or say what it waits for."""
         ...
 
-    async def replacement(self, a: Attempt) -> Issued | Rejected | None:
-        """While the certificate in service is good: a newer one for the same key to put in service, if any."""
+    async def replacement(self, a: Attempt) -> Issued | Rejected | Deferred | None:
+        """While the certificate in service is good: a newer one to put in service, if any (Deferred: not yet);
+        Rejected reports a problem while the certificate in service keeps serving."""
         ...
 
 
@@ -45,5 +49,5 @@ class SignerBase:
     def __init__(self, ctx: SignerContext) -> None:
         self.ctx = ctx
 
-    async def replacement(self, a: Attempt) -> Issued | Rejected | None:
+    async def replacement(self, a: Attempt) -> Issued | Rejected | Deferred | None:
         return None

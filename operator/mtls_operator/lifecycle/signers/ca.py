@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from collections import OrderedDict
 
@@ -31,16 +32,22 @@ class CALoader:
     async def load(self, a: Attempt) -> tuple[CertificateAuthority, bytes] | Rejected:
         name = a.spec.signer.secret_name
         assert name is not None
-        secret = await self.ctx.kube.get_secret(a.spec.namespace, name)
+        return await self.load_from(a.spec.namespace, name, a.now, f"CA Secret {name}")
+
+    async def load_from(
+        self, namespace: str, name: str, now: datetime.datetime, label: str
+    ) -> tuple[CertificateAuthority, bytes] | Rejected:
+        """The CA of Secret namespace/name, checked for use at `now`; `label` names it in messages."""
+        secret = await self.ctx.kube.get_secret(namespace, name)
         if secret is None:
-            return Rejected("CANotFound", f"CA Secret {name} does not exist", phase=phases.PENDING)
+            return Rejected("CANotFound", f"{label} does not exist", phase=phases.PENDING)
         try:
             ca = await self._parse(secret)
         except ValueError as exc:
-            return Rejected("CAInvalid", f"CA Secret {name}: {exc}", phase=phases.FAILED)
-        problem = ca_validity_problem(ca, a.now)
+            return Rejected("CAInvalid", f"{label}: {exc}", phase=phases.FAILED)
+        problem = ca_validity_problem(ca, now)
         if problem is not None:
-            return Rejected("CAInvalid", f"CA Secret {name}: {problem}", phase=phases.FAILED)
+            return Rejected("CAInvalid", f"{label}: {problem}", phase=phases.FAILED)
         return ca, to_pem([ca.certificate])
 
     async def _parse(self, secret: SecretView) -> CertificateAuthority:

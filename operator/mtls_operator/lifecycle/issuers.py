@@ -1,0 +1,44 @@
+"""What the lifecycle asks about issuers: the interface to the operator's view of MtlsIssuers, ClusterMtlsIssuers
+and namespace labels (runtime.controller implements it from its watches), and the issuer a certificate uses,
+resolved to its spec, status and CA."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mtls_operator.api.issuer import IssuerSpec
+from mtls_operator.api.refs import IssuerKey
+from mtls_operator.pki.signing import CertificateAuthority
+
+
+class IssuerDirectory(Protocol):
+    def find(self, key: IssuerKey) -> Mapping[str, Any] | None:
+        """The issuer's last seen body (spec and status), or None."""
+        ...
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        """A namespace's labels (for a cluster issuer's namespaceSelector), or None when it is not known."""
+        ...
+
+    def ca_namespace(self, key: IssuerKey) -> str:
+        """Where the issuer's CA Secret lives: its own namespace, or for a cluster issuer the configured one."""
+        ...
+
+
+@dataclass(frozen=True)
+class ResolvedIssuer:
+    spec: IssuerSpec
+    status: Mapping[str, Any]
+    ca: CertificateAuthority
+    ca_pem: bytes
+    fingerprint: str  # of the CA certificate, as status.ca.fingerprint records it
+
+    @property
+    def recorded_fingerprint(self) -> str | None:
+        return (self.status.get("ca") or {}).get("fingerprint")
+
+    @property
+    def rotation_started(self) -> str | None:
+        return (self.status.get("rotation") or {}).get("startedTime")

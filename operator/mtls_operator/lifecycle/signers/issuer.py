@@ -1,0 +1,160 @@
+"""Signer `issuerRef`: an MtlsIssuer or ClusterMtlsIssuer signs, under the policy its owner set.
+
+Both directions: our own key and CSR, or a partner's spec.csr (only when the issuer allows partner CSRs). Before
+anything is signed, the request is checked against the issuer's policy (policy.issuance); a violation names the
+rule and the value and nothing is signed. While a certificate is in service, the same check reports a policy that
+no longer fits it (nothing is revoked), and a certificate the issuer's current CA did not sign is re-issued at its
+turn in the issuer's rotation spread (policy.carotation).
+"""
+
+from __future__ import annotations
+
+from cryptography import x509
+
+from mtls_operator.api.issuer import parse_issuer
+from mtls_operator.api.names import TLS_CRT
+from mtls_operator.api.status import parse_time
+from mtls_operator.lifecycle.attempt import Attempt, Deferred, Issued, Rejected, SignResult
+from mtls_operator.lifecycle.issuers import ResolvedIssuer
+from mtls_operator.lifecycle.policy import readiness as phases
+from mtls_operator.lifecycle.policy.carotation import ca_move
+from mtls_operator.lifecycle.policy.issuance import IssuanceRequest, Violation, narrowed, violations
+from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
+from mtls_operator.lifecycle.signers.base import SignerBase, SignerContext
+from mtls_operator.lifecycle.signers.ca import CALoader, sign_with
+from mtls_operator.pki.certificates import describe_certificate, first_certificate, issued_by
+from mtls_operator.pki.csr import CsrPolicy, build_csr, check_partner_csr, csr_dns_names, subject_fields
+from mtls_operator.pki.keys import key_spec_of
+
+# Format checks of a partner CSR before the issuer's key policy (which names its own rule) applies: any key the
+# policy could allow passes this floor; the partner guide's RSA >= 2048 stays the floor.
+CSR_FORMAT_FLOOR = CsrPolicy(algorithms=("RSA", "ECDSA"))
+
+
+class IssuerSigner(SignerBase):
+    def __init__(self, ctx: SignerContext, cas: CALoader) -> None:
+        super().__init__(ctx)
+        self.cas = cas
+
+    async def resolve(self, a: Attempt) -> ResolvedIssuer | Rejected:
+        ref = a.spec.signer.issuer_ref
+        assert ref is not None
+        key = ref.key(a.spec.namespace)
+        directory = self.ctx.issuers
+        body = directory.find(key) if directory is not None else None
+        if directory is None or body is None:
+            return Rejected("IssuerNotFound", f"{key} does not exist (spec.signer.issuerRef)", phase=phases.PENDING)
+        try:
+            spec = parse_issuer(key.kind, body)
+        except ValueError as exc:
+            return Rejected("IssuerNotReady", f"{key} has an unusable spec: {exc}", phase=phases.PENDING)
+        namespace = directory.ca_namespace(key)
+        label = f"{key}: CA Secret {namespace}/{spec.ca_secret_name}"
+        loaded = await self.cas.load_from(namespace, spec.ca_secret_name, a.now, label)
+        if isinstance(loaded, Rejected):
+            return Rejected("IssuerNotReady", loaded.message, phase=phases.PENDING)
+        ca, ca_pem = loaded
+        fingerprint = describe_certificate(ca.certificate).fingerprint_sha256
+        return ResolvedIssuer(spec, body.get("status") or {}, ca, ca_pem, fingerprint)
+
+    def check(
+        self, a: Attempt, issuer: ResolvedIssuer
+    ) -> tuple[x509.CertificateSigningRequest | None, Rejected | None]:
+        """(the partner's CSR when outbound, a refusal): the request against the issuer's policy."""
+        spec, policy = a.spec, issuer.spec.policy
+        csr = None
+        if spec.partner_csr is not None:
+            csr, problem = check_partner_csr(spec.partner_csr, spec.subject.common_name, CSR_FORMAT_FLOOR)
+            if problem is not None or csr is None:
+                message = problem.message if problem else "the CSR cannot be signed"
+                return None, Rejected("CSRRejected", message, phase=phases.FAILED)
+            request = IssuanceRequest(
+                namespace=spec.namespace,
+                common_name=spec.subject.common_name,
+                dns_names=csr_dns_names(csr),
+                subject=subject_fields(csr.subject),
+                duration=spec.duration,
+                key=key_spec_of(csr.public_key()),  # type: ignore[arg-type]
+                partner_csr=True,
+            )
+            key_policy = narrowed(policy.keys, spec.csr_policy if spec.csr_policy_given else None)
+        else:
+            subject = spec.subject
+            request = IssuanceRequest(
+                namespace=spec.namespace,
+                common_name=subject.common_name,
+                dns_names=spec.dns_names,
+                subject={
+                    "country": subject.country,
+                    "organization": subject.organization,
+                    "organizationalUnit": subject.organizational_unit,
+                    "state": subject.state,
+                    "locality": subject.locality,
+                },
+                duration=spec.duration,
+                key=spec.key,
+            )
+            key_policy = policy.keys
+        labels = self.ctx.issuers.namespace_labels(spec.namespace) if self.ctx.issuers is not None else None
+        found = violations(request, policy, labels, key_policy)
+        if found:
+            return csr, Rejected("PolicyViolation", _violation_message(issuer, found), phase=phases.FAILED)
+        return csr, None
+
+    async def sign(self, a: Attempt, trigger: Trigger) -> SignResult:
+        issuer = await self.resolve(a)
+        if isinstance(issuer, Rejected):
+            return issuer
+        csr, refused = self.check(a, issuer)
+        if refused is not None:
+            return refused
+        return await self._issue(a, issuer, csr, trigger)
+
+    async def _issue(
+        self, a: Attempt, issuer: ResolvedIssuer, csr: x509.CertificateSigningRequest | None, trigger: Trigger
+    ) -> Issued:
+        spec, source = a.spec, str(issuer.spec.key)
+        if csr is not None:  # a partner's CSR: the partner owns the key
+            verified = await sign_with(self.ctx, a, csr, issuer.ca, issuer.ca_pem)
+            return Issued(key=None, source=source, verified=verified, trigger=trigger)
+        renewal = trigger.reason != TriggerReason.NO_CERTIFICATE
+        pending = await self.ctx.keys.pending_key(a, renewal, persist=False)
+        ours = x509.load_pem_x509_csr(await self.ctx.cpu.run(build_csr, pending.key, spec.subject, spec.dns_names))
+        verified = await sign_with(self.ctx, a, ours, issuer.ca, issuer.ca_pem)
+        return Issued(key=pending, source=source, verified=verified, trigger=trigger)
+
+    async def replacement(self, a: Attempt) -> Issued | Rejected | Deferred | None:
+        issuer = await self.resolve(a)
+        if isinstance(issuer, Rejected):
+            return _reported(issuer)
+        csr, refused = self.check(a, issuer)
+        if refused is not None:
+            return _reported(refused)
+        leaf = first_certificate(a.live.get(TLS_CRT) if a.live else None)
+        if leaf is None or issued_by(leaf, issuer.ca.certificate):
+            return None
+        move = ca_move(
+            a.spec.uid,
+            issuer.recorded_fingerprint,
+            issuer.fingerprint,
+            parse_time(issuer.rotation_started),
+            issuer.spec.rotation_spread,
+            a.now,
+        )
+        if not move.due:
+            return Deferred(move.at, f"{issuer.spec.key} has a new CA; this certificate moves to it at its turn")
+        message = f"{issuer.spec.key} has a new CA (fingerprint {issuer.fingerprint}): re-issued by it"
+        return await self._issue(a, issuer, csr, Trigger(TriggerReason.ISSUER_ROTATED, message))
+
+
+def _violation_message(issuer: ResolvedIssuer, found: list[Violation]) -> str:
+    return f"{issuer.spec.key} refuses to sign: " + "; ".join(str(v) for v in found)
+
+
+def _reported(refused: Rejected) -> Rejected:
+    """While a certificate is in service: the problem is reported, and the certificate keeps serving."""
+    return Rejected(
+        refused.reason,
+        f"{refused.message}; the certificate in service is unchanged and keeps serving until it expires, "
+        "but it will not be renewed until this is fixed",
+    )
