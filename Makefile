@@ -94,7 +94,8 @@ fmt: venv
 	$(VENV)/bin/ruff check --fix operator tests hack bench
 	$(VENV)/bin/ruff format operator tests hack bench
 
-manifests: tools ## regenerate manifests/ from the Helm chart
+manifests: tools ## regenerate manifests/ from the Helm chart (and the issuer CRDs from hack/gen_issuer_crds.py)
+	$(PY) hack/gen_issuer_crds.py
 	$(PY) hack/gen_manifests.py $(TOOLS_BIN)/helm
 
 check-manifests: manifests ## fail when manifests/ and the chart drift apart

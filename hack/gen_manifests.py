@@ -30,6 +30,8 @@ PLACEMENT = {
     "ServiceAccount": "operator",
     "Deployment": "operator",
     "Service": "operator",
+    "ValidatingAdmissionPolicy": "admission",
+    "ValidatingAdmissionPolicyBinding": "admission",
 }
 
 
@@ -51,9 +53,10 @@ def write_chart_version(version: str) -> None:
 
 def main(helm: str) -> int:
     write_chart_version(package_version())
-    crd = "mtls.dev_mtlscertificates.yaml"
+    crds = sorted(p.name for p in (MANIFESTS / "crd").glob("*.yaml"))
     (CHART / "files" / "crds").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(MANIFESTS / "crd" / crd, CHART / "files" / "crds" / crd)
+    for crd in crds:
+        shutil.copyfile(MANIFESTS / "crd" / crd, CHART / "files" / "crds" / crd)
     rendered = subprocess.run(
         # crds.enabled=false: manifests/ has the CRD from its source file (manifests/crd/), not a rendered copy.
         [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--set", "crds.enabled=false"],
@@ -67,7 +70,7 @@ def main(helm: str) -> int:
             continue
         folder = PLACEMENT[doc["kind"]]
         files.setdefault(f"{folder}/{doc['kind'].lower()}.yaml", []).append(doc)
-    for folder in ("rbac", "operator"):
+    for folder in ("rbac", "operator", "admission"):
         for old in (MANIFESTS / folder).glob("*.yaml"):
             old.unlink()
     for relative, docs in sorted(files.items()):
@@ -79,7 +82,7 @@ def main(helm: str) -> int:
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": ["namespace.yaml", "crd/mtls.dev_mtlscertificates.yaml", *sorted(files)],
+        "resources": ["namespace.yaml", *(f"crd/{crd}" for crd in crds), *sorted(files)],
     }
     (MANIFESTS / "kustomization.yaml").write_text(HEADER + yaml.safe_dump(kustomization, sort_keys=False))
     return 0

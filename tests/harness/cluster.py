@@ -84,6 +84,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+CLUSTER_ISSUER_NAMESPACE = "mtls-system"  # the session operator's --cluster-issuer-namespace
+
+
 class OperatorProcess:
     """The operator really running, as `mtls-operator run`, logging to a file the tests can read."""
 
@@ -99,7 +102,7 @@ class OperatorProcess:
         """`command`/`env`: another build of the operator (a previous release run from its source)."""
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
-        self.args = args or ["--all-namespaces", "--kubernetes-signer"]
+        self.args = args or ["--all-namespaces", "--kubernetes-signer", "--cluster-issuer-namespace", CLUSTER_ISSUER_NAMESPACE]
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0

@@ -34,6 +34,12 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+- apiGroups: ["mtls.dev"]
+  resources: ["mtlsissuers"]
+  verbs: ["list", "watch"]
+- apiGroups: ["mtls.dev"]
+  resources: ["mtlsissuers/status"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "create", "patch"]  # spec.publishCA (CA certificates only); signer.kubernetes.caFrom
@@ -42,4 +48,22 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
   resources: ["deployments", "statefulsets", "daemonsets"]
   verbs: ["list", "patch"]  # workloadRollout: the pod-template annotation that rolls an opted-in workload
 {{- end }}
+{{- end -}}
+
+
+{{- define "mtls-operator.clusterIssuerNamespace" -}}
+{{- default .Release.Namespace .Values.issuers.clusterIssuerNamespace -}}
+{{- end -}}
+
+{{- /* Cluster-scoped, whatever the watch scope: ClusterMtlsIssuers, and namespaces' labels for their selectors. */}}
+{{- define "mtls-operator.clusterRules" -}}
+- apiGroups: ["mtls.dev"]
+  resources: ["clustermtlsissuers"]
+  verbs: ["list", "watch"]
+- apiGroups: ["mtls.dev"]
+  resources: ["clustermtlsissuers/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
 {{- end -}}

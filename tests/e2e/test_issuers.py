@@ -1,0 +1,408 @@
+"""MtlsIssuer and ClusterMtlsIssuer on the real apiserver with the operator running: status, policy enforced by the
+operator (PolicyViolation), RBAC `use` enforced at admission by the chart's ValidatingAdmissionPolicy, and a CA
+rotation spread over a window with publishCA carrying old and new CA."""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.cluster import (
+    CLUSTER_ISSUER_NAMESPACE,
+    ROOT,
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    certificate_manifest,
+    condition,
+    helm,
+    wait_for,
+    wait_ready,
+    wait_reason,
+)
+
+DAY = 2160
+
+
+@pytest.fixture(scope="module")
+def issuer_namespace(kubectl: Kubectl) -> str:
+    kubectl.run("create", "namespace", CLUSTER_ISSUER_NAMESPACE, check=False)
+    for crd in ("mtlsissuers.mtls.dev", "clustermtlsissuers.mtls.dev"):
+        kubectl.run("wait", "--for", "condition=established", "--timeout=60s", f"crd/{crd}")
+    return CLUSTER_ISSUER_NAMESPACE
+
+
+def ca_secret(kubectl: Kubectl, namespace: str, name: str, ca: Partner) -> None:
+    """Create or replace (a CA rotation) the CA Secret, as `kubectl create secret tls --dry-run | apply` does."""
+    manifest = kubectl.run(
+        "create", "secret", "tls", name, "-n", namespace, f"--cert={ca.ca_crt}", f"--key={ca.ca_key}",
+        "--dry-run=client", "-o", "yaml",
+    ).stdout  # fmt: skip
+    kubectl.run("apply", "-f", "-", input=manifest)
+
+
+def cluster_issuer(name: str, secret: str, policy: dict[str, Any] | None = None, **spec: Any) -> str:
+    body = {
+        "apiVersion": "mtls.dev/v1alpha1",
+        "kind": "ClusterMtlsIssuer",
+        "metadata": {"name": name},
+        "spec": {"ca": {"secretName": secret}, **({"policy": policy} if policy else {}), **spec},
+    }
+    return yaml.safe_dump(body)
+
+
+def issued(name: str, kind: str = "ClusterMtlsIssuer", **spec: Any) -> dict[str, Any]:
+    return {"duration": f"{DAY}h", "signer": {"issuerRef": {"kind": kind, "name": name}}, **spec}
+
+
+def wait_issuer_ready(kubectl: Kubectl, name: str, namespace: str = "") -> dict[str, Any]:
+    kind = "mtlsissuer" if namespace else "clustermtlsissuer"
+    args = ["-n", namespace] if namespace else []
+
+    def ready() -> dict[str, Any] | None:
+        proc = kubectl.run("get", kind, name, *args, "-o", "json", check=False)
+        if proc.returncode != 0:
+            return None
+        obj: dict[str, Any] = yaml.safe_load(proc.stdout)
+        return obj if condition(obj).get("status") == "True" else None
+
+    return wait_for(ready, timeout=30, what=f"{kind} {name} Ready")
+
+
+def verify_leaf(kubectl: Kubectl, namespace: str, secret: str, ca: Partner) -> bytes:
+    data = kubectl.secret_data(secret, namespace)
+    assert data is not None
+    leaf = ca.dir / f"{namespace}-{secret}.crt"
+    leaf.write_bytes(data["tls.crt"])
+    ca.openssl("verify", "-CAfile", str(ca.ca_crt), str(leaf))
+    return data["tls.crt"]
+
+
+def test_cluster_issuer_signs_within_its_policy_and_refuses_what_is_outside(
+    kubectl: Kubectl, operator: OperatorProcess, issuer_namespace: str, tmp_path: Path
+) -> None:
+    ca = Partner(tmp_path / "ca", name="Platform Internal CA")
+    suffix = uuid.uuid4().hex[:6]
+    issuer, secret = f"platform-{suffix}", f"platform-ca-{suffix}"
+    ca_secret(kubectl, issuer_namespace, secret, ca)
+    policy = {
+        "namespaceSelector": {"matchLabels": {"mtls.dev/team": "payments"}},
+        "allowedCommonNames": ["*.{namespace}.partners.example.com"],
+        "allowedSubject": {"organization": ["My Company Inc."], "country": ["IE"]},
+        "maxDuration": f"{DAY}h",
+    }
+    kubectl.run("apply", "-f", "-", input=cluster_issuer(issuer, secret, policy))
+    obj = wait_issuer_ready(kubectl, issuer)
+    status = obj["status"]
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert status["ca"]["subject"] == "CN=Platform Internal CA,O=Partner,C=IE"
+    fingerprint = ca.openssl("x509", "-noout", "-fingerprint", "-sha256", "-in", str(ca.ca_crt)).decode()
+    assert fingerprint.strip().split("=", 1)[1] == status["ca"]["fingerprint"]
+    table = kubectl.run("get", "cmtlsissuer", issuer).stdout
+    assert table.split()[:5] == ["NAME", "READY", "CA", "EXPIRES", "CERTIFICATES"]
+    assert "True" in table.splitlines()[1]
+    assert "namespaceSelector" in kubectl.run("explain", "clustermtlsissuer.spec.policy").stdout
+    wait_for(
+        lambda: issuer_metric(operator, "mtls_issuer_ca_expiration_timestamp_seconds", issuer) > 0,
+        what="issuer CA expiry series",
+    )
+
+    team = f"t-pay-{suffix}"
+    kubectl.run("create", "namespace", team)
+    kubectl.run("label", "namespace", team, "mtls.dev/team=payments")
+    good = f"api.{team}.partners.example.com"
+    kubectl.apply(certificate_manifest("good", common_name=good, spec=issued(issuer)), team)
+    ready = wait_ready(kubectl, team, "good")
+    verify_leaf(kubectl, team, "good-tls", ca)
+    assert ready["status"]["issuer"] == "CN=Platform Internal CA,O=Partner,C=IE"
+    # The CA key lives in one place: the team's namespace holds only its own certificate's Secret.
+    secrets = kubectl.run("get", "secrets", "-n", team, "-o", "name").stdout.split()
+    assert secrets == ["secret/good-tls"]
+    assert kubectl.secret_data(secret, team) is None
+
+    # A CN outside the patterns, and a duration above the cap: refused by the operator, nothing signed.
+    kubectl.apply(certificate_manifest("evil", common_name="api.other.partners.example.com", spec=issued(issuer)), team)
+    obj = wait_reason(kubectl, team, "evil", "PolicyViolation")
+    message = condition(obj)["message"]
+    assert "policy.allowedCommonNames" in message and "'api.other.partners.example.com'" in message
+    assert f"*.{team}.partners.example.com" in message
+    assert obj["status"]["phase"] == "Failed"
+    assert kubectl.secret_data("evil-tls", team) is None
+    warnings = [e for e in kubectl.events(team, "evil") if e["reason"] == "PolicyViolation"]
+    assert warnings and warnings[0]["type"] == "Warning"
+    long = issued(issuer, duration="8760h")
+    kubectl.apply(certificate_manifest("long", common_name=f"long.{team}.partners.example.com", spec=long), team)
+    message = condition(wait_reason(kubectl, team, "long", "PolicyViolation"))["message"]
+    assert "policy.maxDuration" in message and "8760h" in message and f"{DAY}h" in message
+
+    # A namespace outside the selector is refused; labelled, the same certificate is signed (namespace watch).
+    other = f"t-oth-{suffix}"
+    kubectl.run("create", "namespace", other)
+    cn = f"api.{other}.partners.example.com"
+    kubectl.apply(certificate_manifest("outside", common_name=cn, spec=issued(issuer)), other)
+    message = condition(wait_reason(kubectl, other, "outside", "PolicyViolation"))["message"]
+    assert "policy.namespaceSelector" in message and repr(other) in message
+    kubectl.run("label", "namespace", other, "mtls.dev/team=payments")
+    wait_ready(kubectl, other, "outside")
+
+    # The policy changes: the certificate in service is reported, not revoked.
+    serial = ready["status"]["serialNumber"]
+    policy["allowedSubject"] = {"organization": ["Another Company Ltd."]}
+    kubectl.run("apply", "-f", "-", input=cluster_issuer(issuer, secret, policy))
+    obj = wait_reason(kubectl, team, "good", "PolicyViolation")
+    message = condition(obj)["message"]
+    assert "policy.allowedSubject.organization" in message and "'My Company Inc.'" in message
+    assert "keeps serving" in message
+    assert obj["status"]["serialNumber"] == serial
+    assert obj["status"]["phase"] == "Ready"
+    verify_leaf(kubectl, team, "good-tls", ca)
+
+
+def test_partner_csrs_need_the_issuers_consent_and_csr_policy_only_narrows(
+    kubectl: Kubectl, operator: OperatorProcess, issuer_namespace: str, namespace: str, tmp_path: Path
+) -> None:
+    ca = Partner(tmp_path / "ca", name="Outbound CA")
+    partner = Partner(tmp_path / "partner")
+    suffix = uuid.uuid4().hex[:6]
+    deny, allow, secret = f"no-partners-{suffix}", f"partners-{suffix}", f"outbound-ca-{suffix}"
+    ca_secret(kubectl, issuer_namespace, secret, ca)
+    kubectl.run("apply", "-f", "-", input=cluster_issuer(deny, secret))
+    strict = {"partnerCSRs": "Allow", "keys": {"minRSAKeySize": 3072}}
+    kubectl.run("apply", "-f", "-", input=cluster_issuer(allow, secret, strict))
+    wait_issuer_ready(kubectl, allow)
+
+    csr2048 = partner.own_csr("/C=IE/O=Partner/CN=partner.example.com").decode()
+    kubectl.apply(
+        certificate_manifest("refused", common_name="partner.example.com", spec=issued(deny, csr=csr2048)), namespace
+    )
+    message = condition(wait_reason(kubectl, namespace, "refused", "PolicyViolation"))["message"]
+    assert "policy.partnerCSRs" in message
+
+    # csrPolicy asks for 2048 bits where the issuer requires 3072: the issuer's floor holds.
+    widen = issued(allow, csr=csr2048, csrPolicy={"minRSAKeySize": 2048})
+    kubectl.apply(certificate_manifest("widen", common_name="partner.example.com", spec=widen), namespace)
+    message = condition(wait_reason(kubectl, namespace, "widen", "PolicyViolation"))["message"]
+    assert "policy.keys" in message and "2048 bits is below the minimum of 3072" in message
+
+    csr3072 = partner.openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:3072",
+        "-nodes",
+        "-keyout",
+        "k3072.key",
+        "-subj",
+        "/C=IE/O=Partner/CN=p3.example.com",
+    ).decode()
+    kubectl.apply(
+        certificate_manifest("fits", common_name="p3.example.com", spec=issued(allow, csr=csr3072)), namespace
+    )
+    wait_ready(kubectl, namespace, "fits")
+    data = kubectl.secret_data("fits-tls", namespace)
+    assert data is not None and "tls.key" not in data  # the partner owns the key
+    verify_leaf(kubectl, namespace, "fits-tls", ca)
+
+
+def test_namespaced_issuer_serves_its_own_namespace_only(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    ca = Partner(tmp_path / "ca", name="Team CA")
+    ca_secret(kubectl, namespace, "team-ca", ca)
+    issuer = {
+        "apiVersion": "mtls.dev/v1alpha1",
+        "kind": "MtlsIssuer",
+        "metadata": {"name": "team"},
+        "spec": {"ca": {"secretName": "team-ca"}, "policy": {"allowedDNSNames": ["*.example.com"]}},
+    }
+    kubectl.apply(yaml.safe_dump(issuer), namespace)
+    wait_issuer_ready(kubectl, "team", namespace)
+    kubectl.apply(certificate_manifest("mine", spec=issued("team", kind="MtlsIssuer")), namespace)
+    wait_ready(kubectl, namespace, "mine")
+    verify_leaf(kubectl, namespace, "mine-tls", ca)
+    names = issued("team", kind="MtlsIssuer", dnsNames=["client.example.com", "client.example.org"])
+    kubectl.apply(certificate_manifest("names", spec=names), namespace)
+    message = condition(wait_reason(kubectl, namespace, "names", "PolicyViolation"))["message"]
+    assert "policy.allowedDNSNames" in message and "client.example.org" in message
+
+    elsewhere = f"t-{uuid.uuid4().hex[:10]}"
+    kubectl.run("create", "namespace", elsewhere)
+    kubectl.apply(certificate_manifest("theirs", spec=issued("team", kind="MtlsIssuer")), elsewhere)
+    message = condition(wait_reason(kubectl, elsewhere, "theirs", "IssuerNotFound"))["message"]
+    assert f"MtlsIssuer {elsewhere}/team does not exist" in message
+
+
+@pytest.fixture
+def admission_policy(kubectl: Kubectl, tmp_path: Path) -> Iterator[None]:
+    """The chart's ValidatingAdmissionPolicy and binding, rendered by helm and applied."""
+    rendered = helm(
+        kubectl.kubeconfig,
+        "template",
+        "mtls-operator",
+        str(ROOT / "charts" / "mtls-operator"),
+        "--show-only",
+        "templates/admission-policy.yaml",
+    ).stdout
+    (tmp_path / "vap.yaml").write_text(rendered)
+    kubectl.run("apply", "-f", str(tmp_path / "vap.yaml"))
+    try:
+        yield
+    finally:
+        kubectl.run("delete", "-f", str(tmp_path / "vap.yaml"), "--ignore-not-found")
+
+
+def test_use_of_a_cluster_issuer_is_decided_by_rbac_at_admission(
+    kubectl: Kubectl, operator: OperatorProcess, issuer_namespace: str, namespace: str, tmp_path: Path,
+    admission_policy: None,
+) -> None:  # fmt: skip
+    ca = Partner(tmp_path / "ca", name="Governed CA")
+    suffix = uuid.uuid4().hex[:6]
+    issuer, secret = f"governed-{suffix}", f"governed-ca-{suffix}"
+    ca_secret(kubectl, issuer_namespace, secret, ca)
+    kubectl.run("apply", "-f", "-", input=cluster_issuer(issuer, secret))
+    wait_issuer_ready(kubectl, issuer)
+    # Both users may create certificates in the namespace; only alice may use the issuer.
+    kubectl.run("create", "role", "certificates", "-n", namespace, "--verb=get,list,create,update,patch",
+                "--resource=mtlscertificates.mtls.dev")  # fmt: skip
+    for user in ("alice", "bob"):
+        kubectl.run("create", "rolebinding", f"certificates-{user}", "-n", namespace, "--role=certificates",
+                    f"--user={user}")  # fmt: skip
+    # What the chart's README tells a platform team to grant (kubectl create clusterrole refuses custom verbs).
+    use_role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": f"use-{issuer}"},
+        "rules": [
+            {
+                "apiGroups": ["mtls.dev"],
+                "resources": ["clustermtlsissuers"],
+                "verbs": ["use"],
+                "resourceNames": [issuer],
+            }
+        ],
+    }
+    kubectl.run("apply", "-f", "-", input=yaml.safe_dump(use_role))
+    kubectl.run("create", "clusterrolebinding", f"use-{issuer}-alice", f"--clusterrole=use-{issuer}", "--user=alice")
+
+    def as_user(user: str, name: str) -> subprocess.CompletedProcess[str]:
+        return kubectl.run("apply", "--as", user, "-n", namespace, "-f", "-",
+                           input=certificate_manifest(name, spec=issued(issuer)), check=False)  # fmt: skip
+
+    # The policy is live once the apiserver has compiled it: bob's first attempts may still pass; retry until not.
+    def rejected() -> str | None:
+        proc = as_user("bob", f"bob-{uuid.uuid4().hex[:4]}")
+        return proc.stderr if proc.returncode != 0 else None
+
+    message = wait_for(rejected, timeout=30, what="the admission policy rejects bob")
+    assert f"ClusterMtlsIssuer {issuer} may not be used by bob" in message
+    assert f"verb use on clustermtlsissuers/{issuer}" in message
+    proc = as_user("alice", "alice-cert")
+    assert proc.returncode == 0, proc.stderr
+    wait_ready(kubectl, namespace, "alice-cert")
+    verify_leaf(kubectl, namespace, "alice-cert-tls", ca)
+    # A certificate that names no cluster issuer is none of the policy's business.
+    plain = certificate_manifest("bob-manual")
+    proc = kubectl.run("apply", "--as", "bob", "-n", namespace, "-f", "-", input=plain, check=False)
+    assert proc.returncode == 0, proc.stderr
+    kubectl.run("delete", "clusterrolebinding", f"use-{issuer}-alice")
+    kubectl.run("delete", "clusterrole", f"use-{issuer}")
+
+
+def test_ca_rotation_reissues_every_certificate_over_the_spread(
+    kubectl: Kubectl, operator: OperatorProcess, issuer_namespace: str, namespace: str, tmp_path: Path
+) -> None:
+    old_ca = Partner(tmp_path / "old", name="Rotating CA")
+    new_ca = Partner(tmp_path / "new", name="Rotating CA")  # same subject, new keypair: what a rotation is
+    suffix = uuid.uuid4().hex[:6]
+    issuer, secret, spread = f"rotating-{suffix}", f"rotating-ca-{suffix}", 20
+    ca_secret(kubectl, issuer_namespace, secret, old_ca)
+    kubectl.run("apply", "-f", "-", input=cluster_issuer(issuer, secret, rotation={"spread": f"{spread}s"}))
+    wait_issuer_ready(kubectl, issuer)
+    names = [f"c{i}" for i in range(10)]
+    for name in names:
+        spec = issued(issuer, publishCA={"configMapName": "trust"})
+        kubectl.apply(certificate_manifest(name, common_name=f"{name}.example.com", spec=spec), namespace)
+    before = {name: wait_ready(kubectl, namespace, name, timeout=60)["status"] for name in names}
+    wait_for(lambda: _bundle_count(kubectl, namespace) == 1, what="trust bundle with the old CA")
+
+    ca_secret(kubectl, issuer_namespace, secret, new_ca)
+    rotated_at = datetime.datetime.now(datetime.UTC)
+    bundle_counts: set[int] = set()
+    moved: dict[str, dict[str, Any]] = {}
+
+    def all_moved() -> bool:
+        bundle = _bundle(kubectl, namespace)
+        bundle_counts.add(bundle.count("BEGIN CERTIFICATE"))
+        (tmp_path / "trust.pem").write_text(bundle)
+        for name in names:
+            # Clients keep verifying throughout: every certificate in service chains to the published bundle.
+            data = kubectl.secret_data(f"{name}-tls", namespace)
+            assert data is not None
+            (tmp_path / f"{name}.crt").write_bytes(data["tls.crt"])
+            old_ca.openssl("verify", "-CAfile", str(tmp_path / "trust.pem"), str(tmp_path / f"{name}.crt"))
+            status = (kubectl.get("mtlscertificate", name, namespace) or {}).get("status") or {}
+            if status.get("serialNumber") != before[name]["serialNumber"]:
+                moved[name] = status
+        return len(moved) == len(names)
+
+    wait_for(all_moved, timeout=spread + 40, interval=1.0, what="every certificate re-issued by the new CA")
+    for name in names:
+        new_ca.openssl("verify", "-CAfile", str(new_ca.ca_crt), str(tmp_path / f"{name}.crt"))
+        assert moved[name]["revision"] == before[name]["revision"] + 1, f"{name} re-issued exactly once"
+    issued_at = sorted(datetime.datetime.fromisoformat(moved[n]["lastIssuedTime"]) for n in names)
+    assert issued_at[-1] - rotated_at <= datetime.timedelta(seconds=spread + 10), "within the spread"
+    assert issued_at[-1] - issued_at[0] >= datetime.timedelta(seconds=spread / 4), "spread out, not a storm"
+    # publishCA: old and new while certificates moved, then only the new one.
+    assert 2 in bundle_counts
+    wait_for(lambda: _bundle_count(kubectl, namespace) == 1, what="trust bundle with only the new CA")
+    (tmp_path / "trust.pem").write_text(_bundle(kubectl, namespace))
+    fingerprint = ("x509", "-noout", "-fingerprint", "-sha256", "-in")
+    assert new_ca.openssl(*fingerprint, str(tmp_path / "trust.pem")) == new_ca.openssl(*fingerprint, str(new_ca.ca_crt))
+    status = wait_for(
+        lambda: (
+            (s := _issuer_status(kubectl, issuer)).get("certificatesOnPreviousCA") == 0
+            and (s.get("rotation") or {}).get("completedTime")
+            and s
+        ),
+        what="issuer status: rotation completed",
+    )
+    assert status["certificates"] == 10
+    wait_for(
+        lambda: (
+            issuer_metric(operator, "mtls_issuer_certificates_on_previous_ca", issuer) == 0
+            and issuer_metric(operator, "mtls_issuer_certificates", issuer) == 10
+        ),
+        what="issuer metrics after the rotation",
+    )
+    time.sleep(3)  # nothing is issued a second time once on the new CA
+    for name in names:
+        assert (kubectl.get("mtlscertificate", name, namespace) or {})["status"]["revision"] == moved[name]["revision"]
+
+
+def issuer_metric(operator: OperatorProcess, metric: str, issuer: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in operator.metrics().splitlines()
+        if line.startswith(metric + "{") and f'name="{issuer}"' in line
+    )
+
+
+def _bundle(kubectl: Kubectl, namespace: str) -> str:
+    proc = kubectl.run("get", "configmap", "trust", "-n", namespace, "-o", "jsonpath={.data.ca\\.crt}", check=False)
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+def _bundle_count(kubectl: Kubectl, namespace: str) -> int:
+    return _bundle(kubectl, namespace).count("BEGIN CERTIFICATE")
+
+
+def _issuer_status(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    return (kubectl.get("clustermtlsissuer", name, "") or {}).get("status") or {}
