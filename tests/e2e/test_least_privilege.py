@@ -85,7 +85,8 @@ def test_the_chart_grants_exactly_what_the_operator_uses(
     kube.run("label", "namespace", "mtls-system", "pod-security.kubernetes.io/enforce=restricted")
     rendered = helm(plane.kubeconfig, "template", "mtls-operator", str(CHART), "-n", "mtls-system", *VALUES).stdout
     helm(plane.kubeconfig, "install", "mtls-operator", str(CHART), "-n", "mtls-system", *VALUES)
-    kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+    for crd in ("mtlscertificates", "mtlsissuers", "clustermtlsissuers"):
+        kube.run("wait", "--for", "condition=established", "--timeout=60s", f"crd/{crd}.mtls.dev")
     pods = wait_for(
         lambda: json.loads(kube.run("get", "pods", "-n", "mtls-system", "-o", "json").stdout)["items"],
         timeout=60, what="the ReplicaSet controller creates the Pods (admitted as restricted)",
@@ -99,7 +100,7 @@ def test_the_chart_grants_exactly_what_the_operator_uses(
     sa_config = service_account_kubeconfig(plane, kube, "mtls-operator", "mtls-system", sa_dir)
     (tmp_path / "logs").mkdir()
     args = ["--namespace", "a", "--kubernetes-signer", "--leader-elect", "--leader-election-namespace", "mtls-system",
-            "--roll-workloads"]  # fmt: skip
+            "--roll-workloads", "--cluster-issuer-namespace", "mtls-system"]  # fmt: skip
     operator = OperatorProcess(sa_config, tmp_path / "logs", args)
     operator.start()
     try:
@@ -124,6 +125,24 @@ def opted_in_workload(kind: str, certificate: str) -> dict:
     return {"apiVersion": "apps/v1", "kind": kind, "metadata": metadata, "spec": spec}
 
 
+def exercise_issuers(kube: Kubectl, partner: Partner) -> None:
+    """An MtlsIssuer in the watched namespace and a ClusterMtlsIssuer whose CA Secret lives in mtls-system (created
+    after it: a Warning Event there first). Their status patches, the CA read there, namespaces and both kinds
+    watched."""
+    for kind, name, namespace in (("ClusterMtlsIssuer", "platform", ""), ("MtlsIssuer", "team", "a")):
+        meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+        body = {"apiVersion": "mtls.dev/v1alpha1", "kind": kind, "metadata": meta,
+                "spec": {"ca": {"secretName": "issuer-ca"}}}  # fmt: skip
+        kube.run("apply", "-f", "-", input=yaml.safe_dump(body))
+    for namespace in ("mtls-system", "a"):
+        kube.run("create", "secret", "tls", "issuer-ca", "-n", namespace, f"--cert={partner.ca_crt}",
+                 f"--key={partner.ca_key}")  # fmt: skip
+    for kind, name in (("ClusterMtlsIssuer", "platform"), ("MtlsIssuer", "team")):
+        spec = {"signer": {"issuerRef": {"kind": kind, "name": name}}}
+        kube.apply(certificate_manifest(f"via-{name}", spec=spec), "a")
+        wait_ready(kube, "a", f"via-{name}", timeout=60)
+
+
 def exercise_everything(kube: Kubectl, tmp_path: Path) -> None:
     """Every code path that talks to the API: each signer, renewal with a next key, publishCA, Events, the Lease,
     the workload rollout."""
@@ -146,6 +165,8 @@ def exercise_everything(kube: Kubectl, tmp_path: Path) -> None:
         wait_for(lambda kind=kind: ((kube.get(kind, "workload", "a") or {})["spec"]["template"]["metadata"]
                                     .get("annotations") or {}).get(SERIALS_ANNOTATION),
                  timeout=30, what=f"the {kind} rolled for the renewed certificate")  # fmt: skip
+
+    exercise_issuers(kube, partner)
 
     csr = create_and_get_csr(kube, "a", "hand")  # manual: key stored, CSR published, Events
     put_signed(kube, "a", "hand-signed", {"tls.crt": partner.sign(csr)})

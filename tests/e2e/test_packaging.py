@@ -110,7 +110,10 @@ def test_kubectl_manifests_equal_helm_template_defaults(cluster: controlplane.Co
     from_kustomize = objects(kubectl.run("kustomize", str(ROOT / "manifests")).stdout)
     from_helm = objects(helm(cluster.kubeconfig, "template", "mtls-operator", str(CHART), "-n", "mtls-system").stdout)
     assert from_kustomize == from_helm
-    assert {k for k, _ in from_helm} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"}
+    assert {k for k, _ in from_helm} == {
+        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment",
+        "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+    }  # fmt: skip
     # The README's install command, for real.
     kubectl.run("apply", "-k", str(ROOT / "manifests"))
     assert kubectl.get("deployment", "mtls-operator", "mtls-system") is not None
@@ -136,7 +139,9 @@ def test_helm_install_and_uninstall(cluster: controlplane.ControlPlane, kubectl:
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert container["args"] == [f"--namespace={namespace}", "--metrics-port=8080"]
+    assert container["args"] == [
+        f"--namespace={namespace}", "--metrics-port=8080", f"--cluster-issuer-namespace={namespace}"
+    ]  # fmt: skip
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert kubectl.get("role", "inst-mtls-operator", namespace) is not None
     assert kubectl.get("serviceaccount", "inst-mtls-operator", namespace) is not None
@@ -218,7 +223,9 @@ def test_operator_as_service_account_issues_and_is_confined(
     log_dir = world_readable_dir / "logs"
     log_dir.mkdir()
     log_dir.chmod(0o777)
-    operator = OperatorProcess(sa_config, log_dir, args=["--namespace", "a"])
+    operator = OperatorProcess(
+        sa_config, log_dir, args=["--namespace", "a", "--cluster-issuer-namespace", "mtls-system"]
+    )
     operator.command = as_nobody(str(wheel_venv / "bin" / "mtls-operator"))
     operator.start()
     try:

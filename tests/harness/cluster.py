@@ -102,7 +102,12 @@ class OperatorProcess:
         """`command`/`env`: another build of the operator (a previous release run from its source)."""
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
-        self.args = args or ["--all-namespaces", "--kubernetes-signer", "--cluster-issuer-namespace", CLUSTER_ISSUER_NAMESPACE]
+        self.args = args or [
+            "--all-namespaces",
+            "--kubernetes-signer",
+            "--cluster-issuer-namespace",
+            CLUSTER_ISSUER_NAMESPACE,
+        ]
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0

@@ -18,12 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.pki import CLIENT_AUTH, NOW, issue, make_ca
+from mtls_operator.api.issuer import parse_issuer
 from mtls_operator.api.spec import parse_spec
+from mtls_operator.lifecycle.policy.issuance import IssuanceRequest, violations
 from mtls_operator.lifecycle.publisher import trust_bundle
 from mtls_operator.pki.bundle import UnreadableFile, read_certificates
 from mtls_operator.pki.certificates import first_certificate, load_pem_bundle
 from mtls_operator.pki.csr import CsrPolicy, Subject, build_csr, check_partner_csr
-from mtls_operator.pki.keys import load_private_key, private_key_to_pem
+from mtls_operator.pki.keys import KeySpec, load_private_key, private_key_to_pem
 from mtls_operator.pki.signing import load_ca
 from mtls_operator.pki.verify import Rejection, Verified, verify_signed_certificate
 
@@ -172,6 +174,35 @@ def test_parse_spec_only_a_spec_or_the_errors_the_reconciler_reports(spec: dict,
     # Reconciler.reconcile turns exactly these into Ready=False, reason InvalidSpec.
     with contextlib.suppress(ValueError, KeyError, TypeError):
         parse_spec(body)
+
+
+ISSUER_POLICY_KEYS = ["namespaceSelector", "allowedCommonNames", "allowedDNSNames", "allowedSubject", "maxDuration",
+                      "keys", "partnerCSRs"]  # fmt: skip
+POLICY_VALUES = st.one_of(JSONISH, st.just({"organization": ["x"]}), st.just({"matchLabels": {"a": "b"}}))
+
+
+@FUZZ
+@given(
+    policy=st.dictionaries(st.sampled_from(ISSUER_POLICY_KEYS), POLICY_VALUES, max_size=7),
+    spec=st.dictionaries(st.sampled_from(["ca", "rotation"]), JSONISH, max_size=2),
+    kind=st.sampled_from(["MtlsIssuer", "ClusterMtlsIssuer"]),
+    common_name=st.text(max_size=30),
+)
+def test_issuer_specs_and_their_policy_only_verdicts(policy: dict, spec: dict, kind: str, common_name: str) -> None:
+    """An issuer body that bypassed the schema gives a spec or a ValueError; a usable one judges any request."""
+    body = {"metadata": {"name": "i", "namespace": "n"}, "spec": {"ca": {"secretName": "ca"}, **spec, "policy": policy}}
+    try:
+        issuer = parse_issuer(kind, body)
+    except ValueError:
+        return
+    request = IssuanceRequest("n", common_name, [common_name], {"organization": "x"}, datetime.timedelta(days=1),
+                              KeySpec("RSA", 2048))  # fmt: skip
+    try:
+        found = violations(request, issuer.policy, {"a": "b"})
+    except (AttributeError, TypeError):
+        # Only a policy the schema would never admit (a selector or pattern of the wrong type) gets here.
+        return
+    assert all(v.rule.startswith("policy.") and v.message for v in found)
 
 
 def test_seeds_are_valid() -> None:
