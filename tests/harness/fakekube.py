@@ -25,6 +25,7 @@ class FakeKube:
         self.configmaps: dict[Key, dict[str, Any]] = {}
         self.csrs: dict[str, dict[str, Any]] = {}
         self.certificates: dict[Key, dict[str, Any]] = {}
+        self.issuers: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, namespace, name)
         self.events: list[tuple[str, str, str, str]] = []  # (certificate name, type, reason, message)
         self.calls: list[str] = []
         self.health = ApiHealth()
@@ -209,7 +210,38 @@ class FakeKube:
         body["metadata"]["resourceVersion"] = self._rv()
         return copy.deepcopy(body)
 
+    def add_issuer(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        stored = copy.deepcopy(dict(body))
+        meta = stored.setdefault("metadata", {})
+        meta["resourceVersion"] = self._rv()
+        self.issuers[(kind, meta.get("namespace") or "", meta["name"])] = stored
+        return copy.deepcopy(stored)
+
+    async def patch_issuer_status(
+        self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        self._call("patch_issuer_status")
+        body = self.issuers.get((kind, namespace, name))
+        if body is None:
+            return None
+        body["status"] = _merge_patch(body.get("status") or {}, status)
+        body["metadata"]["resourceVersion"] = self._rv()
+        return copy.deepcopy(body)
+
     async def post_event(self, involved: Owner, event_type: str, reason: str, message: str) -> None:
         self._call("post_event")
-        assert involved.name and involved.namespace, "an Event names its object"
+        assert involved.name and (involved.namespace or involved.events_namespace), "an Event names its object"
         self.events.append((involved.name, event_type, reason, message))
+
+
+def _merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386: objects merge key by key, None removes, anything else replaces."""
+    merged = copy.deepcopy(dict(target))
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge_patch(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

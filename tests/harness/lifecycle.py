@@ -15,6 +15,7 @@ from harness import pki
 from harness.fakekube import FakeKube
 from mtls_operator.api.names import API_VERSION, KIND
 from mtls_operator.api.status import find_condition
+from mtls_operator.lifecycle.issuers import IssuerDirectory
 from mtls_operator.lifecycle.reconciler import Reconciler
 
 START = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)
@@ -79,9 +80,17 @@ class Clock:
 class Lifecycle:
     """One certificate, reconciled as the controller would: the body the last write returned is the next input."""
 
-    def __init__(self, body: Mapping[str, Any], kube: FakeKube | None = None, *, kubernetes_signer: bool = True):
+    def __init__(
+        self,
+        body: Mapping[str, Any],
+        kube: FakeKube | None = None,
+        *,
+        kubernetes_signer: bool = True,
+        issuers: IssuerDirectory | None = None,
+        clock: Clock | None = None,
+    ):
         self.kube = kube or FakeKube()
-        self.clock = Clock()
+        self.clock = clock or Clock()
         self.keys_generated = 0
         self.reconciler = Reconciler(
             self.kube,  # type: ignore[arg-type]
@@ -89,6 +98,7 @@ class Lifecycle:
             clock=self.clock,
             on_key_generated=self._key_generated,
             kubernetes_signer=kubernetes_signer,
+            issuers=issuers,
         )
         self.body = self.kube.add_certificate(body)
         self.wake_at: datetime.datetime | None = None

@@ -13,7 +13,7 @@ from typing import Any
 
 from mtls_operator.api.names import CLUSTER_ISSUER_KIND, ISSUER_KIND
 from mtls_operator.api.refs import IssuerKey, IssuerRef
-from mtls_operator.api.spec import parse_duration
+from mtls_operator.api.spec import parse_duration, parse_key_policy
 from mtls_operator.pki.csr import CsrPolicy
 
 # How long a CA rotation spreads the re-issuance of the certificates the old CA signed: a day keeps 10,000
@@ -81,25 +81,43 @@ def _parse_issuer(kind: str, body: Mapping[str, Any]) -> IssuerSpec:
         generation=int(meta.get("generation") or 0),
         ca_secret_name=secret_name,
         policy=IssuerPolicy(
-            namespace_selector=policy.get("namespaceSelector"),
-            common_names=tuple(policy.get("allowedCommonNames") or ()),
-            dns_names=tuple(policy.get("allowedDNSNames") or ()),
-            subject={k: tuple(str(v) for v in values) for k, values in subject.items() if values},
+            namespace_selector=_selector(policy.get("namespaceSelector")),
+            common_names=_patterns(policy, "allowedCommonNames"),
+            dns_names=_patterns(policy, "allowedDNSNames"),
+            subject={k: _patterns(subject, k) for k, values in subject.items() if values},
             max_duration=parse_duration(policy["maxDuration"]) if policy.get("maxDuration") else None,
-            keys=_parse_key_policy(policy.get("keys") or {}),
+            keys=parse_key_policy(policy.get("keys") or {}, "allowedAlgorithms"),
             sign_partner_csrs=policy.get("partnerCSRs") == "Allow",
         ),
         rotation_spread=parse_duration(spread) if spread else DEFAULT_ROTATION_SPREAD,
     )
 
 
-def _parse_key_policy(keys: Mapping[str, Any]) -> CsrPolicy:
-    default = CsrPolicy()
-    return CsrPolicy(
-        algorithms=tuple(keys.get("allowedAlgorithms") or default.algorithms),
-        min_rsa_bits=max(int(keys.get("minRSAKeySize") or default.min_rsa_bits), default.min_rsa_bits),
-        min_ecdsa_bits=int(keys.get("minECDSAKeySize") or default.min_ecdsa_bits),
+def _patterns(policy: Mapping[str, Any], field_name: str) -> tuple[str, ...]:
+    values = policy.get(field_name) or ()
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"spec.policy.{field_name} must be a list of strings")
+    return tuple(values)
+
+
+def _selector(selector: Any) -> Mapping[str, Any] | None:
+    """A metav1.LabelSelector of the shape the schema defines (policy.issuance reads it without more checks)."""
+    if selector is None:
+        return None
+    labels = selector.get("matchLabels") or {} if isinstance(selector, Mapping) else None
+    expressions = selector.get("matchExpressions") or [] if isinstance(selector, Mapping) else None
+    shaped = (
+        isinstance(labels, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
+        and isinstance(expressions, list)
+        and all(
+            isinstance(e, Mapping) and isinstance(e.get("key"), str) and isinstance(e.get("values") or [], list)
+            for e in expressions
+        )
     )
+    if not shaped:
+        raise ValueError("spec.policy.namespaceSelector must be a label selector (matchLabels, matchExpressions)")
+    return selector  # type: ignore[no-any-return]
 
 
 def issuer_ref_of(body: Mapping[str, Any]) -> IssuerKey | None:

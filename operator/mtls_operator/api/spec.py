@@ -177,9 +177,14 @@ def _parse_ca_from(ref: Mapping[str, Any] | None) -> tuple[str, str, str] | None
 
 
 def _parse_csr_policy(policy: Mapping[str, Any]) -> CsrPolicy:
+    return parse_key_policy(policy, "allowedKeyAlgorithms")
+
+
+def parse_key_policy(policy: Mapping[str, Any], algorithms_field: str) -> CsrPolicy:
+    """spec.csrPolicy, or an issuer's spec.policy.keys: which keys are certified (never below the guide's floor)."""
     default = CsrPolicy()
     return CsrPolicy(
-        algorithms=tuple(policy.get("allowedKeyAlgorithms") or default.algorithms),
+        algorithms=tuple(policy.get(algorithms_field) or default.algorithms),
         min_rsa_bits=max(int(policy.get("minRSAKeySize") or default.min_rsa_bits), default.min_rsa_bits),
         min_ecdsa_bits=int(policy.get("minECDSAKeySize") or default.min_ecdsa_bits),
     )

@@ -1,0 +1,156 @@
+"""Signer issuerRef and the issuer's status (lifecycle.signers.issuer, lifecycle.issuerstatus) against FakeKube:
+policy refusals that write nothing, reports that revoke nothing, and a CA rotation that moves each certificate once
+at its turn."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from cryptography import x509
+
+from harness.fakekube import FakeKube
+from harness.lifecycle import NAMESPACE, Clock, Lifecycle, certificate_body, make_ca
+from mtls_operator.api.refs import IssuerKey
+from mtls_operator.lifecycle.issuerstatus import IssuerStatusReconciler, IssuerUser
+from mtls_operator.lifecycle.policy.carotation import reissue_time
+from mtls_operator.lifecycle.signers.ca import CALoader
+from mtls_operator.pki.certificates import issued_by
+from mtls_operator.runtime.issuerbook import IssuerBook
+
+CA_NAMESPACE = "mtls-system"
+KIND = "ClusterMtlsIssuer"
+KEY = IssuerKey(KIND, "", "platform")
+REF = {"signer": {"issuerRef": {"kind": KIND, "name": "platform"}}}
+
+
+def issuer_body(policy: dict[str, Any] | None = None, generation: int = 1) -> dict[str, Any]:
+    spec: dict[str, Any] = {"ca": {"secretName": "platform-ca"}, "rotation": {"spread": "1h"}}
+    # The harness's keys are ECDSA (fast); the issuers' default key policy is the guide's RSA only.
+    spec["policy"] = {"keys": {"allowedAlgorithms": ["RSA", "ECDSA"]}, **(policy or {})}
+    return {"metadata": {"name": "platform", "uid": "issuer-uid", "generation": generation}, "spec": spec}
+
+
+class Platform:
+    """A ClusterMtlsIssuer as the controller keeps it: the book, the status reconciler, and its CA Secret."""
+
+    def __init__(self, policy: dict[str, Any] | None = None) -> None:
+        self.kube = FakeKube()
+        self.clock = Clock()
+        self.book = IssuerBook(CA_NAMESPACE)
+        self.book.store_namespace({"metadata": {"name": NAMESPACE, "labels": {"team": "payments"}}})
+        self.ca = self.put_ca("Platform CA")
+        self.book.store_issuer(KIND, self.kube.add_issuer(KIND, issuer_body(policy)))
+
+    def put_ca(self, name: str) -> tuple[bytes, bytes]:
+        ca = make_ca(name, now=self.clock.now)
+        self.kube.put_secret(
+            CA_NAMESPACE, "platform-ca", {"tls.crt": ca[0], "tls.key": ca[1]}, secret_type="kubernetes.io/tls"
+        )
+        return ca
+
+    def certificate(self, name: str = "client", **spec: Any) -> Lifecycle:
+        return Lifecycle(certificate_body(name, spec={**REF, **spec}), self.kube, issuers=self.book, clock=self.clock)
+
+    async def reconcile_issuer(self, users: list[Lifecycle]) -> dict[str, Any]:
+        loader = CALoader(users[0].reconciler.context)
+        status = IssuerStatusReconciler(self.kube, loader, self.book, self.clock)
+        body = self.kube.issuers[(KIND, "", "platform")]
+        await status.reconcile(KIND, body, [IssuerUser(NAMESPACE, f"{u.name}-tls") for u in users])
+        self.book.store_issuer(KIND, self.kube.issuers[(KIND, "", "platform")])
+        return dict(self.kube.issuers[(KIND, "", "platform")]["status"])
+
+
+def leaf_of(lc: Lifecycle) -> x509.Certificate:
+    live = lc.secret()
+    assert live is not None
+    return x509.load_pem_x509_certificates(live["tls.crt"])[0]
+
+
+async def test_signs_within_the_policy_from_the_ca_in_the_issuer_namespace():
+    platform = Platform(
+        {"allowedCommonNames": ["*.example.com"], "namespaceSelector": {"matchLabels": {"team": "payments"}}}
+    )
+    lc = platform.certificate()
+    status = await lc.settle()
+    assert status["phase"] == "Ready", lc.ready
+    assert issued_by(leaf_of(lc), x509.load_pem_x509_certificate(platform.ca[0]))
+    assert lc.secret()["ca.crt"] == platform.ca[0]  # type: ignore[index]
+    assert (NAMESPACE, "platform-ca") not in platform.kube.secrets  # the CA key stays in one place
+
+
+async def test_a_violation_names_rule_and_value_and_writes_nothing():
+    platform = Platform({"allowedSubject": {"organization": ["Other Inc."]}})
+    lc = platform.certificate()
+    status = await lc.settle()
+    assert status["phase"] == "Failed" and lc.ready["reason"] == "PolicyViolation"
+    assert "policy.allowedSubject.organization" in lc.ready["message"] and "'My Company Inc.'" in lc.ready["message"]
+    assert lc.secret() is None and lc.keys_generated == 0
+    assert "PolicyViolation" in platform.kube.reasons()
+
+
+async def test_the_default_key_policy_is_the_partner_guides():
+    platform = Platform({"keys": {}})
+    lc = platform.certificate()
+    await lc.settle()
+    assert (
+        lc.ready["reason"] == "PolicyViolation"
+        and "ECDSA keys are not signed here; allowed: RSA" in lc.ready["message"]
+    )
+
+
+async def test_a_missing_issuer_waits_and_is_named():
+    platform = Platform()
+    lc = Lifecycle(
+        certificate_body(spec={"signer": {"issuerRef": {"kind": KIND, "name": "nope"}}}),
+        platform.kube,
+        issuers=platform.book,
+    )
+    await lc.settle()
+    assert lc.ready["reason"] == "IssuerNotFound" and "ClusterMtlsIssuer nope does not exist" in lc.ready["message"]
+
+
+async def test_a_policy_change_reports_the_certificate_in_service_and_revokes_nothing():
+    platform = Platform()
+    lc = platform.certificate()
+    await lc.settle()
+    serial = lc.status["serialNumber"]
+    platform.book.store_issuer(KIND, platform.kube.add_issuer(KIND, issuer_body({"maxDuration": "24h"}, 2)))
+    status = await lc.settle()
+    assert lc.ready["reason"] == "PolicyViolation" and "policy.maxDuration" in lc.ready["message"]
+    assert status["phase"] == "Ready" and status["serialNumber"] == serial and lc.secret() is not None
+
+
+async def test_a_ca_rotation_moves_each_certificate_once_at_its_turn():
+    platform = Platform()
+    certificates = [platform.certificate(f"c{i}") for i in range(3)]
+    for lc in certificates:
+        await lc.settle()
+    status = await platform.reconcile_issuer(certificates)
+    assert status["certificates"] == 3 and status["certificatesOnPreviousCA"] == 0 and "rotation" not in status
+
+    platform.clock.advance(minutes=5)
+    new_ca = platform.put_ca("Platform CA")  # same name, new keypair
+    status = await platform.reconcile_issuer(certificates)
+    started = datetime.datetime.fromisoformat(status["rotation"]["startedTime"])
+    assert status["certificatesOnPreviousCA"] == 3 and "CARotationStarted" in platform.kube.reasons()
+
+    new_cert = x509.load_pem_x509_certificate(new_ca[0])
+    turns = {
+        lc.name: reissue_time(lc.body["metadata"]["uid"], started, datetime.timedelta(hours=1)) for lc in certificates
+    }
+    for lc in certificates:  # before its turn: deferred, and told when to look again
+        platform.clock.now = turns[lc.name] - datetime.timedelta(seconds=1)
+        await lc.settle()
+        assert not issued_by(leaf_of(lc), new_cert) and lc.wake_at == turns[lc.name]
+        platform.clock.now = started
+    for lc in sorted(certificates, key=lambda c: turns[c.name]):
+        platform.clock.now = turns[lc.name]
+        revision = lc.status["revision"]
+        await lc.settle()
+        assert issued_by(leaf_of(lc), new_cert) and lc.status["revision"] == revision + 1
+        await lc.settle()
+        assert lc.status["revision"] == revision + 1, "moved once"
+    status = await platform.reconcile_issuer(certificates)
+    assert status["certificatesOnPreviousCA"] == 0 and status["rotation"]["completedTime"]
+    assert "CARotationCompleted" in platform.kube.reasons()
