@@ -39,7 +39,7 @@ CN = "client.example.com"
 @dataclasses.dataclass
 class Case:
     name: str
-    kind: str  # "signed" (manual import), "partner-csr" (outbound), "ca" (CA Secret), "spec"
+    kind: str  # "signed" (manual import), "partner-csr" (outbound), "ca" (CA Secret), "spec", "issuer"
     reason: str
     message: str  # a part of the condition message
     make: Callable[[Any], dict[str, bytes] | str | None]  # the bad input, built from the fixture's tools
@@ -215,7 +215,34 @@ SPECS: list[Case] = [
     Case("secret-is-the-ca", "spec", "SecretConflict", "is not managed by this MtlsCertificate", lambda t: None),
 ]
 
-CASES = SIGNED + PARTNER_CSRS + CA_SECRETS + SPECS
+
+def _good_ca(t: Tools) -> dict[str, bytes]:
+    return {"tls.crt": t.partner.ca_crt.read_bytes(), "tls.key": t.partner.ca_key.read_bytes()}
+
+
+# kind "issuer": make(t) gives the certificate's own MtlsIssuer: its CA Secret data (None: missing), its policy,
+# and optionally more of the certificate's spec.
+ISSUERS: list[Case] = [
+    Case("issuer-missing", "issuer", "IssuerNotFound", "does not exist (spec.signer.issuerRef)", lambda t: None),
+    Case("issuer-ca-missing", "issuer", "IssuerNotReady", "does not exist", lambda t: {"ca": None}),
+    Case("issuer-ca-not-a-ca", "issuer", "IssuerNotReady", "not a CA certificate", lambda t: {"ca": dict(zip(
+        ("tls.crt", "tls.key"), t.ca_pair("issuerleaf", "-addext", "basicConstraints=critical,CA:FALSE"), strict=True))}),
+    Case("issuer-bad-cn", "issuer", "PolicyViolation", "policy.allowedCommonNames: commonName 'client.example.com'", lambda t: {
+        "ca": _good_ca(t), "policy": {"allowedCommonNames": ["*.{namespace}.partners.example.com"]}}),
+    Case("issuer-bad-org", "issuer", "PolicyViolation", "policy.allowedSubject.organization: organization is 'My Company Inc.'", lambda t: {
+        "ca": _good_ca(t), "policy": {"allowedSubject": {"organization": ["Another Ltd."]}}}),
+    Case("issuer-too-long", "issuer", "PolicyViolation", "policy.maxDuration: duration 8760h", lambda t: {
+        "ca": _good_ca(t), "policy": {"maxDuration": "720h"}}),
+    Case("issuer-key-too-small", "issuer", "PolicyViolation", "policy.keys: RSA key of 2048 bits is below the minimum of 4096", lambda t: {
+        "ca": _good_ca(t), "policy": {"keys": {"minRSAKeySize": 4096}}}),
+    Case("issuer-no-partner-csrs", "issuer", "PolicyViolation", "policy.partnerCSRs", lambda t: {
+        "ca": _good_ca(t), "spec": {"csr": t.csr(f"/C=IE/O=P/CN={CN}")}}),
+    Case("issuer-csr-policy-widens", "issuer", "PolicyViolation", "policy.keys: RSA key of 2048 bits is below the minimum of 3072", lambda t: {
+        "ca": _good_ca(t), "policy": {"partnerCSRs": "Allow", "keys": {"minRSAKeySize": 3072}},
+        "spec": {"csr": t.csr(f"/C=IE/O=P/CN={CN}"), "csrPolicy": {"minRSAKeySize": 2048}}}),
+]  # fmt: skip
+
+CASES = SIGNED + PARTNER_CSRS + CA_SECRETS + SPECS + ISSUERS
 
 
 def secret_state(kubectl: Kubectl, namespace: str, name: str) -> tuple[Any, Any] | None:
@@ -230,6 +257,20 @@ def put(kubectl: Kubectl, namespace: str, name: str, data: dict[str, bytes]) -> 
 
 
 SPEC_TARGETS = {"foreign-secret": "foreign-tls", "secret-is-the-ca": "good-ca"}  # secretName of the spec cases
+
+
+def issuer_case(kubectl: Kubectl, namespace: str, case: Case, t: Tools) -> None:
+    """The case's own MtlsIssuer (and CA Secret), then the certificate that uses it."""
+    made = case.make(t)
+    spec: dict[str, Any] = {"signer": {"issuerRef": {"kind": "MtlsIssuer", "name": case.name}}}
+    if made is not None:
+        if made.get("ca") is not None:
+            put(kubectl, namespace, f"{case.name}-ca", made["ca"])
+        issuer = {"apiVersion": "mtls.dev/v1alpha1", "kind": "MtlsIssuer", "metadata": {"name": case.name},
+                  "spec": {"ca": {"secretName": f"{case.name}-ca"}, "policy": made.get("policy") or {}}}  # fmt: skip
+        kubectl.apply(json.dumps(issuer), namespace)
+        spec.update(made.get("spec") or {})
+    kubectl.apply(certificate_manifest(case.name, spec=spec), namespace)
 
 
 def manifest(case: Case, csr: str | None = None) -> str:
@@ -279,6 +320,9 @@ def poisoned(kubectl: Kubectl, operator: OperatorProcess, tmp_path_factory: pyte
         elif case.kind == "partner-csr":
             before[case.name] = None
             kubectl.apply(manifest(case, case.make(t)), namespace)  # type: ignore[arg-type]
+        elif case.kind == "issuer":
+            before[case.name] = None
+            issuer_case(kubectl, namespace, case, t)
         elif case.kind == "ca":
             before[case.name] = None
             data = case.make(t)

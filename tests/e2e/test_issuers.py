@@ -406,3 +406,33 @@ def _bundle_count(kubectl: Kubectl, namespace: str) -> int:
 
 def _issuer_status(kubectl: Kubectl, name: str) -> dict[str, Any]:
     return (kubectl.get("clustermtlsissuer", name, "") or {}).get("status") or {}
+
+
+def test_a_restart_finds_the_issuers_before_any_certificate_looks_for_them(
+    kubectl: Kubectl, operator: OperatorProcess, issuer_namespace: str, tmp_path: Path
+) -> None:
+    """The operator lists issuers and namespace labels before its first reconcile: after a restart no certificate
+    reports its issuer missing or its namespace unselected, not even for a moment."""
+    ca = Partner(tmp_path / "ca", name="Restart CA")
+    suffix = uuid.uuid4().hex[:6]
+    issuer, secret = f"restart-{suffix}", f"restart-ca-{suffix}"
+    ca_secret(kubectl, issuer_namespace, secret, ca)
+    policy = {"namespaceSelector": {"matchLabels": {"mtls.dev/restart": suffix}}}
+    kubectl.run("apply", "-f", "-", input=cluster_issuer(issuer, secret, policy))
+    wait_issuer_ready(kubectl, issuer)
+    team = f"t-rst-{suffix}"
+    kubectl.run("create", "namespace", team)
+    kubectl.run("label", "namespace", team, f"mtls.dev/restart={suffix}")
+    names = [f"r{i}" for i in range(5)]
+    for name in names:
+        kubectl.apply(certificate_manifest(name, spec=issued(issuer)), team)
+    for name in names:
+        wait_ready(kubectl, team, name)
+    operator.stop()
+    operator.start()
+    assert "issuers at start:" in operator.logs()
+    time.sleep(5)  # every certificate has been reconciled again by now
+    for name in names:
+        assert condition(kubectl.get("mtlscertificate", name, team))["status"] == "True"
+    warnings = [e["reason"] for e in kubectl.events(team) if e["type"] == "Warning"]
+    assert warnings == [], warnings

@@ -51,3 +51,20 @@ def test_spec_change_not_yet_seen_is_progressing() -> None:
     obj = load(healthy)
     obj["metadata"]["generation"] = 99
     assert health(obj) == {"status": "Progressing", "message": "Waiting for mtls-operator to act on spec generation 99"}
+
+
+@pytest.mark.parametrize("phase", ["Failed", "Ready"])
+def test_a_policy_violation_needs_a_person_even_while_the_certificate_serves(phase: str) -> None:
+    """Refused by its issuer's policy: nothing is signed (Failed), or the one in service will not be renewed."""
+    obj = {
+        "apiVersion": "mtls.dev/v1alpha1",
+        "kind": "MtlsCertificate",
+        "metadata": {"name": "x", "namespace": "n", "generation": 1},
+        "status": {
+            "phase": phase,
+            "conditions": [{"type": "Ready", "status": "False", "reason": "PolicyViolation", "observedGeneration": 1,
+                            "message": "ClusterMtlsIssuer platform refuses to sign: policy.maxDuration: ..."}],
+        },
+    }  # fmt: skip
+    assert health(obj)["status"] == "Degraded"
+    assert health(obj)["message"].startswith("PolicyViolation: ClusterMtlsIssuer platform refuses")

@@ -24,6 +24,7 @@ from mtls_operator.api.names import (
     CERTIFICATE_LABEL,
     COMPONENT,
     GROUP,
+    ISSUER_KIND,
     ISSUER_PLURALS,
     KIND,
     MANAGED_BY,
@@ -319,6 +320,34 @@ class KubeIO:
                 return None
             raise
         return resp
+
+    async def list_issuers(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every MtlsIssuer (of `namespace`, or all) or ClusterMtlsIssuer, one page of 500 at a time."""
+        plural, token = ISSUER_PLURALS[kind], None
+        items: list[dict[str, Any]] = []
+        while True:
+            paging = {"limit": 500, **({"_continue": token} if token else {})}
+            if namespace is not None and kind == ISSUER_KIND:
+                page = await self._run(
+                    self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, **paging
+                )
+            else:
+                page = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural, **paging)
+            items += page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    async def list_namespaces(self) -> list[dict[str, Any]]:
+        """Namespaces' metadata (their labels decide cluster issuers' namespaceSelectors)."""
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            page = await self._run(self.core.list_namespace, limit=500, **({"_continue": token} if token else {}))
+            items += page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
 
     async def patch_issuer_status(
         self, kind: str, namespace: str, name: str, status: Mapping[str, Any]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mtls_operator.aio.workqueue import WorkQueue
-from mtls_operator.api.names import CERTIFICATE_LABEL, NAMESPACE_LABEL
+from mtls_operator.api.names import CERTIFICATE_LABEL, CLUSTER_ISSUER_KIND, ISSUER_KIND, NAMESPACE_LABEL
 from mtls_operator.api.refs import IssuerKey
 from mtls_operator.api.spec import published_configmap, referenced_secrets, secret_name_of
 from mtls_operator.api.status import parse_time, utcnow
@@ -185,7 +185,8 @@ class Controller:
                 return
             if leader:
                 self.metrics.set_leader(True)
-                self.queue.activate(list(self.cache))  # publishCA keys follow from these reconciles
+                # publishCA keys follow from these reconciles; issuers' status is ours to write from now on
+                self.queue.activate([*self.cache, *(_issuer_queue_key(key) for key, _ in self.issuers.issuers())])
             else:
                 await self.queue.deactivate()
                 self.metrics.set_leader(False)
@@ -249,6 +250,25 @@ class Controller:
             for cert in self.issuers.users(key):
                 if cert in self.cache:
                     self.queue.add(cert)
+
+    async def prime_issuers(self) -> None:
+        """Before the first certificate is reconciled: every issuer and namespace label, listed once, so a restart
+        never reports a certificate's issuer as missing (or its namespace as unselected) until the watches catch up.
+        An API that does not answer leaves it to the watches."""
+        try:
+            namespaces = await self.kube.list_namespaces()
+            bodies = [(CLUSTER_ISSUER_KIND, b) for b in await self.kube.list_issuers(CLUSTER_ISSUER_KIND)]
+            scopes: list[str | None] = [None] if self.settings.namespaces is None else [*self.settings.namespaces]
+            for namespace in scopes:
+                bodies += [(ISSUER_KIND, b) for b in await self.kube.list_issuers(ISSUER_KIND, namespace)]
+        except Exception as exc:  # any failure: the watches deliver the same objects soon after
+            log.warning("could not list issuers and namespaces at start (%s); waiting for the watches", exc)
+            return
+        for body in namespaces:
+            self.issuers.store_namespace(body)
+        for kind, body in bodies:
+            self.issuer_changed(kind, "ADDED", body)
+        log.info("issuers at start: %d, namespaces: %d", len(bodies), len(namespaces))
 
     def namespace_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """Labels decide a cluster issuer's namespaceSelector: the namespace's certificates look again."""

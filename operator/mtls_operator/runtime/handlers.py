@@ -83,6 +83,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     except OSError as exc:
         # Fail fast (the pod restarts, the log says why) rather than run for a minute without reconciling.
         raise kopf.PermanentError(f"cannot serve /metrics and /healthz on port {port}: {exc}") from exc
+    await controller.prime_issuers()  # before any certificate is reconciled
     controller.start()
     # Secrets are watched by our own cache (kube.secretcache), not by kopf: server-side selectors, pagination,
     # metadata only for Secrets that are not ours.

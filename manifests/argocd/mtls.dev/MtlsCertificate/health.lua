@@ -12,6 +12,7 @@ local degraded = {
   InvalidSpec = true, SecretConflict = true, InvalidCertificate = true, KeyMismatch = true,
   CommonNameMismatch = true, NotYetValid = true, UntrustedChain = true, WrongUsage = true, InvalidChain = true,
   InvalidKey = true, KeySpecMismatch = true, SignerNotEnabled = true, CABundleNotFound = true,
+  PolicyViolation = true, IssuerNotFound = true, IssuerNotReady = true,
 }
 
 local function condition(status, wanted)
