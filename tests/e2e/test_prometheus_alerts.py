@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 
 from harness.cluster import (
     Kubectl,
@@ -44,6 +45,30 @@ def test_renewal_due_alert_fires_for_a_20_day_certificate_only(
     assert firing[0]["labels"]["common_name"] == "client.example.com"
     assert re.search(r"expires in (19\.9|20\.0) days", firing[0]["annotations"]["description"])
     assert not [a for a in alerts(prometheus, namespace) if a["labels"].get("name") == "year"]
+
+
+def test_issuer_ca_expiring_alert_fires_for_the_45_day_ca_only(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, prometheus: str, tmp_path: Path
+) -> None:
+    for name, days in (("soon", 45), ("later", 3650)):
+        ca = Partner(tmp_path / name, name=f"{name} CA", ca_days=days)
+        kubectl.run(
+            "create", "secret", "tls", f"{name}-ca", "-n", namespace, f"--cert={ca.ca_crt}", f"--key={ca.ca_key}"
+        )
+        issuer = {"apiVersion": "mtls.dev/v1alpha1", "kind": "MtlsIssuer", "metadata": {"name": name},
+                  "spec": {"ca": {"secretName": f"{name}-ca"}}}  # fmt: skip
+        kubectl.apply(json.dumps(issuer), namespace)
+    firing = wait_for(
+        lambda: [
+            a for a in alerts(prometheus, namespace)
+            if a["labels"]["alertname"] == "MtlsIssuerCAExpiringSoon" and a["state"] == "firing"
+        ],
+        timeout=60,
+        what="MtlsIssuerCAExpiringSoon firing",
+    )  # fmt: skip
+    assert [a["labels"]["name"] for a in firing] == ["soon"]
+    assert firing[0]["labels"]["kind"] == "MtlsIssuer"
+    assert re.match(r"4[45]\.\d days", firing[0]["annotations"]["description"].split("expires in ")[1])
 
 
 def test_promtool_check_metrics_on_a_real_scrape(operator: OperatorProcess) -> None:

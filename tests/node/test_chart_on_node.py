@@ -20,6 +20,7 @@ from harness.cluster import (
     wait_certificate,
     wait_for,
     wait_ready,
+    wait_reason,
 )
 from harness.images import OPERATOR_IMAGE, OPERATOR_TAG
 from harness.nodechart import (
@@ -81,6 +82,9 @@ def test_every_sample_reaches_its_documented_phase_through_the_pod(
 ) -> None:
     partner = Partner(tmp_path / "partner", name="Internal CA")
     create_ca_secret(node_kubectl, namespace, partner)  # the `internal-ca` the CA samples name
+    create_ca_secret(node_kubectl, namespace, partner, name="team-ca")  # issuer.yaml's MtlsIssuer
+    create_ca_secret(node_kubectl, SYSTEM, partner, name="platform-ca")  # cluster-issuer.yaml: the release namespace
+    node_kubectl.run("label", "namespace", namespace, "mtls.dev/team=payments")
     for sample in sorted(SAMPLES.glob("*.yaml")):
         node_kubectl.run("apply", "-n", namespace, "-f", str(sample))
     wait_ready(node_kubectl, namespace, "billing-client", timeout=60)  # ca-signed: Ready by itself
@@ -104,6 +108,11 @@ def test_every_sample_reaches_its_documented_phase_through_the_pod(
     node_kubectl.run("certificate", "approve", request)
     obj = wait_ready(node_kubectl, namespace, "apiserver-client", timeout=60)
     assert obj["status"]["phase"] == "Ready"
+    wait_ready(node_kubectl, namespace, "team-client", timeout=60)  # issuer.yaml: RSA 3072 under its MtlsIssuer
+    # cluster-issuer.yaml: the platform's policy signs api.<namespace>.partners.example.com only; in this namespace
+    # (not `payments`) its sample certificate is refused with the rule named, as the README's example shows.
+    refused = wait_reason(node_kubectl, namespace, "api-client", "PolicyViolation", timeout=60)
+    assert "policy.allowedCommonNames" in condition(refused)["message"]
     for name in ("billing-client", "apata-outbound", "apata-client"):
         assert node_kubectl.get("mtlscertificate", name, namespace)["status"]["phase"] == "Ready"
     [pod] = operator_pods(node_kubectl)
