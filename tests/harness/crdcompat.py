@@ -2,7 +2,8 @@
 structural schemas, version by version, that names each breaking change: a removed (pruned) field, a changed type,
 a narrowed enum, a tightened bound or pattern, a new required field without a default, a new or changed CEL rule on
 what existed before, a version no longer served. A new rule is allowed when it is guarded by a field that did not
-exist (`has(self.<new field>)`): no old object can have that field, so none is newly rejected.
+exist (`has(self.<new field>)`): no old object can have that field, so none is newly rejected; and so is an old
+rule widened by a disjunction (`<old rule> || <more>`, the old rule without a ternary): whatever passed it passes.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def _rules(old: Schema, new: Schema, where: str, added_fields: set[str]) -> Iter
     for rule in (r["rule"] for r in new.get("x-kubernetes-validations") or []):
         if rule in old_rules:
             continue
+        if any(rule.startswith(f"{old} ||") and "?" not in old for old in old_rules):
+            continue  # old => new: only more objects are accepted
         guards = set(re.findall(r"has\(self\.([A-Za-z0-9_]+)\)", rule))
         if guards & added_fields and re.search(r"^\s*!?\(?\s*!?\s*has\(self\.", rule):
             continue

@@ -106,3 +106,15 @@ def test_a_new_optional_field_with_a_rule_guarded_by_it_is_compatible() -> None:
         {"rule": "!has(self.futureField) || self.futureField != ''", "message": "not empty"}
     )
     assert breaking_changes(head_crd(), grown) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "compatible"),
+    [(" || has(self.secretName)", True), (" && has(self.secretName)", False)],
+    ids=["widened-by-or", "narrowed-by-and"],
+)
+def test_an_old_rule_widened_by_a_disjunction_is_compatible(change: str, compatible: bool) -> None:
+    changed = copy.deepcopy(head_crd())
+    rules = spec_of(changed)["x-kubernetes-validations"]
+    rules[0] = {**rules[0], "rule": rules[0]["rule"] + change}
+    assert (breaking_changes(head_crd(), changed) == []) is compatible

@@ -154,3 +154,25 @@ async def test_a_ca_rotation_moves_each_certificate_once_at_its_turn():
     status = await platform.reconcile_issuer(certificates)
     assert status["certificatesOnPreviousCA"] == 0 and status["rotation"]["completedTime"]
     assert "CARotationCompleted" in platform.kube.reasons()
+
+
+async def test_a_certificate_with_publish_ca_moves_only_once_its_configmap_carries_the_new_ca():
+    platform = Platform()
+    lc = platform.certificate(publishCA={"configMapName": "trust"})
+    await lc.settle()
+    await platform.kube.write_configmap(NAMESPACE, "trust", {"ca.crt": platform.ca[0].decode()}, None, source="c")
+    await platform.reconcile_issuer([lc])  # the current CA recorded
+    platform.clock.advance(minutes=5)
+    new_ca = platform.put_ca("Platform CA")
+    status = await platform.reconcile_issuer([lc])
+    started = datetime.datetime.fromisoformat(status["rotation"]["startedTime"])
+    platform.clock.now = reissue_time(lc.body["metadata"]["uid"], started, datetime.timedelta(hours=1))
+    new_cert = x509.load_pem_x509_certificate(new_ca[0])
+    await lc.settle()
+    assert not issued_by(leaf_of(lc), new_cert), "servers trusting the bundle would refuse it"
+    assert lc.wake_at == platform.clock.now + datetime.timedelta(seconds=2)
+    existing = await platform.kube.get_configmap(NAMESPACE, "trust")
+    both = platform.ca[0].decode() + new_ca[0].decode()
+    await platform.kube.write_configmap(NAMESPACE, "trust", {"ca.crt": both}, existing, source="c")
+    await lc.settle()
+    assert issued_by(leaf_of(lc), new_cert)

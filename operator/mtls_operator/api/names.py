@@ -16,6 +16,9 @@ ISSUER_PLURAL = "mtlsissuers"
 CLUSTER_ISSUER_KIND = "ClusterMtlsIssuer"
 CLUSTER_ISSUER_PLURAL = "clustermtlsissuers"
 ISSUER_PLURALS = {ISSUER_KIND: ISSUER_PLURAL, CLUSTER_ISSUER_KIND: CLUSTER_ISSUER_PLURAL}
+# Events about a cluster-scoped object must be in `default` (the apiserver rejects any other namespace for an
+# involvedObject without one); `kubectl describe clustermtlsissuer` finds them there.
+CLUSTER_EVENTS_NAMESPACE = "default"
 USE_VERB = "use"  # the RBAC verb on clustermtlsissuers/<name> the admission policy requires
 NAMESPACE_PLACEHOLDER = "{namespace}"  # in an issuer's name patterns: the requesting certificate's namespace
 

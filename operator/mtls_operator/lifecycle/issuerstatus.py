@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mtls_operator.api.issuer import issuer_key_of, parse_issuer
-from mtls_operator.api.names import TLS_CRT
+from mtls_operator.api.names import CLUSTER_EVENTS_NAMESPACE, TLS_CRT
 from mtls_operator.api.refs import IssuerKey
 from mtls_operator.api.status import ConditionType, find_condition, format_time
 from mtls_operator.kube.client import KubeIO
@@ -105,12 +105,13 @@ class IssuerStatusReconciler:
         updated = await self.kube.patch_issuer_status(kind, key.namespace, key.name, patch) if patch else None
         if self.on_status is not None:
             self.on_status(key, updated.get("status") or {} if updated else {**old, **status})
-        owner = Owner.of(
-            body, kind=kind, events_namespace=self.directory.ca_namespace(key) if not key.namespace else None
-        )
+        owner = Owner.of(body, kind=kind, events_namespace=None if key.namespace else CLUSTER_EVENTS_NAMESPACE)
         for event_type, reason, message in events:
             log.info("%s: %s %s: %s", key, event_type, reason, message)
-            await self.kube.post_event(owner, event_type, reason, message)
+            try:
+                await self.kube.post_event(owner, event_type, reason, message)
+            except Exception as exc:  # the status says it too; a lost Event must not redo the status work
+                log.warning("%s: could not post Event %s: %s", key, reason, exc)
         return updated
 
     async def _on_previous_ca(self, ca: CertificateAuthority, fingerprint: str, users: Sequence[IssuerUser]) -> int:

@@ -16,6 +16,9 @@ from mtls_operator.lifecycle.policy.trigger import uid_fraction
 # The issuer's status has not caught up with its CA Secret yet (the issuer reconcile records the rotation): look
 # again after this rather than re-issue under a rotation nobody has recorded.
 UNRECORDED_RETRY = datetime.timedelta(seconds=5)
+# A certificate with spec.publishCA moves only once its ConfigMap carries the new CA (servers that trust through it
+# must accept the new certificate from its first use): looked at again this often until then.
+PUBLISHED_RETRY = datetime.timedelta(seconds=2)
 
 
 @dataclass(frozen=True)

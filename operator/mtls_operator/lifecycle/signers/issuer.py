@@ -12,17 +12,17 @@ from __future__ import annotations
 from cryptography import x509
 
 from mtls_operator.api.issuer import parse_issuer
-from mtls_operator.api.names import TLS_CRT
+from mtls_operator.api.names import CA_CRT, TLS_CRT
 from mtls_operator.api.status import parse_time
 from mtls_operator.lifecycle.attempt import Attempt, Deferred, Issued, Rejected, SignResult
 from mtls_operator.lifecycle.issuers import ResolvedIssuer
 from mtls_operator.lifecycle.policy import readiness as phases
-from mtls_operator.lifecycle.policy.carotation import ca_move
+from mtls_operator.lifecycle.policy.carotation import PUBLISHED_RETRY, ca_move
 from mtls_operator.lifecycle.policy.issuance import IssuanceRequest, Violation, narrowed, violations
 from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
 from mtls_operator.lifecycle.signers.base import SignerBase, SignerContext
 from mtls_operator.lifecycle.signers.ca import CALoader, sign_with
-from mtls_operator.pki.certificates import describe_certificate, first_certificate, issued_by
+from mtls_operator.pki.certificates import describe_certificate, first_certificate, issued_by, load_pem_bundle
 from mtls_operator.pki.csr import CsrPolicy, build_csr, check_partner_csr, csr_dns_names, subject_fields
 from mtls_operator.pki.keys import key_spec_of
 
@@ -143,8 +143,19 @@ class IssuerSigner(SignerBase):
         )
         if not move.due:
             return Deferred(move.at, f"{issuer.spec.key} has a new CA; this certificate moves to it at its turn")
+        configmap = a.spec.publish_ca_configmap
+        if configmap and not await self._published(a.spec.namespace, configmap, issuer.fingerprint):
+            return Deferred(a.now + PUBLISHED_RETRY, f"publishCA ConfigMap {configmap} does not carry the new CA yet")
         message = f"{issuer.spec.key} has a new CA (fingerprint {issuer.fingerprint}): re-issued by it"
         return await self._issue(a, issuer, csr, Trigger(TriggerReason.ISSUER_ROTATED, message))
+
+    async def _published(self, namespace: str, configmap: str, fingerprint: str) -> bool:
+        data = await self.ctx.kube.get_configmap_data(namespace, configmap) or {}
+        try:
+            bundle = load_pem_bundle(data.get(CA_CRT, "").encode())
+        except ValueError:
+            return False
+        return any(describe_certificate(c).fingerprint_sha256 == fingerprint for c in bundle)
 
 
 def _violation_message(issuer: ResolvedIssuer, found: list[Violation]) -> str:
