@@ -15,6 +15,7 @@ The binaries are built once per machine by build.sh and cached outside the repos
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime
 import ipaddress
@@ -222,6 +223,7 @@ class ControlPlane:
     server: str
     kubeconfig: Path
     pids: list[int]
+    etcd_url: str = ""  # plain HTTP on loopback (or in the node's namespace): tests read the stored bytes there
 
     def wait_ready(self, timeout: float = 120.0) -> float:
         """Waits for the apiserver's /readyz; returns the seconds it took."""
@@ -334,8 +336,27 @@ rules:
 """
 
 
+def encryption_config(provider: str) -> str:
+    """An EncryptionConfiguration for Secrets with one fresh 32-byte key (`secretbox`, `aesgcm` or `aescbc`), plus
+    `identity` last so Secrets written before it was turned on stay readable (the documented migration path)."""
+    if provider not in ("secretbox", "aesgcm", "aescbc"):
+        raise ValueError(f"unknown encryption provider {provider!r}")
+    key = base64.b64encode(os.urandom(32)).decode()
+    return (
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n"
+        "  - resources: [secrets]\n    providers:\n"
+        f"      - {provider}:\n          keys:\n            - name: key1\n              secret: {key}\n"
+        "      - identity: {}\n"
+    )
+
+
 def start(
-    directory: Path, *, controller_manager: bool = True, audit: bool = False, network: Network | None = None
+    directory: Path,
+    *,
+    controller_manager: bool = True,
+    audit: bool = False,
+    network: Network | None = None,
+    encryption: str | None = None,
 ) -> ControlPlane:
     """Starts etcd, kube-apiserver and kube-controller-manager in the background (own process groups), ready.
 
@@ -404,12 +425,16 @@ def start(
         (directory / "audit-policy.yaml").write_text(AUDIT_POLICY)
         apiserver_cmd += [f"--audit-policy-file={directory / 'audit-policy.yaml'}",
                           f"--audit-log-path={directory / 'audit.log'}", "--audit-log-mode=blocking"]  # fmt: skip
+    if encryption:  # Secrets encrypted at rest by the apiserver (tests/e2e/test_encryption_at_rest.py)
+        (directory / "encryption.yaml").write_text(encryption_config(encryption))
+        (directory / "encryption.yaml").chmod(0o600)
+        apiserver_cmd.append(f"--encryption-provider-config={directory / 'encryption.yaml'}")
     started = time.monotonic()
     etcd_cmd, apiserver_cmd = prefix + etcd_cmd, prefix + apiserver_cmd
     pids = [_spawn(directory, "etcd", etcd_cmd), _spawn(directory, "kube-apiserver", apiserver_cmd)]
     kubeconfig = directory / "kubeconfig"
     write_kubeconfig(kubeconfig, server, pki)
-    plane = ControlPlane(directory=directory, server=server, kubeconfig=kubeconfig, pids=pids)
+    plane = ControlPlane(directory=directory, server=server, kubeconfig=kubeconfig, pids=pids, etcd_url=etcd_url)
     # Commands are kept so a test can stop and start one component (an apiserver or etcd outage).
     state: dict = {"server": server, "pids": pids, "helpers": [],
                    "commands": {"etcd": etcd_cmd, "kube-apiserver": apiserver_cmd}}  # fmt: skip

@@ -408,7 +408,8 @@ def own_control_plane(directory: Path, *, crd: bool = True, **options: Any) -> I
         kube = Kubectl(plane.kubeconfig)
         if crd:
             kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
-            kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+            for name in ("mtlscertificates", "mtlsissuers", "clustermtlsissuers"):
+                kube.run("wait", "--for", "condition=established", "--timeout=60s", f"crd/{name}.mtls.dev")
         yield plane, kube
     finally:
         controlplane.stop(plane.directory)
