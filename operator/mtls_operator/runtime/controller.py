@@ -291,7 +291,7 @@ class Controller:
     def _store(self, key: CertKey, body: Mapping[str, Any]) -> None:
         self.cache[key] = CachedCertificate.of(body)
         self._secrets.update(key, referenced_secrets(body))
-        self._issuer_users_changed(self.issuers.set_certificate(key, body), self.issuers.issuer_of(key))
+        self._issuer_users_changed(*self.issuers.set_certificate(key, body))
 
     def _issuer_users_changed(self, *keys: IssuerKey | None) -> None:
         for issuer in keys:
@@ -302,7 +302,7 @@ class Controller:
         cached = self.cache.pop(key, None)
         if cached is not None and cached.publish_ca:
             self.queue.add((PUBLISH, key[0], cached.publish_ca))  # its CAs leave the bundle
-        self._issuer_users_changed(self.issuers.set_certificate(key, None))
+        self._issuer_users_changed(*self.issuers.set_certificate(key, None))
         self._secrets.forget(key)
         self.queue.forget(key)
         self.metrics.remove(*key)

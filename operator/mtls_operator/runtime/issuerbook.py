@@ -68,22 +68,24 @@ class IssuerBook:
                 self._ca_readers.pop(secret, None)
 
     def store_namespace(self, body: Mapping[str, Any]) -> bool:
-        """Whether its labels changed (a cluster issuer's namespaceSelector may now decide otherwise)."""
+        """Whether its labels changed or it is new here (a cluster issuer's namespaceSelector may now decide
+        otherwise, also for a certificate reconciled before its namespace's watch event arrived)."""
         meta = body.get("metadata") or {}
         labels = dict(meta.get("labels") or {})
         old = self._labels.get(meta.get("name", ""))
         self._labels[meta.get("name", "")] = labels
-        return old is not None and old != labels
+        return old != labels
 
     def forget_namespace(self, name: str) -> None:
         self._labels.pop(name, None)
 
-    def set_certificate(self, cert: CertKey, body: Mapping[str, Any] | None) -> IssuerKey | None:
-        """Records which issuer (if any) the certificate's body names; returns the previous one if it changed."""
+    def set_certificate(self, cert: CertKey, body: Mapping[str, Any] | None) -> tuple[IssuerKey | None, ...]:
+        """Records which issuer (if any) the certificate's body names; returns the issuers whose users changed
+        (the previous and the new one; none when the reference is the same)."""
         new = issuer_ref_of(body) if body is not None else None
         old = self._issuer_of.get(cert)
         if old == new:
-            return None
+            return ()
         if old is not None:
             users = self._users.get(old, set())
             users.discard(cert)
@@ -93,7 +95,7 @@ class IssuerBook:
         if new is not None:
             self._issuer_of[cert] = new
             self._users.setdefault(new, set()).add(cert)
-        return old
+        return old, new
 
     # --- queries ------------------------------------------------------------------------------------------------
 
