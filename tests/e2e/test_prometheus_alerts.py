@@ -25,6 +25,15 @@ def alerts(url: str, namespace: str) -> list[dict]:
     return [a for a in found if a["labels"].get("namespace") == namespace]
 
 
+def wait_firing(url: str, namespace: str, alertname: str) -> list[dict]:
+    """The namespace's alerts of that name once at least one is firing (rules are evaluated every few seconds)."""
+    return wait_for(
+        lambda: [a for a in alerts(url, namespace) if a["labels"]["alertname"] == alertname and a["state"] == "firing"],
+        timeout=60,
+        what=f"{alertname} firing",
+    )
+
+
 def test_renewal_due_alert_fires_for_a_20_day_certificate_only(
     kubectl: Kubectl, operator: OperatorProcess, namespace: str, partner: Partner, prometheus: str
 ) -> None:
@@ -33,14 +42,7 @@ def test_renewal_due_alert_fires_for_a_20_day_certificate_only(
     put_signed(kubectl, namespace, "twenty-signed", {"tls.crt": partner.sign(short_csr, days=20, out="20.crt")})
     put_signed(kubectl, namespace, "year-signed", {"tls.crt": partner.sign(long_csr, days=365, out="365.crt")})
     wait_ready(kubectl, namespace, "year")
-    firing = wait_for(
-        lambda: [
-            a for a in alerts(prometheus, namespace)
-            if a["labels"]["alertname"] == "MtlsCertificateRenewalDue" and a["state"] == "firing"
-        ],
-        timeout=60,
-        what="MtlsCertificateRenewalDue firing",
-    )  # fmt: skip
+    firing = wait_firing(prometheus, namespace, "MtlsCertificateRenewalDue")
     assert [a["labels"]["name"] for a in firing] == ["twenty"]
     assert firing[0]["labels"]["common_name"] == "client.example.com"
     assert re.search(r"expires in (19\.9|20\.0) days", firing[0]["annotations"]["description"])
@@ -58,14 +60,7 @@ def test_issuer_ca_expiring_alert_fires_for_the_45_day_ca_only(
         issuer = {"apiVersion": "mtls.dev/v1alpha1", "kind": "MtlsIssuer", "metadata": {"name": name},
                   "spec": {"ca": {"secretName": f"{name}-ca"}}}  # fmt: skip
         kubectl.apply(json.dumps(issuer), namespace)
-    firing = wait_for(
-        lambda: [
-            a for a in alerts(prometheus, namespace)
-            if a["labels"]["alertname"] == "MtlsIssuerCAExpiringSoon" and a["state"] == "firing"
-        ],
-        timeout=60,
-        what="MtlsIssuerCAExpiringSoon firing",
-    )  # fmt: skip
+    firing = wait_firing(prometheus, namespace, "MtlsIssuerCAExpiringSoon")
     assert [a["labels"]["name"] for a in firing] == ["soon"]
     assert firing[0]["labels"]["kind"] == "MtlsIssuer"
     assert re.match(r"4[45]\.\d days", firing[0]["annotations"]["description"].split("expires in ")[1])
