@@ -417,12 +417,13 @@ def test_a_restart_finds_the_issuers_before_any_certificate_looks_for_them(
     suffix = uuid.uuid4().hex[:6]
     issuer, secret = f"restart-{suffix}", f"restart-ca-{suffix}"
     ca_secret(kubectl, issuer_namespace, secret, ca)
-    policy = {"namespaceSelector": {"matchLabels": {"mtls.dev/restart": suffix}}}
+    label = f"r-{suffix}"  # never all digits: a label value must stay a string in YAML
+    policy = {"namespaceSelector": {"matchLabels": {"mtls.dev/restart": label}}}
     kubectl.run("apply", "-f", "-", input=cluster_issuer(issuer, secret, policy))
     wait_issuer_ready(kubectl, issuer)
     team = f"t-rst-{suffix}"
     kubectl.run("create", "namespace", team)
-    kubectl.run("label", "namespace", team, f"mtls.dev/restart={suffix}")
+    kubectl.run("label", "namespace", team, f"mtls.dev/restart={label}")
     names = [f"r{i}" for i in range(5)]
     for name in names:
         kubectl.apply(certificate_manifest(name, spec=issued(issuer)), team)
