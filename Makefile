@@ -13,7 +13,7 @@ NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack 
 TOOLS_BIN   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mtls-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: help deps venv tools controlplane node cluster-up cluster-down node-up node-down image run test unit e2e node-e2e lint fmt manifests check-manifests bench bench-quick soak chaos chaos-quick clean
+.PHONY: help deps venv tools controlplane node cluster-up cluster-down node-up node-down image run test unit e2e node-e2e lint fmt manifests check-manifests bench bench-quick bench-hsm soak chaos chaos-quick clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -107,6 +107,9 @@ bench: venv tools controlplane ## benchmarks (about 15 min): bench/results/lates
 
 bench-quick: deps venv tools controlplane ## every benchmark scenario with small counts (CI smoke test)
 	PYTHONPATH=tests:tests/controlplane $(PY) bench/run.py --quick
+
+bench-hsm: deps venv ## certificates/s with the CA key in SoftHSM2 next to in memory (about 1 min): bench/results/hsm.{json,md}
+	PYTHONPATH=tests $(PY) bench/hsm.py
 
 soak: deps venv tools controlplane ## memory under continuous renewals (300 certificates, 30 min): bench/results/soak.{json,md}
 	PYTHONPATH=tests:tests/controlplane $(PY) bench/soak.py
