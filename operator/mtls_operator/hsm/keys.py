@@ -5,7 +5,7 @@ not in this process."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, Generic, NoReturn, Self, TypeVar
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -23,12 +23,39 @@ def _not_here() -> NoReturn:
     raise TypeError("the private key is in the PKCS#11 token and cannot be exported or used here")
 
 
-class TokenRSAPrivateKey(rsa.RSAPrivateKey):
-    def __init__(self, public: rsa.RSAPublicKey, token_sign: TokenSign, label: str) -> None:
-        self._public = public
+PublicKey = TypeVar("PublicKey", rsa.RSAPublicKey, ec.EllipticCurvePublicKey)
+
+
+class _TokenKey(Generic[PublicKey]):
+    """What both key types share: the public half, the token's signing call, and refusals of everything else. It
+    comes first in each subclass's bases so its methods implement the cryptography ABC's abstract ones."""
+
+    def __init__(self, public: PublicKey, token_sign: TokenSign, label: str) -> None:
+        self._public: PublicKey = public
         self._sign = token_sign
         self.label = label  # where the key is, for messages
 
+    @property
+    def key_size(self) -> int:
+        return self._public.key_size
+
+    def public_key(self) -> PublicKey:
+        return self._public
+
+    def private_numbers(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _not_here()
+
+    def private_bytes(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _not_here()
+
+    def __copy__(self) -> Self:
+        return self  # one handle on one token key: a copy would be the same key
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
+
+
+class TokenRSAPrivateKey(_TokenKey[rsa.RSAPublicKey], rsa.RSAPrivateKey):
     def sign(self, data: bytes, padding: padding.AsymmetricPadding, algorithm: Any) -> bytes:
         if not isinstance(padding, _PKCS1v15) or isinstance(algorithm, Prehashed):
             raise TypeError(f"{self.label}: only PKCS#1 v1.5 signatures over the data are supported")
@@ -37,35 +64,11 @@ class TokenRSAPrivateKey(rsa.RSAPrivateKey):
             raise TypeError(f"{self.label}: no PKCS#11 mechanism for {algorithm.name} here")
         return self._sign(data, mechanism)
 
-    @property
-    def key_size(self) -> int:
-        return self._public.key_size
-
-    def public_key(self) -> rsa.RSAPublicKey:
-        return self._public
-
     def decrypt(self, *args: Any, **kwargs: Any) -> bytes:
         _not_here()
 
-    def private_numbers(self, *args: Any, **kwargs: Any) -> rsa.RSAPrivateNumbers:
-        _not_here()
 
-    def private_bytes(self, *args: Any, **kwargs: Any) -> bytes:
-        _not_here()
-
-    def __copy__(self) -> TokenRSAPrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> TokenRSAPrivateKey:
-        return self
-
-
-class TokenECPrivateKey(ec.EllipticCurvePrivateKey):
-    def __init__(self, public: ec.EllipticCurvePublicKey, token_sign: TokenSign, label: str) -> None:
-        self._public = public
-        self._sign = token_sign
-        self.label = label
-
+class TokenECPrivateKey(_TokenKey[ec.EllipticCurvePublicKey], ec.EllipticCurvePrivateKey):
     def sign(
         self, data: bytes | bytearray | memoryview, signature_algorithm: ec.EllipticCurveSignatureAlgorithm
     ) -> bytes:
@@ -85,27 +88,8 @@ class TokenECPrivateKey(ec.EllipticCurvePrivateKey):
     def curve(self) -> ec.EllipticCurve:
         return self._public.curve
 
-    @property
-    def key_size(self) -> int:
-        return self._public.key_size
-
-    def public_key(self) -> ec.EllipticCurvePublicKey:
-        return self._public
-
     def exchange(self, *args: Any, **kwargs: Any) -> bytes:
         _not_here()
-
-    def private_numbers(self, *args: Any, **kwargs: Any) -> ec.EllipticCurvePrivateNumbers:
-        _not_here()
-
-    def private_bytes(self, *args: Any, **kwargs: Any) -> bytes:
-        _not_here()
-
-    def __copy__(self) -> TokenECPrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> TokenECPrivateKey:
-        return self
 
 
 _PKCS1v15 = padding.PKCS1v15
