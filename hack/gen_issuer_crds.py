@@ -121,6 +121,109 @@ def policy(cluster: bool) -> dict[str, Any]:
     }
 
 
+def exactly_one(a: str, b: str, what: str) -> dict[str, str]:
+    return {"rule": f"has(self.{a}) != has(self.{b})", "message": f"set exactly one of {a} and {b} ({what})"}
+
+
+def ca(where: str) -> dict[str, Any]:
+    """spec.ca: the CA keypair in a Secret, or the CA key in a PKCS#11 token and its certificate beside it."""
+    name = {"type": "string", "minLength": 1, "maxLength": 253}
+    return {
+        "type": "object",
+        "description": (
+            "Where the CA is: secretName (the keypair in a Secret), or pkcs11 (the key inside a PKCS#11 token, which "
+            "never leaves it) with certificate (the CA certificate, public)."
+        ),
+        "properties": {
+            "secretName": {**name, "description": f"Secret {where} holding the CA's tls.crt and tls.key."},
+            "pkcs11": {
+                "type": "object",
+                "description": (
+                    "The CA key in a PKCS#11 token (an HSM; SoftHSM2 for tests). Create the key inside the token, "
+                    "non-extractable and sensitive; the operator signs through the token and never sees the key. "
+                    "Ready says HSMUnavailable, naming the problem, while the token cannot sign."
+                ),
+                "required": ["module", "pinSecretRef"],
+                "properties": {
+                    "module": {
+                        "type": "string",
+                        "description": (
+                            "Path of the PKCS#11 library in the operator's container, e.g. "
+                            "/usr/lib/softhsm/libsofthsm2.so. The operator loads only the modules it is started "
+                            "with (--pkcs11-module; Helm: hsm.modules)."
+                        ),
+                        "minLength": 2,
+                        "maxLength": 4096,
+                        "x-kubernetes-validations": [
+                            {"rule": "self.startsWith('/')", "message": "must be an absolute path"}
+                        ],
+                    },
+                    "tokenLabel": {
+                        "type": "string",
+                        "description": "The token's label (CKA_LABEL of the token).",
+                        "minLength": 1,
+                        "maxLength": 32,
+                    },
+                    "tokenSerial": {
+                        "type": "string",
+                        "description": "The token's serial number.",
+                        "minLength": 1,
+                        "maxLength": 16,
+                    },
+                    "keyLabel": {
+                        "type": "string",
+                        "description": "The private key's CKA_LABEL.",
+                        "minLength": 1,
+                        "maxLength": 256,
+                    },
+                    "keyId": {
+                        "type": "string",
+                        "description": "The private key's CKA_ID in hexadecimal, e.g. 01a2 or 01:a2.",
+                        "maxLength": 767,
+                        "pattern": "^[0-9a-fA-F]{2}(:?[0-9a-fA-F]{2})*$",
+                    },
+                    "pinSecretRef": {
+                        "type": "object",
+                        "description": f"The Secret {where} holding the token's user PIN (trailing newlines ignored).",
+                        "required": ["name"],
+                        "properties": {
+                            "name": name,
+                            "key": {"type": "string", "description": "Default pin.", "minLength": 1, "maxLength": 253},
+                        },
+                    },
+                },
+                "x-kubernetes-validations": [
+                    exactly_one("tokenLabel", "tokenSerial", "which token"),
+                    exactly_one("keyLabel", "keyId", "which key on the token"),
+                ],
+            },
+            "certificate": {
+                "type": "object",
+                "description": f"With pkcs11: the Secret or ConfigMap {where} holding the CA certificate (PEM or DER).",
+                "properties": {
+                    "secretName": name,
+                    "configMapName": name,
+                    "key": {"type": "string", "description": "Default ca.crt.", "minLength": 1, "maxLength": 253},
+                },
+                "x-kubernetes-validations": [exactly_one("secretName", "configMapName", "where the CA certificate is")],
+            },
+        },
+        "x-kubernetes-validations": [
+            {
+                "rule": "has(self.secretName) != has(self.pkcs11)",
+                "message": "set exactly one of secretName (the CA keypair in a Secret) and pkcs11 (the key in a token)",
+            },
+            {
+                "rule": "has(self.pkcs11) == has(self.certificate)",
+                "message": (
+                    "pkcs11 needs certificate (where the CA certificate is), and certificate applies only with "
+                    "pkcs11 (with secretName the certificate is the Secret's tls.crt)"
+                ),
+            },
+        ],
+    }
+
+
 def status() -> dict[str, Any]:
     return {
         "type": "object",
@@ -129,7 +232,10 @@ def status() -> dict[str, Any]:
             "observedGeneration": {"type": "integer"},
             "conditions": {
                 "type": "array",
-                "description": "Ready: the CA Secret exists, holds a CA and its key, and is valid now.",
+                "description": (
+                    "Ready: the CA is valid now and its key can sign (in the CA Secret, or in the PKCS#11 token, "
+                    "probed every 30 s)."
+                ),
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["type"],
                 "items": {
@@ -154,6 +260,7 @@ def status() -> dict[str, Any]:
                     "notBefore": {"type": "string", "format": "date-time"},
                     "notAfter": {"type": "string", "format": "date-time"},
                     "fingerprint": {"type": "string", "description": "SHA-256, as openssl prints it."},
+                    "key": {"type": "string", "description": "Where its key is: the Secret, or the PKCS#11 token."},
                 },
             },
             "rotation": {
@@ -191,18 +298,7 @@ def crd(kind: str, plural: str, cluster: bool, short_names: list[str]) -> dict[s
         "type": "object",
         "required": ["ca"],
         "properties": {
-            "ca": {
-                "type": "object",
-                "required": ["secretName"],
-                "properties": {
-                    "secretName": {
-                        "type": "string",
-                        "description": f"Secret {where} holding the CA's tls.crt and tls.key.",
-                        "minLength": 1,
-                        "maxLength": 253,
-                    }
-                },
-            },
+            "ca": ca(where),
             "policy": policy(cluster),
             "rotation": {
                 "type": "object",

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import controlplane
-from harness.cluster import ROOT, Kubectl, OperatorProcess, Partner, running_prometheus
+from harness.cluster import DEFAULT_ARGS, ROOT, Kubectl, OperatorProcess, Partner, running_prometheus
+from harness.softhsm import SessionHSM, find_module
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +31,28 @@ def kubectl(cluster: controlplane.ControlPlane) -> Kubectl:
 
 
 @pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SessionHSM:
+    """The session's PKCS#11 tokens (SoftHSM2), made before the operator starts: the operator loads the library
+    with this configuration, as a Pod would from its mounted SOFTHSM2_CONF."""
+    module = find_module()
+    if module is None:
+        pytest.fail("SoftHSM2 is not installed: make deps installs it")
+    return SessionHSM.create(tmp_path_factory.mktemp("softhsm"), module)
+
+
+@pytest.fixture(scope="session")
 def operator(
-    cluster: controlplane.ControlPlane, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+    cluster: controlplane.ControlPlane,
+    kubectl: Kubectl,
+    softhsm: SessionHSM,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator-logs"))
+    proc = OperatorProcess(
+        cluster.kubeconfig,
+        tmp_path_factory.mktemp("operator-logs"),
+        [*DEFAULT_ARGS, *softhsm.operator_args()],
+        env={"SOFTHSM2_CONF": str(softhsm.hsm.conf)},
+    )
     proc.start()
     try:
         yield proc

@@ -87,6 +87,9 @@ def free_port() -> int:
 CLUSTER_ISSUER_NAMESPACE = "mtls-system"  # the session operator's --cluster-issuer-namespace
 
 
+DEFAULT_ARGS = ("--all-namespaces", "--kubernetes-signer", "--cluster-issuer-namespace", CLUSTER_ISSUER_NAMESPACE)
+
+
 class OperatorProcess:
     """The operator really running, as `mtls-operator run`, logging to a file the tests can read."""
 
@@ -102,12 +105,7 @@ class OperatorProcess:
         """`command`/`env`: another build of the operator (a previous release run from its source)."""
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
-        self.args = args or [
-            "--all-namespaces",
-            "--kubernetes-signer",
-            "--cluster-issuer-namespace",
-            CLUSTER_ISSUER_NAMESPACE,
-        ]
+        self.args = args or list(DEFAULT_ARGS)
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0

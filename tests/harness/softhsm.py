@@ -119,3 +119,39 @@ class SoftHSM:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+PIN = "pin-31415"  # not a substring of anything else a test reads: a leak would be found
+# On the operator's --pkcs11-module list, but not on disk: an allowed library that cannot be loaded.
+ABSENT_MODULE = "/opt/hsm-vendor/lib/libabsent-pkcs11.so"
+PROBE_SECONDS = 2  # the session operator probes token keys this often (production: 30)
+
+
+@dataclass
+class SessionHSM:
+    """The e2e session's tokens: `e2e-rsa` holds RSA key `rsa-ca`, `e2e-ec` ECDSA P-256 key `ec-ca`; their CA
+    certificates are `certificate(name)`."""
+
+    hsm: SoftHSM
+
+    @classmethod
+    def create(cls, root: Path, module: str) -> SessionHSM:
+        hsm = SoftHSM.create(root, module)
+        hsm.init_token("e2e-rsa", PIN)
+        hsm.init_token("e2e-ec", PIN)
+        hsm.make_ca("e2e-rsa", PIN, "rsa-ca", root / "rsa-ca.crt")
+        hsm.make_ca("e2e-ec", PIN, "ec-ca", root / "ec-ca.crt", kind="ECDSA")
+        return cls(hsm)
+
+    @property
+    def module(self) -> str:
+        return self.hsm.module
+
+    def certificate(self, name: str) -> Path:
+        return self.hsm.root / f"{name}.crt"
+
+    def operator_args(self) -> list[str]:
+        return [
+            "--pkcs11-module", self.module, "--pkcs11-module", ABSENT_MODULE,
+            "--pkcs11-probe-seconds", str(PROBE_SECONDS),
+        ]  # fmt: skip

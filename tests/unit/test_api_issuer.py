@@ -6,8 +6,16 @@ import datetime
 
 import pytest
 
-from mtls_operator.api.issuer import issuer_ref_of, parse_issuer
+from mtls_operator.api.issuer import ca_secret_names, issuer_ref_of, parse_issuer
 from mtls_operator.api.refs import IssuerKey
+
+TOKEN = {
+    "module": "/usr/lib/softhsm/libsofthsm2.so",
+    "tokenLabel": "ca",
+    "keyLabel": "issuing",
+    "pinSecretRef": {"name": "ca-pin"},
+}
+TOKEN_CA = {"pkcs11": TOKEN, "certificate": {"configMapName": "ca-cert"}}
 
 
 def body(spec: dict, namespace: str | None = None) -> dict:
@@ -50,7 +58,14 @@ def test_a_full_policy() -> None:
 @pytest.mark.parametrize(
     ("kind", "spec", "message"),
     [
-        ("MtlsIssuer", {}, "spec.ca.secretName is required"),
+        ("MtlsIssuer", {}, "exactly one of secretName .* and pkcs11"),
+        ("MtlsIssuer", {"ca": {"secretName": "x", "pkcs11": TOKEN}}, "exactly one of secretName .* and pkcs11"),
+        ("MtlsIssuer", {"ca": {"pkcs11": TOKEN}}, "needs spec.ca.certificate"),
+        ("MtlsIssuer", {"ca": {"pkcs11": TOKEN, "certificate": {}}}, "exactly one of secretName and configMapName"),
+        ("MtlsIssuer", {"ca": {**TOKEN_CA, "pkcs11": {**TOKEN, "tokenSerial": "1"}}}, "tokenLabel and tokenSerial"),
+        ("MtlsIssuer", {"ca": {**TOKEN_CA, "pkcs11": {**TOKEN, "keyId": "01"}}}, "keyLabel and keyId"),
+        ("MtlsIssuer", {"ca": {**TOKEN_CA, "pkcs11": {**TOKEN, "keyLabel": None, "keyId": "zz"}}}, "not hexadecimal"),
+        ("MtlsIssuer", {"ca": {**TOKEN_CA, "pkcs11": {**TOKEN, "pinSecretRef": None}}}, "pinSecretRef.name"),
         ("MtlsIssuer", {"ca": {"secretName": "x"}, "policy": {"namespaceSelector": {}}}, "ClusterMtlsIssuer only"),
         ("ClusterMtlsIssuer", {"ca": {"secretName": "x"}, "policy": {"allowedSubject": {"cn": ["a"]}}}, "unknown"),
         ("ClusterMtlsIssuer", {"ca": {"secretName": "x"}, "policy": {"maxDuration": "a year"}}, "invalid duration"),
@@ -61,6 +76,30 @@ def test_a_full_policy() -> None:
 def test_unusable_specs_are_named(kind: str, spec: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_issuer(kind, body(spec))
+
+
+def test_a_ca_key_in_a_token_with_its_certificate_beside_it() -> None:
+    spec = parse_issuer("MtlsIssuer", body({"ca": TOKEN_CA}, namespace="team"))
+    assert spec.ca_secret_name is None
+    token = spec.pkcs11
+    assert token is not None
+    assert (token.module, token.token_label, token.token_serial) == ("/usr/lib/softhsm/libsofthsm2.so", "ca", None)
+    assert (token.key_label, token.key_id) == ("issuing", None)
+    assert (token.pin_secret_name, token.pin_secret_key) == ("ca-pin", "pin")
+    assert (token.certificate.configmap_name, token.certificate.key) == ("ca-cert", "ca.crt")
+    by_id = {**TOKEN, "tokenLabel": None, "tokenSerial": "93f1", "keyLabel": None, "keyId": "01:A2"}
+    certificate = {"secretName": "ca-public", "key": "tls.crt"}
+    spec = parse_issuer("MtlsIssuer", body({"ca": {"pkcs11": by_id, "certificate": certificate}}))
+    assert spec.pkcs11 is not None and spec.pkcs11.key_id == b"\x01\xa2" and spec.pkcs11.token_serial == "93f1"
+    assert str(spec.pkcs11.certificate) == "Secret ca-public (key tls.crt)"
+
+
+def test_the_secrets_an_issuer_reads() -> None:
+    assert ca_secret_names(body({"ca": {"secretName": "ca"}})) == ("ca",)
+    token_ca = {"ca": {"pkcs11": TOKEN, "certificate": {"secretName": "ca-public"}}}
+    assert ca_secret_names(body(token_ca)) == ("ca-pin", "ca-public")
+    assert ca_secret_names(body({"ca": TOKEN_CA})) == ("ca-pin",)  # the certificate is in a ConfigMap
+    assert ca_secret_names(body({"ca": "not-an-object"})) == ()
 
 
 def test_the_reference_a_certificate_makes() -> None:

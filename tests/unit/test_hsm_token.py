@@ -145,8 +145,12 @@ def test_a_wrong_pin_is_named_and_never_retried_until_it_changes(hsm: SoftHSM) -
     with pytest.raises(HsmUnavailable, match="refused the PIN") as refused:
         keys.signing_key(ref, b"0000", cert.public_key())
     assert "0000" not in str(refused.value)
-    with pytest.raises(HsmUnavailable, match="not tried again until the PIN Secret changes"):
-        keys.signing_key(ref, b"0000", cert.public_key())
+    hsm.take_away()  # the second try must not reach the token: with it gone, the answer would say so
+    try:
+        with pytest.raises(HsmUnavailable, match="refused the PIN; it is not tried again until the PIN Secret changes"):
+            keys.signing_key(ref, b"0000", cert.public_key())
+    finally:
+        hsm.bring_back()
     keys.signing_key(ref, PIN.encode(), cert.public_key())  # the right PIN, presented later, works
     keys.close()
 

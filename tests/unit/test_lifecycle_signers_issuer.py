@@ -14,7 +14,6 @@ from harness.lifecycle import NAMESPACE, Clock, Lifecycle, certificate_body, mak
 from mtls_operator.api.refs import IssuerKey
 from mtls_operator.lifecycle.issuerstatus import IssuerStatusReconciler, IssuerUser
 from mtls_operator.lifecycle.policy.carotation import reissue_time
-from mtls_operator.lifecycle.signers.ca import CALoader
 from mtls_operator.pki.certificates import issued_by
 from mtls_operator.runtime.issuerbook import IssuerBook
 
@@ -53,7 +52,7 @@ class Platform:
         return Lifecycle(certificate_body(name, spec={**REF, **spec}), self.kube, issuers=self.book, clock=self.clock)
 
     async def reconcile_issuer(self, users: list[Lifecycle]) -> dict[str, Any]:
-        loader = CALoader(users[0].reconciler.context)
+        loader = users[0].reconciler.issuer_cas
         status = IssuerStatusReconciler(self.kube, loader, self.book, self.clock)
         body = self.kube.issuers[(KIND, "", "platform")]
         await status.reconcile(KIND, body, [IssuerUser(NAMESPACE, f"{u.name}-tls") for u in users])

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtls_operator.api.names import CLUSTER_ISSUER_KIND, ISSUER_KIND
+from mtls_operator.api.names import CA_CRT, CLUSTER_ISSUER_KIND, ISSUER_KIND, PIN_KEY
 from mtls_operator.api.refs import IssuerKey, IssuerRef
 from mtls_operator.api.spec import parse_duration, parse_key_policy
 from mtls_operator.pki.csr import CsrPolicy
@@ -36,13 +36,41 @@ class IssuerPolicy:
 
 
 @dataclass(frozen=True)
+class CertificateSource:
+    """spec.ca.certificate: where the CA certificate (public) of a token-held key is, in the CA's namespace."""
+
+    secret_name: str | None
+    configmap_name: str | None
+    key: str = CA_CRT
+
+    def __str__(self) -> str:
+        kind, name = ("Secret", self.secret_name) if self.secret_name else ("ConfigMap", self.configmap_name)
+        return f"{kind} {name} (key {self.key})"
+
+
+@dataclass(frozen=True)
+class Pkcs11Source:
+    """spec.ca.pkcs11: the CA key in a PKCS#11 token (never in a Secret), and the Secret with the token's PIN."""
+
+    module: str
+    token_label: str | None
+    token_serial: str | None
+    key_label: str | None
+    key_id: bytes | None
+    pin_secret_name: str
+    pin_secret_key: str
+    certificate: CertificateSource
+
+
+@dataclass(frozen=True)
 class IssuerSpec:
     key: IssuerKey
     uid: str
     generation: int
-    ca_secret_name: str
+    ca_secret_name: str | None  # the CA keypair in a Secret; None when the key is in a token (pkcs11)
     policy: IssuerPolicy
     rotation_spread: datetime.timedelta = DEFAULT_ROTATION_SPREAD
+    pkcs11: Pkcs11Source | None = None
 
 
 def issuer_key_of(kind: str, body: Mapping[str, Any]) -> IssuerKey:
@@ -64,9 +92,11 @@ def _parse_issuer(kind: str, body: Mapping[str, Any]) -> IssuerSpec:
         raise ValueError(f"unknown issuer kind {kind!r}")
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
-    secret_name = (spec.get("ca") or {}).get("secretName")
-    if not secret_name:
-        raise ValueError("spec.ca.secretName is required")
+    ca = spec.get("ca") or {}
+    secret_name = ca.get("secretName") or None
+    if (secret_name is None) == (ca.get("pkcs11") is None):
+        raise ValueError("spec.ca needs exactly one of secretName (the CA keypair in a Secret) and pkcs11")
+    token = _pkcs11(ca)
     policy = spec.get("policy") or {}
     if kind == ISSUER_KIND and policy.get("namespaceSelector") is not None:
         raise ValueError("spec.policy.namespaceSelector applies to a ClusterMtlsIssuer only")
@@ -90,7 +120,66 @@ def _parse_issuer(kind: str, body: Mapping[str, Any]) -> IssuerSpec:
             sign_partner_csrs=policy.get("partnerCSRs") == "Allow",
         ),
         rotation_spread=parse_duration(spread) if spread else DEFAULT_ROTATION_SPREAD,
+        pkcs11=token,
     )
+
+
+def _pkcs11(ca: Mapping[str, Any]) -> Pkcs11Source | None:
+    token = ca.get("pkcs11")
+    if token is None:
+        return None
+    token_label, token_serial = token.get("tokenLabel") or None, token.get("tokenSerial") or None
+    if (token_label is None) == (token_serial is None):
+        raise ValueError("spec.ca.pkcs11 needs exactly one of tokenLabel and tokenSerial")
+    key_label, key_id_hex = token.get("keyLabel") or None, token.get("keyId") or None
+    if (key_label is None) == (key_id_hex is None):
+        raise ValueError("spec.ca.pkcs11 needs exactly one of keyLabel and keyId")
+    try:
+        key_id = bytes.fromhex(str(key_id_hex).replace(":", "")) if key_id_hex else None
+    except ValueError:
+        raise ValueError(f"spec.ca.pkcs11.keyId {key_id_hex!r} is not hexadecimal (CKA_ID, e.g. 01a2)") from None
+    pin = token.get("pinSecretRef") or {}
+    if not token.get("module") or not pin.get("name"):
+        raise ValueError("spec.ca.pkcs11 needs module and pinSecretRef.name")
+    certificate = ca.get("certificate") or {}
+    cert_secret, cert_configmap = certificate.get("secretName") or None, certificate.get("configMapName") or None
+    if (cert_secret is None) == (cert_configmap is None):
+        raise ValueError(
+            "spec.ca.pkcs11 needs spec.ca.certificate with exactly one of secretName and configMapName "
+            "(where the CA certificate is; the key stays in the token)"
+        )
+    return Pkcs11Source(
+        module=str(token["module"]),
+        token_label=token_label,
+        token_serial=token_serial,
+        key_label=key_label,
+        key_id=key_id,
+        pin_secret_name=str(pin["name"]),
+        pin_secret_key=str(pin.get("key") or PIN_KEY),
+        certificate=CertificateSource(cert_secret, cert_configmap, str(certificate.get("key") or CA_CRT)),
+    )
+
+
+def uses_token(body: Mapping[str, Any]) -> bool:
+    """Whether an issuer's raw body keeps its CA key in a PKCS#11 token."""
+    ca = (body.get("spec") or {}).get("ca")
+    return isinstance(ca, Mapping) and isinstance(ca.get("pkcs11"), Mapping)
+
+
+def ca_secret_names(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """The Secrets (in the CA's namespace) an issuer's raw body reads: the CA keypair's, or the PIN's and the CA
+    certificate's. A change to any of them changes whether it can sign."""
+    ca = (body.get("spec") or {}).get("ca") or {}
+    if not isinstance(ca, Mapping):
+        return ()
+    token, certificate = (_mapping(ca.get("pkcs11")), _mapping(ca.get("certificate")))
+    pin = _mapping(token.get("pinSecretRef"))
+    names = (ca.get("secretName"), pin.get("name"), certificate.get("secretName"))
+    return tuple(dict.fromkeys(str(n) for n in names if n))
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _patterns(policy: Mapping[str, Any], field_name: str) -> tuple[str, ...]:
@@ -129,4 +218,16 @@ def issuer_ref_of(body: Mapping[str, Any]) -> IssuerKey | None:
     return IssuerRef(kind, str(ref["name"])).key(str((body.get("metadata") or {}).get("namespace") or ""))
 
 
-__all__ = ["IssuerKey", "IssuerPolicy", "IssuerRef", "IssuerSpec", "issuer_key_of", "issuer_ref_of", "parse_issuer"]
+__all__ = [
+    "CertificateSource",
+    "IssuerKey",
+    "IssuerPolicy",
+    "IssuerRef",
+    "IssuerSpec",
+    "Pkcs11Source",
+    "ca_secret_names",
+    "issuer_key_of",
+    "issuer_ref_of",
+    "parse_issuer",
+    "uses_token",
+]

@@ -49,6 +49,7 @@ SERIALS_ANNOTATION = "mtls.dev/certificate-serials"
 TLS_CRT = "tls.crt"  # the leaf and its intermediates, in order
 TLS_KEY = "tls.key"
 CA_CRT = "ca.crt"  # the roots (and any other CA certificate the partner sent)
+PIN_KEY = "pin"  # an issuer's PKCS#11 PIN Secret: the key its pinSecretRef reads by default
 KEYSTORE_P12 = "keystore.p12"  # spec.keystores.pkcs12: key + chain for Java
 TRUSTSTORE_P12 = "truststore.p12"
 TLS_SECRET = "kubernetes.io/tls"

@@ -151,10 +151,7 @@ class TokenKeys:
         if current is not None and current.pin_digest == digest:
             return current
         if (ref.module, ref.token, digest) in self._refused_pins:
-            raise HsmUnavailable(
-                f"{ref}: the token refused this PIN before; it is not tried again until the PIN Secret changes "
-                "(an HSM locks the user PIN after a few failures)"
-            )
+            raise HsmUnavailable(_pin_refused(ref))
         if current is not None:  # another PIN for the same token: log out, try the new one once
             self._drop(where, None)
         lib = self._library(ref)
@@ -174,7 +171,7 @@ class TokenKeys:
             session = token.open(user_pin=pin.decode())
         except (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange, UnicodeDecodeError):
             self._refused_pins.add((ref.module, ref.token, digest))
-            raise HsmUnavailable(f"{ref}: the token refused the PIN (it is not retried until it changes)") from None
+            raise HsmUnavailable(_pin_refused(ref)) from None
         except (p11.PinLocked, p11.PinExpired) as exc:
             raise HsmUnavailable(
                 f"{ref}: the user PIN is {_name(exc)}; the token's security officer must reset it"
@@ -232,6 +229,14 @@ class TokenKeys:
     def close(self) -> None:
         for where in list(self._sessions):
             self._drop(where, None)
+
+
+def _pin_refused(ref: TokenKeyRef) -> str:
+    """The same words at the refusal and at each later check, so the issuer's condition stays put."""
+    return (
+        f"{ref}: the token refused the PIN; it is not tried again until the PIN Secret changes "
+        "(an HSM locks the user PIN after a few failures)"
+    )
 
 
 def _name(exc: BaseException) -> str:

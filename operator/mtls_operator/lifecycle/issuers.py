@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mtls_operator.aio.offload import CpuPool
 from mtls_operator.api.issuer import IssuerSpec
 from mtls_operator.api.refs import IssuerKey
 from mtls_operator.pki.signing import CertificateAuthority
@@ -34,6 +35,7 @@ class ResolvedIssuer:
     ca: CertificateAuthority
     ca_pem: bytes
     fingerprint: str  # of the CA certificate, as status.ca.fingerprint records it
+    pool: CpuPool  # where its key signs (a token-held key: the token pool)
 
     @property
     def recorded_fingerprint(self) -> str | None:

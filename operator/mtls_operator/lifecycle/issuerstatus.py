@@ -21,9 +21,10 @@ from mtls_operator.api.refs import IssuerKey
 from mtls_operator.api.status import ConditionType, find_condition, format_time
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.objects import Owner
+from mtls_operator.lifecycle.attempt import Rejected
 from mtls_operator.lifecycle.issuers import IssuerDirectory
 from mtls_operator.lifecycle.policy.readiness import Condition, merge_conditions
-from mtls_operator.lifecycle.signers.ca import CALoader
+from mtls_operator.lifecycle.signers.issuerca import IssuerCA, IssuerCALoader
 from mtls_operator.pki.certificates import describe_certificate, first_certificate, issued_by
 from mtls_operator.pki.signing import CertificateAuthority
 
@@ -42,7 +43,7 @@ class IssuerStatusReconciler:
     def __init__(
         self,
         kube: KubeIO,
-        cas: CALoader,
+        cas: IssuerCALoader,
         directory: IssuerDirectory,
         clock: Callable[[], datetime.datetime],
         on_status: Callable[[IssuerKey, Mapping[str, Any]], None] | None = None,
@@ -68,19 +69,18 @@ class IssuerStatusReconciler:
         except ValueError as exc:
             ready = Condition(ConditionType.READY, "False", "InvalidSpec", str(exc))
         else:
-            namespace = self.directory.ca_namespace(key)
-            label = f"CA Secret {namespace}/{spec.ca_secret_name}"
-            loaded = await self.cas.load_from(namespace, spec.ca_secret_name, now, label)
-            if isinstance(loaded, tuple):
-                ca = loaded[0]
+            loaded = await self.cas.load(spec, self.directory.ca_namespace(key), now, probe=True)
+            if not isinstance(loaded, Rejected):
+                ca = loaded.ca
                 info = describe_certificate(ca.certificate)
-                ready = Condition(ConditionType.READY, "True", "CAReady", f"{label} holds a valid CA: {info.issuer}")
+                ready = Condition(ConditionType.READY, "True", "CAReady", _ready_message(loaded, info.issuer))
                 status["ca"] = {
                     "subject": ca.certificate.subject.rfc4514_string()[:1024],
                     "serialNumber": info.serial_number,
                     "notBefore": format_time(info.not_before),
                     "notAfter": format_time(info.not_after),
                     "fingerprint": info.fingerprint_sha256,
+                    "key": loaded.key_location[:1024],
                 }
                 on_previous = await self._on_previous_ca(ca, info.fingerprint_sha256, users)
                 status["certificatesOnPreviousCA"] = on_previous
@@ -135,6 +135,12 @@ class IssuerStatusReconciler:
                 self._checked[where] = (version, fingerprint, signed)
                 on_previous += not signed
         return on_previous
+
+
+def _ready_message(loaded: IssuerCA, issuer: str) -> str:
+    if loaded.in_token:
+        return f"{loaded.key_location} signs for the CA {issuer} (probed just now)"
+    return f"{loaded.key_location} holds a valid CA: {issuer}"
 
 
 def _signed_by_each(bundles: list[bytes], ca: CertificateAuthority) -> list[bool]:

@@ -24,6 +24,7 @@ from mtls_operator.api.names import CA_CRT, OPAQUE_SECRET, TLS_CRT, TLS_KEY, TLS
 from mtls_operator.api.spec import CertificateSpec, parse_spec
 from mtls_operator.api.status import ConditionType, find_condition, utcnow
 from mtls_operator.api.status import format_time as timestamp
+from mtls_operator.hsm.token import TokenKeys
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.objects import Conflict, Owner, SecretView
 from mtls_operator.lifecycle.attempt import (
@@ -67,6 +68,8 @@ from mtls_operator.lifecycle.policy.trigger import (
     requested_renewal,
 )
 from mtls_operator.lifecycle.signers import Signer, SignerContext, build_signers, signer_kind
+from mtls_operator.lifecycle.signers.ca import CALoader
+from mtls_operator.lifecycle.signers.issuerca import IssuerCALoader
 from mtls_operator.pki.certificates import (
     CertificateInfo,
     describe_certificate,
@@ -95,6 +98,7 @@ class Reconciler:
         released_slot: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
         kubernetes_signer: bool = True,
         issuers: IssuerDirectory | None = None,
+        tokens: TokenKeys | None = None,
     ) -> None:
         self.kube = kube
         self.clock = clock
@@ -103,7 +107,9 @@ class Reconciler:
         self.keys = KeyStore(kube, cpu, on_key_generated)
         self.stores = JavaKeystores(kube, cpu)
         self.context = SignerContext(kube=kube, keys=self.keys, cpu=cpu, clock=clock, issuers=issuers)
-        self.signers = build_signers(self.context)
+        # One CA cache and one set of token sessions for the signers and the issuers' status (runtime.controller).
+        self.issuer_cas = IssuerCALoader(CALoader(self.context), tokens or TokenKeys(()))
+        self.signers = build_signers(self.context, self.issuer_cas)
         if not kubernetes_signer:
             # Its RBAC (cluster-scoped CertificateSigningRequests) is granted only when enabled.
             del self.signers["kubernetes"]

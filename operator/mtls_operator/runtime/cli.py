@@ -62,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="which shard this process is, 0..count-1 (default: the ordinal at the end of the pod name "
         "of a StatefulSet, else 0)",
     )
+    run.add_argument(
+        "--pkcs11-module",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a PKCS#11 library issuers may name in spec.ca.pkcs11.module (repeatable; no other is ever loaded)",
+    )
+    run.add_argument(
+        "--pkcs11-probe-seconds",
+        type=float,
+        default=30.0,
+        help="how often a token-held CA key is probed with one signature (30)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging (never logs key material)")
     return parser
 

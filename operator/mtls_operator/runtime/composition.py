@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import kubernetes
 
+from mtls_operator.hsm.token import TokenKeys
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.health import ApiProbe
 from mtls_operator.kube.secretcache import SecretInformer
@@ -59,6 +60,7 @@ def build(settings: Settings) -> Operator:
         settings=settings,
         secret_changes=lambda: secret_cache.changes,
         roller=roller,
+        tokens=TokenKeys(settings.hsm.modules),
     )
     elector = None
     if settings.leader.enabled:

@@ -15,17 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from mtls_operator.aio.workqueue import WorkQueue
+from mtls_operator.api.issuer import uses_token
 from mtls_operator.api.names import CERTIFICATE_LABEL, CLUSTER_ISSUER_KIND, ISSUER_KIND, NAMESPACE_LABEL
 from mtls_operator.api.refs import IssuerKey
 from mtls_operator.api.spec import published_configmap, referenced_secrets, secret_name_of
 from mtls_operator.api.status import parse_time, utcnow
+from mtls_operator.hsm.token import TokenKeys
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.health import ApiProbe, is_outage
 from mtls_operator.kube.objects import Conflict, Owner
 from mtls_operator.lifecycle.issuerstatus import IssuerStatusReconciler, IssuerUser
 from mtls_operator.lifecycle.publisher import CAPublisher
 from mtls_operator.lifecycle.reconciler import Outcome, Reconciler
-from mtls_operator.lifecycle.signers.ca import CALoader
 from mtls_operator.runtime.cpulimit import cgroup_cpu_limit
 from mtls_operator.runtime.issuerbook import IssuerBook
 from mtls_operator.runtime.memory import settle_heap
@@ -101,6 +102,7 @@ class Controller:
         settings: Settings | None = None,
         secret_changes: Callable[[], int] = lambda: 0,
         roller: WorkloadRoller | None = None,
+        tokens: TokenKeys | None = None,
     ) -> None:
         """Built by runtime.composition. `secret_changes`: how many Secret events the cache applied so far."""
         settings = settings or Settings(namespaces=None)
@@ -138,11 +140,12 @@ class Controller:
             on_key_generated=self.metrics.keys_generated.inc,
             released_slot=self.queue.released_slot,
             kubernetes_signer=settings.kubernetes_signer,
+            tokens=tokens,
         )
         self.cache: dict[CertKey, CachedCertificate] = {}
         self._leadership = asyncio.Lock()
         self.issuer_status = IssuerStatusReconciler(
-            kube, CALoader(self.reconciler.context), self.issuers, self.reconciler.clock, self.metrics.observe_issuer
+            kube, self.reconciler.issuer_cas, self.issuers, self.reconciler.clock, self.metrics.observe_issuer
         )
         self.publisher = CAPublisher(kube, self.issuers)
         self._publish_problems: dict[tuple[str, str], str | None] = {}
@@ -162,6 +165,7 @@ class Controller:
         self._probe_task.cancel()
         self._heap_task.cancel()
         await self.queue.stop()
+        self.reconciler.issuer_cas.close()  # logs out of every token
 
     async def _settle_heap(self) -> None:
         """Once a wave of work is over (the initial sync, a burst, a renewal wave, thousands of Secret events):
@@ -334,7 +338,8 @@ class Controller:
         return wake_at
 
     async def _reconcile_issuer(self, key: IssuerKey) -> datetime.datetime | None:
-        """Returns when to look again by the clock alone: when its CA expires (Ready turns False then)."""
+        """Returns when to look again by the clock alone: when its CA expires (Ready turns False then), and for a
+        CA key in a token its next probe."""
         body = self.issuers.find(key)
         if body is None:
             return None
@@ -346,8 +351,13 @@ class Controller:
         updated = await self.issuer_status.reconcile(key.kind, body, users)
         if updated is not None:
             self.issuer_changed(key.kind, "MODIFIED", updated)
+        now = utcnow()
         not_after = parse_time((((updated or body).get("status") or {}).get("ca") or {}).get("notAfter"))
-        return not_after if not_after is not None and not_after > utcnow() else None
+        wake = not_after if not_after is not None and not_after > now else None
+        if uses_token(body):  # a token can go away or come back without any Kubernetes event: probe it
+            probe = now + datetime.timedelta(seconds=self.settings.hsm.probe_seconds)
+            wake = probe if wake is None else min(wake, probe)
+        return wake
 
     async def _publish(self, namespace: str, configmap: str) -> None:
         sources = [c.body() for (ns, _), c in self.cache.items() if ns == namespace and c.publish_ca == configmap]

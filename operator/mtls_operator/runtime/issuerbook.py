@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mtls_operator.api.issuer import issuer_key_of, issuer_ref_of
+from mtls_operator.api.issuer import ca_secret_names, issuer_key_of, issuer_ref_of
 from mtls_operator.api.refs import IssuerKey
 from mtls_operator.runtime.secretindex import CertKey
 
@@ -25,7 +25,7 @@ class IssuerBook:
         self._users: dict[IssuerKey, set[CertKey]] = {}
         self._issuer_of: dict[CertKey, IssuerKey] = {}
         self._ca_readers: dict[SecretKey, set[IssuerKey]] = {}
-        self._ca_of: dict[IssuerKey, SecretKey] = {}
+        self._ca_of: dict[IssuerKey, set[SecretKey]] = {}  # the CA Secret, or the PIN's and the certificate's
 
     # --- lifecycle.issuers.IssuerDirectory ------------------------------------------------------------------
 
@@ -46,10 +46,9 @@ class IssuerBook:
         old = self._issuers.get(key)
         self._issuers[key] = dict(body)
         self._unlink_ca(key)
-        name = ((body.get("spec") or {}).get("ca") or {}).get("secretName")
-        if name:
-            secret = (self.ca_namespace(key), str(name))
-            self._ca_of[key] = secret
+        secrets = {(self.ca_namespace(key), name) for name in ca_secret_names(body)}
+        self._ca_of[key] = secrets
+        for secret in secrets:
             self._ca_readers.setdefault(secret, set()).add(key)
         return key, old is None or _dependency(old) != _dependency(body)
 
@@ -60,8 +59,7 @@ class IssuerBook:
         return key
 
     def _unlink_ca(self, key: IssuerKey) -> None:
-        secret = self._ca_of.pop(key, None)
-        if secret is not None:
+        for secret in self._ca_of.pop(key, set()):
             readers = self._ca_readers.get(secret, set())
             readers.discard(key)
             if not readers:

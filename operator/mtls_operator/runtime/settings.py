@@ -75,6 +75,17 @@ class HeapSettings:
 
 
 @dataclass(frozen=True)
+class HsmSettings:
+    # The PKCS#11 libraries an issuer may name (spec.ca.pkcs11.module): nothing else is ever loaded, or anyone who
+    # may create an MtlsIssuer could make the operator dlopen any library in its filesystem.
+    modules: tuple[str, ...] = ()
+    # A token-held CA key is probed (one signature, verified) this often: a token that goes away or comes back
+    # changes the issuer's Ready without any Kubernetes event. 30 s is one cheap signature per issuer, and well
+    # inside the time a renewal can wait.
+    probe_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     namespaces: list[str] | None  # None: every namespace
     metrics_address: str = "0.0.0.0"
@@ -93,6 +104,7 @@ class Settings:
     secret_cache: SecretCacheSettings = field(default_factory=SecretCacheSettings)
     leader: LeaderSettings = field(default_factory=LeaderSettings)
     heap: HeapSettings = field(default_factory=HeapSettings)
+    hsm: HsmSettings = field(default_factory=HsmSettings)
 
     @property
     def secret_namespaces(self) -> list[str] | None:
@@ -126,6 +138,7 @@ class Settings:
             leader=LeaderSettings(
                 enabled=args.leader_elect, namespace=args.leader_election_namespace, name=args.leader_election_id
             ),
+            hsm=HsmSettings(modules=tuple(args.pkcs11_module), probe_seconds=args.pkcs11_probe_seconds),
         )
 
 

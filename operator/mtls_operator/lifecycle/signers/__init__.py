@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.lifecycle.signers.base import Signer, SignerContext
-from mtls_operator.lifecycle.signers.ca import CALoader, CASigner
+from mtls_operator.lifecycle.signers.ca import CASigner
 from mtls_operator.lifecycle.signers.issuer import IssuerSigner
+from mtls_operator.lifecycle.signers.issuerca import IssuerCALoader
 from mtls_operator.lifecycle.signers.kubernetes import KubernetesSigner
 from mtls_operator.lifecycle.signers.manual import ManualSigner
 from mtls_operator.lifecycle.signers.partner_csr import PartnerCSRSigner
@@ -22,14 +23,14 @@ def signer_kind(spec: CertificateSpec) -> str:
     return PARTNER_CSR if spec.outbound else spec.signer.kind
 
 
-def build_signers(ctx: SignerContext) -> dict[str, Signer]:
-    cas = CALoader(ctx)  # one CA cache for both signers that use a CA Secret
+def build_signers(ctx: SignerContext, issuer_cas: IssuerCALoader) -> dict[str, Signer]:
+    cas = issuer_cas.cas  # one CA cache for every signer that uses a CA Secret
     return {
         "manual": ManualSigner(ctx),
         "ca": CASigner(ctx, cas),
         "kubernetes": KubernetesSigner(ctx),
         PARTNER_CSR: PartnerCSRSigner(ctx, cas),
-        "issuer": IssuerSigner(ctx, cas),
+        "issuer": IssuerSigner(ctx, issuer_cas),
     }
 
 

@@ -8,6 +8,7 @@ from collections import OrderedDict
 
 from cryptography import x509
 
+from mtls_operator.aio.offload import CpuPool
 from mtls_operator.api.names import TLS_CRT, TLS_KEY
 from mtls_operator.kube.objects import SecretView
 from mtls_operator.lifecycle.attempt import Attempt, Issued, Rejected, SignResult
@@ -62,9 +63,15 @@ class CALoader:
 
 
 async def sign_with(
-    ctx: SignerContext, a: Attempt, csr: x509.CertificateSigningRequest, ca: CertificateAuthority, ca_pem: bytes
+    ctx: SignerContext,
+    a: Attempt,
+    csr: x509.CertificateSigningRequest,
+    ca: CertificateAuthority,
+    ca_pem: bytes,
+    pool: CpuPool | None = None,
 ) -> Verified:
-    leaf = await ctx.cpu.run(sign_csr, csr, ca, a.spec.duration, a.now)
+    """`pool`: where the signature runs (a token-held CA key has its own); default the CPU pool."""
+    leaf = await (pool or ctx.cpu).run(sign_csr, csr, ca, a.spec.duration, a.now)
     return Verified(chain=[leaf], ca_certificates=load_pem_bundle(ca_pem))
 
 

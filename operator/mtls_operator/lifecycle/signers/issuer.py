@@ -14,6 +14,7 @@ from cryptography import x509
 from mtls_operator.api.issuer import parse_issuer
 from mtls_operator.api.names import CA_CRT, TLS_CRT
 from mtls_operator.api.status import parse_time
+from mtls_operator.hsm.token import HsmUnavailable
 from mtls_operator.lifecycle.attempt import Attempt, Deferred, Issued, Rejected, SignResult
 from mtls_operator.lifecycle.issuers import ResolvedIssuer
 from mtls_operator.lifecycle.policy import readiness as phases
@@ -21,7 +22,8 @@ from mtls_operator.lifecycle.policy.carotation import PUBLISHED_RETRY, ca_move
 from mtls_operator.lifecycle.policy.issuance import IssuanceRequest, Violation, narrowed, violations
 from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
 from mtls_operator.lifecycle.signers.base import SignerBase, SignerContext
-from mtls_operator.lifecycle.signers.ca import CALoader, sign_with
+from mtls_operator.lifecycle.signers.ca import sign_with
+from mtls_operator.lifecycle.signers.issuerca import IssuerCALoader
 from mtls_operator.pki.certificates import describe_certificate, first_certificate, issued_by, load_pem_bundle
 from mtls_operator.pki.csr import CsrPolicy, build_csr, check_partner_csr, csr_dns_names, subject_fields
 from mtls_operator.pki.keys import key_spec_of
@@ -32,7 +34,7 @@ CSR_FORMAT_FLOOR = CsrPolicy(algorithms=("RSA", "ECDSA"))
 
 
 class IssuerSigner(SignerBase):
-    def __init__(self, ctx: SignerContext, cas: CALoader) -> None:
+    def __init__(self, ctx: SignerContext, cas: IssuerCALoader) -> None:
         super().__init__(ctx)
         self.cas = cas
 
@@ -48,14 +50,11 @@ class IssuerSigner(SignerBase):
             spec = parse_issuer(key.kind, body)
         except ValueError as exc:
             return Rejected("IssuerNotReady", f"{key} has an unusable spec: {exc}", phase=phases.PENDING)
-        namespace = directory.ca_namespace(key)
-        label = f"{key}: CA Secret {namespace}/{spec.ca_secret_name}"
-        loaded = await self.cas.load_from(namespace, spec.ca_secret_name, a.now, label)
+        loaded = await self.cas.load(spec, directory.ca_namespace(key), a.now)
         if isinstance(loaded, Rejected):
-            return Rejected("IssuerNotReady", loaded.message, phase=phases.PENDING)
-        ca, ca_pem = loaded
-        fingerprint = describe_certificate(ca.certificate).fingerprint_sha256
-        return ResolvedIssuer(spec, body.get("status") or {}, ca, ca_pem, fingerprint)
+            return Rejected("IssuerNotReady", f"{key}: {loaded.message}", phase=phases.PENDING)
+        fingerprint = describe_certificate(loaded.ca.certificate).fingerprint_sha256
+        return ResolvedIssuer(spec, body.get("status") or {}, loaded.ca, loaded.ca_pem, fingerprint, loaded.pool)
 
     def check(
         self, a: Attempt, issuer: ResolvedIssuer
@@ -112,15 +111,18 @@ class IssuerSigner(SignerBase):
 
     async def _issue(
         self, a: Attempt, issuer: ResolvedIssuer, csr: x509.CertificateSigningRequest | None, trigger: Trigger
-    ) -> Issued:
+    ) -> Issued | Rejected:
         spec, source = a.spec, str(issuer.spec.key)
-        if csr is not None:  # a partner's CSR: the partner owns the key
-            verified = await sign_with(self.ctx, a, csr, issuer.ca, issuer.ca_pem)
-            return Issued(key=None, source=source, verified=verified, trigger=trigger)
-        renewal = trigger.reason != TriggerReason.NO_CERTIFICATE
-        pending = await self.ctx.keys.pending_key(a, renewal, persist=False)
-        ours = x509.load_pem_x509_csr(await self.ctx.cpu.run(build_csr, pending.key, spec.subject, spec.dns_names))
-        verified = await sign_with(self.ctx, a, ours, issuer.ca, issuer.ca_pem)
+        try:
+            if csr is not None:  # a partner's CSR: the partner owns the key
+                verified = await sign_with(self.ctx, a, csr, issuer.ca, issuer.ca_pem, issuer.pool)
+                return Issued(key=None, source=source, verified=verified, trigger=trigger)
+            renewal = trigger.reason != TriggerReason.NO_CERTIFICATE
+            pending = await self.ctx.keys.pending_key(a, renewal, persist=False)
+            ours = x509.load_pem_x509_csr(await self.ctx.cpu.run(build_csr, pending.key, spec.subject, spec.dns_names))
+            verified = await sign_with(self.ctx, a, ours, issuer.ca, issuer.ca_pem, issuer.pool)
+        except HsmUnavailable as exc:  # the token went away since resolve(): nothing was signed
+            return Rejected("IssuerNotReady", f"{issuer.spec.key}: {exc}", phase=phases.PENDING)
         return Issued(key=pending, source=source, verified=verified, trigger=trigger)
 
     async def replacement(self, a: Attempt) -> Issued | Rejected | Deferred | None:

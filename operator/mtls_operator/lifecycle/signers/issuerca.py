@@ -1,0 +1,157 @@
+"""An issuer's CA, wherever its key is: the keypair in a Secret (signers.ca.CALoader), or the key in a PKCS#11 token
+with the CA certificate in a Secret or ConfigMap beside it (spec.ca.pkcs11).
+
+A token-held key is proven before it is used: TokenKeys.signing_key signs random bytes and checks the signature
+with the certificate's public key, so "Ready" means the token is there, the PIN works and the key belongs to the
+certificate. The issuer's status reconcile probes it again each time (every settings.hsm.probe_seconds), so a token
+that goes away turns the issuer NotReady without any Kubernetes event, and Ready again when it returns.
+
+Token calls block on a device (and a network HSM can hang): they run in their own small pool, never in the key
+generation pool, so a stuck token stalls only the issuers that use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from mtls_operator.aio.offload import CpuPool
+from mtls_operator.api.issuer import CertificateSource, IssuerSpec, Pkcs11Source
+from mtls_operator.hsm.token import HsmUnavailable, TokenKeyRef, TokenKeys
+from mtls_operator.lifecycle.attempt import Rejected
+from mtls_operator.lifecycle.policy import readiness as phases
+from mtls_operator.lifecycle.signers.ca import CALoader
+from mtls_operator.pki.bundle import UnreadableFile, read_certificates
+from mtls_operator.pki.certificates import describe_certificate, is_ca, to_pem
+from mtls_operator.pki.keys import PrivateKey
+from mtls_operator.pki.signing import CertificateAuthority, ca_validity_problem
+
+HSM_UNAVAILABLE = "HSMUnavailable"
+TOKEN_KEY_CACHE_SIZE = 64
+# Token calls at once: one library serialises its sessions anyway (hsm.token); two let a second module's issuers go
+# on while one token hangs.
+TOKEN_THREADS = 2
+
+
+@dataclass(frozen=True)
+class IssuerCA:
+    ca: CertificateAuthority
+    ca_pem: bytes
+    key_location: str  # "CA Secret ns/name" or the token key (status.ca.key, messages)
+    pool: CpuPool  # where signing with this CA's key runs
+
+    @property
+    def in_token(self) -> bool:
+        return not self.key_location.startswith("CA Secret")
+
+
+class IssuerCALoader:
+    def __init__(self, cas: CALoader, tokens: TokenKeys) -> None:
+        self.cas = cas
+        self.ctx = cas.ctx
+        self.tokens = tokens
+        self.token_pool = CpuPool(TOKEN_THREADS, self.ctx.cpu.released_slot)
+        self._keys: OrderedDict[tuple[TokenKeyRef, bytes, str], PrivateKey] = OrderedDict()
+
+    async def load(
+        self, spec: IssuerSpec, namespace: str, now: datetime.datetime, *, probe: bool = False
+    ) -> IssuerCA | Rejected:
+        """The issuer's CA, usable at `now`; `probe`: prove a cached token key signs now (the status reconcile)."""
+        if spec.pkcs11 is None:
+            assert spec.ca_secret_name is not None
+            where = f"CA Secret {namespace}/{spec.ca_secret_name}"
+            loaded = await self.cas.load_from(namespace, spec.ca_secret_name, now, where)
+            return loaded if isinstance(loaded, Rejected) else IssuerCA(*loaded, where, self.ctx.cpu)
+        return await self._from_token(spec.pkcs11, namespace, now, probe)
+
+    async def _from_token(
+        self, token: Pkcs11Source, namespace: str, now: datetime.datetime, probe: bool
+    ) -> IssuerCA | Rejected:
+        source = f"CA certificate {_where(token.certificate, namespace)}"
+        data = await self._certificate_bytes(namespace, token.certificate)
+        if data is None:
+            return Rejected(
+                "CANotFound", f"{source} does not exist or has no key {token.certificate.key}", phases.PENDING
+            )
+        try:
+            found = await self.ctx.cpu.run(read_certificates, data, source)
+        except UnreadableFile as exc:
+            return Rejected("CAInvalid", str(exc), phases.FAILED)
+        if found.private_keys:
+            return Rejected(
+                "CAInvalid",
+                f"{source} holds a private key as well: remove it (with pkcs11 the CA key stays in the token; "
+                "the operator did not read it)",
+                phases.FAILED,
+            )
+        certificate = found.certificates[0]
+        if not is_ca(certificate):
+            return Rejected("CAInvalid", f"{source} is not a CA certificate (basicConstraints CA:FALSE)", phases.FAILED)
+        pin = await self._pin(namespace, token)
+        if isinstance(pin, Rejected):
+            return pin
+        ref = token_key_ref(token)
+        cache_key = (ref, hashlib.sha256(pin).digest(), describe_certificate(certificate).fingerprint_sha256)
+        try:
+            key = self._keys.get(cache_key)
+            if key is None:
+                key = await self.token_pool.run(self.tokens.signing_key, ref, pin, certificate.public_key())
+                self._keys[cache_key] = key
+                while len(self._keys) > TOKEN_KEY_CACHE_SIZE:
+                    self._keys.popitem(last=False)
+            elif probe:
+                await self.token_pool.run(self.tokens.probe, key)
+        except HsmUnavailable as exc:
+            return Rejected(HSM_UNAVAILABLE, str(exc), phases.PENDING)
+        ca = CertificateAuthority(certificate=certificate, key=key)
+        problem = ca_validity_problem(ca, now)
+        if problem is not None:
+            return Rejected("CAInvalid", f"{source}: {problem}", phases.FAILED)
+        return IssuerCA(ca, to_pem([certificate]), str(ref), self.token_pool)
+
+    async def _certificate_bytes(self, namespace: str, where: CertificateSource) -> bytes | None:
+        if where.secret_name:
+            secret = await self.ctx.kube.get_secret(namespace, where.secret_name)
+            return None if secret is None else secret.get(where.key)
+        assert where.configmap_name is not None
+        configmap = await self.ctx.kube.get_configmap(namespace, where.configmap_name) or {}
+        text = (configmap.get("data") or {}).get(where.key)
+        if text is not None:
+            return str(text).encode()
+        binary = (configmap.get("binaryData") or {}).get(where.key)  # a DER file: kubectl --from-file puts it here
+        try:
+            return base64.b64decode(binary, validate=True) if binary is not None else None
+        except binascii.Error:
+            return None
+
+    async def _pin(self, namespace: str, token: Pkcs11Source) -> bytes | Rejected:
+        where = f"PIN Secret {namespace}/{token.pin_secret_name}"
+        secret = await self.ctx.kube.get_secret(namespace, token.pin_secret_name)
+        pin = None if secret is None else secret.get(token.pin_secret_key)
+        if not pin:
+            what = "does not exist" if secret is None else f"has no key {token.pin_secret_key}"
+            return Rejected("PINNotFound", f"{where} {what} (spec.ca.pkcs11.pinSecretRef)", phases.PENDING)
+        return pin.rstrip(b"\r\n")  # `echo PIN > file` or a here-doc leaves a newline the token would refuse
+
+    def close(self) -> None:
+        self.token_pool.executor.shutdown(wait=False, cancel_futures=True)
+        self.tokens.close()
+
+
+def token_key_ref(token: Pkcs11Source) -> TokenKeyRef:
+    return TokenKeyRef(
+        module=token.module,
+        token_label=token.token_label,
+        token_serial=token.token_serial,
+        key_label=token.key_label,
+        key_id=token.key_id,
+    )
+
+
+def _where(source: CertificateSource, namespace: str) -> str:
+    kind, name = ("Secret", source.secret_name) if source.secret_name else ("ConfigMap", source.configmap_name)
+    return f"{kind} {namespace}/{name} (key {source.key})"

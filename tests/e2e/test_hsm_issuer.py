@@ -1,0 +1,239 @@
+"""An issuer whose CA key lives in a PKCS#11 token (SoftHSM2), on the real apiserver with the operator running:
+leaves and partners' CSRs signed through the token verify with openssl; every way the token can fail is named on
+the issuer (HSMUnavailable) with nothing signed, and the issuer recovers by itself when the cause goes away."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.cluster import (
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    certificate_manifest,
+    condition,
+    wait_for,
+    wait_ready,
+    wait_reason,
+)
+from harness.softhsm import ABSENT_MODULE, PIN, SessionHSM
+
+DAY = 2160
+
+
+def token_issuer(
+    name: str,
+    module: str,
+    *,
+    token: str = "e2e-rsa",
+    key: str = "rsa-ca",
+    pin_secret: str = "hsm-pin",
+    certificate: dict[str, str] | None = None,
+) -> str:
+    body = {
+        "apiVersion": "mtls.dev/v1alpha1",
+        "kind": "MtlsIssuer",
+        "metadata": {"name": name},
+        "spec": {
+            "ca": {
+                "pkcs11": {
+                    "module": module,
+                    "tokenLabel": token,
+                    "keyLabel": key,
+                    "pinSecretRef": {"name": pin_secret},
+                },
+                "certificate": certificate or {"configMapName": "hsm-ca"},
+            },
+            "policy": {"partnerCSRs": "Allow", "keys": {"allowedAlgorithms": ["RSA", "ECDSA"]}},
+        },
+    }
+    return yaml.safe_dump(body)
+
+
+def issuer(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    return kubectl.get("mtlsissuer", name, namespace) or {}
+
+
+def wait_issuer(kubectl: Kubectl, namespace: str, name: str, status: str, reason: str | None = None) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        ready = condition(obj := issuer(kubectl, namespace, name))
+        return obj if ready.get("status") == status and reason in (None, ready.get("reason")) else None
+
+    return wait_for(reached, timeout=30, what=f"MtlsIssuer {name} Ready={status} {reason or ''}")
+
+
+def put_pin(kubectl: Kubectl, namespace: str, pin: str, name: str = "hsm-pin") -> None:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {"pin": base64.b64encode(f"{pin}\n".encode()).decode()},  # as `echo $PIN > pin` leaves it
+    }
+    kubectl.apply(yaml.safe_dump(secret), namespace)
+
+
+def put_ca_configmap(kubectl: Kubectl, namespace: str, softhsm: SessionHSM, ca: str = "rsa-ca") -> None:
+    kubectl.run(
+        "create", "configmap", "hsm-ca", "-n", namespace, f"--from-file=ca.crt={softhsm.certificate(ca)}",
+    )  # fmt: skip
+
+
+def issued(name: str, **spec: Any) -> dict[str, Any]:
+    return {"duration": f"{DAY}h", "signer": {"issuerRef": {"kind": "MtlsIssuer", "name": name}}, **spec}
+
+
+def openssl_verify(kubectl: Kubectl, namespace: str, secret: str, ca_file: Path, tmp_path: Path) -> str:
+    data = kubectl.secret_data(secret, namespace)
+    assert data is not None, f"{secret} was not written"
+    leaf = tmp_path / f"{secret}.crt"
+    leaf.write_bytes(data["tls.crt"])
+    done = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(ca_file), "-purpose", "sslclient", str(leaf)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def no_pin_anywhere(kubectl: Kubectl, namespace: str, operator: OperatorProcess) -> None:
+    events = kubectl.run("get", "events", "-n", namespace, "-o", "yaml").stdout
+    issuers = kubectl.run("get", "mtlsissuers", "-n", namespace, "-o", "yaml").stdout
+    for where, text in (("events", events), ("issuer status", issuers), ("operator log", operator.logs())):
+        assert PIN not in text, f"the PIN appears in the {where}"
+
+
+def test_a_ca_key_in_a_token_signs_leaves_and_partner_csrs_that_openssl_verifies(
+    kubectl: Kubectl, operator: OperatorProcess, softhsm: SessionHSM, namespace: str, tmp_path: Path
+) -> None:
+    put_pin(kubectl, namespace, PIN)
+    put_ca_configmap(kubectl, namespace, softhsm)
+    kubectl.apply(token_issuer("hsm", softhsm.module), namespace)
+    ready = condition(wait_issuer(kubectl, namespace, "hsm", "True"))
+    assert "PKCS#11 key label 'rsa-ca' on token label 'e2e-rsa'" in ready["message"], ready
+    assert "PKCS#11" in issuer(kubectl, namespace, "hsm")["status"]["ca"]["key"]
+
+    kubectl.apply(certificate_manifest("leaf", spec=issued("hsm")), namespace)
+    wait_ready(kubectl, namespace, "leaf")
+    assert ": OK" in openssl_verify(kubectl, namespace, "leaf-tls", softhsm.certificate("rsa-ca"), tmp_path)
+
+    partner = Partner(tmp_path / "partner")
+    csr = partner.own_csr("/C=IE/O=Partner/CN=partner.example.com").decode()
+    spec = issued("hsm", csr=csr)
+    kubectl.apply(certificate_manifest("outbound", common_name="partner.example.com", spec=spec), namespace)
+    wait_ready(kubectl, namespace, "outbound")
+    data = kubectl.secret_data("outbound-tls", namespace)
+    assert data is not None and "tls.key" not in data  # the partner owns its key
+    openssl_verify(kubectl, namespace, "outbound-tls", softhsm.certificate("rsa-ca"), tmp_path)
+
+    # ECDSA, with the CA certificate in a Secret this time (DER, as a Windows CA exports it).
+    der = tmp_path / "ec-ca.der"
+    subprocess.run(
+        ["openssl", "x509", "-in", str(softhsm.certificate("ec-ca")), "-outform", "DER", "-out", str(der)], check=True
+    )
+    kubectl.run("create", "secret", "generic", "ec-ca-cert", "-n", namespace, f"--from-file=ca.crt={der}")
+    certificate = {"secretName": "ec-ca-cert"}
+    kubectl.apply(
+        token_issuer("hsm-ec", softhsm.module, token="e2e-ec", key="ec-ca", certificate=certificate), namespace
+    )
+    wait_issuer(kubectl, namespace, "hsm-ec", "True")
+    kubectl.apply(certificate_manifest("ec-leaf", spec=issued("hsm-ec")), namespace)
+    wait_ready(kubectl, namespace, "ec-leaf")
+    openssl_verify(kubectl, namespace, "ec-leaf-tls", softhsm.certificate("ec-ca"), tmp_path)
+    no_pin_anywhere(kubectl, namespace, operator)
+
+
+def test_each_token_problem_is_named_nothing_is_signed_and_the_fix_is_picked_up(
+    kubectl: Kubectl, operator: OperatorProcess, softhsm: SessionHSM, namespace: str
+) -> None:
+    put_ca_configmap(kubectl, namespace, softhsm)
+    cases = {
+        # name: (issuer manifest, reason, words of the message)
+        "no-pin": (token_issuer("no-pin", softhsm.module, pin_secret="absent"), "PINNotFound", "absent does not exist"),
+        "wrong-pin": (token_issuer("wrong-pin", softhsm.module), "HSMUnavailable", "the token refused the PIN"),
+        "no-token": (token_issuer("no-token", softhsm.module, token="absent"), "HSMUnavailable", "no token with label"),
+        "no-key": (
+            token_issuer("no-key", softhsm.module, key="absent", pin_secret="good"),
+            "HSMUnavailable",
+            "no private key with label",
+        ),
+        "not-allowed": (token_issuer("not-allowed", "/usr/lib/libc.so.6"), "HSMUnavailable", "does not load"),
+        "absent-module": (token_issuer("absent-module", ABSENT_MODULE), "HSMUnavailable", "cannot be loaded"),
+    }
+    put_pin(kubectl, namespace, "not-the-pin")
+    put_pin(kubectl, namespace, PIN, name="good")
+    for manifest, _, _ in cases.values():
+        kubectl.apply(manifest, namespace)
+    for name, (_, reason, words) in cases.items():
+        message = condition(wait_issuer(kubectl, namespace, name, "False", reason))["message"]
+        assert words in message, (name, message)
+        assert "not-the-pin" not in message
+    warnings = {e["reason"] for e in kubectl.events(namespace) if e.get("type") == "Warning"}
+    assert {"HSMUnavailable", "PINNotFound"} <= warnings, warnings
+
+    kubectl.apply(certificate_manifest("waits", spec=issued("wrong-pin")), namespace)
+    message = condition(wait_reason(kubectl, namespace, "waits", "IssuerNotReady"))["message"]
+    assert "the token refused the PIN" in message
+    assert kubectl.secret_data("waits-tls", namespace) is None  # nothing signed, nothing written
+
+    # The fixes: the right PIN in the Secret (its change reaches the issuer at once), the right token label.
+    put_pin(kubectl, namespace, PIN)
+    wait_issuer(kubectl, namespace, "wrong-pin", "True")
+    wait_ready(kubectl, namespace, "waits")
+    fixed = yaml.safe_load(token_issuer("no-token", softhsm.module))
+    kubectl.apply(yaml.safe_dump(fixed), namespace)
+    wait_issuer(kubectl, namespace, "no-token", "True")
+    put_pin(kubectl, namespace, PIN, name="absent")
+    wait_issuer(kubectl, namespace, "no-pin", "True")
+
+
+def test_a_token_that_goes_away_turns_the_issuer_not_ready_and_back_by_itself(
+    kubectl: Kubectl, operator: OperatorProcess, softhsm: SessionHSM, namespace: str, tmp_path: Path
+) -> None:
+    put_pin(kubectl, namespace, PIN)
+    put_ca_configmap(kubectl, namespace, softhsm)
+    kubectl.apply(token_issuer("flaky", softhsm.module), namespace)
+    wait_issuer(kubectl, namespace, "flaky", "True")
+    softhsm.hsm.take_away()
+    try:
+        message = condition(wait_issuer(kubectl, namespace, "flaky", "False", "HSMUnavailable"))["message"]
+        assert "e2e-rsa" in message, message
+        kubectl.apply(certificate_manifest("during", spec=issued("flaky")), namespace)
+        wait_reason(kubectl, namespace, "during", "IssuerNotReady")
+        assert kubectl.secret_data("during-tls", namespace) is None
+    finally:
+        softhsm.hsm.bring_back()
+    wait_issuer(kubectl, namespace, "flaky", "True")  # no edit, no restart: the probe finds it back
+    wait_ready(kubectl, namespace, "during")
+    openssl_verify(kubectl, namespace, "during-tls", softhsm.certificate("rsa-ca"), tmp_path)
+
+
+def test_the_schema_refuses_an_issuer_that_names_its_ca_twice_or_half(
+    kubectl: Kubectl, softhsm: SessionHSM, namespace: str
+) -> None:
+    token = {"module": softhsm.module, "tokenLabel": "t", "keyLabel": "k", "pinSecretRef": {"name": "p"}}
+    cases = [
+        ({"secretName": "ca", "pkcs11": token, "certificate": {"configMapName": "c"}}, "set exactly one of secretName"),
+        ({"pkcs11": token}, "pkcs11 needs certificate"),
+        ({"secretName": "ca", "certificate": {"configMapName": "c"}}, "certificate applies only with pkcs11"),
+        (
+            {"pkcs11": {**token, "tokenSerial": "1"}, "certificate": {"configMapName": "c"}},
+            "tokenLabel and tokenSerial",
+        ),
+        ({"pkcs11": {**token, "keyId": "zz"}, "certificate": {"configMapName": "c"}}, "keyId"),
+        ({"pkcs11": {**token, "module": "libsofthsm2.so"}, "certificate": {"secretName": "c"}}, "absolute path"),
+    ]
+    for ca, words in cases:
+        body = {
+            "apiVersion": "mtls.dev/v1alpha1",
+            "kind": "MtlsIssuer",
+            "metadata": {"name": f"bad-{uuid.uuid4().hex[:6]}"},
+        }
+        done = kubectl.apply(yaml.safe_dump({**body, "spec": {"ca": ca}}), namespace, check=False)
+        assert done.returncode != 0 and words in done.stderr, (ca, done.stderr)
