@@ -150,9 +150,14 @@ def test_a_ca_key_in_a_token_signs_leaves_and_partner_csrs_that_openssl_verifies
 
 
 def test_each_token_problem_is_named_nothing_is_signed_and_the_fix_is_picked_up(
-    kubectl: Kubectl, operator: OperatorProcess, softhsm: SessionHSM, namespace: str
+    kubectl: Kubectl, operator: OperatorProcess, softhsm: SessionHSM, namespace: str, tmp_path: Path
 ) -> None:
     put_ca_configmap(kubectl, namespace, softhsm)
+    other = Partner(tmp_path / "other", name="Another CA")  # an RSA CA whose key is not in the token
+    kubectl.run("create", "configmap", "foreign-ca", "-n", namespace, f"--from-file=ca.crt={other.ca_crt}")
+    leaky = tmp_path / "leaky.pem"
+    leaky.write_bytes(softhsm.certificate("rsa-ca").read_bytes() + other.ca_key.read_bytes())
+    kubectl.run("create", "configmap", "leaky-ca", "-n", namespace, f"--from-file=ca.crt={leaky}")
     cases = {
         # name: (issuer manifest, reason, words of the message)
         "no-pin": (token_issuer("no-pin", softhsm.module, pin_secret="absent"), "PINNotFound", "absent does not exist"),
@@ -165,6 +170,16 @@ def test_each_token_problem_is_named_nothing_is_signed_and_the_fix_is_picked_up(
         ),
         "not-allowed": (token_issuer("not-allowed", "/usr/lib/libc.so.6"), "HSMUnavailable", "does not load"),
         "absent-module": (token_issuer("absent-module", ABSENT_MODULE), "HSMUnavailable", "cannot be loaded"),
+        "foreign-ca": (
+            token_issuer("foreign-ca", softhsm.module, pin_secret="good", certificate={"configMapName": "foreign-ca"}),
+            "HSMUnavailable",
+            "does not belong to the CA certificate",
+        ),
+        "leaky-ca": (
+            token_issuer("leaky-ca", softhsm.module, pin_secret="good", certificate={"configMapName": "leaky-ca"}),
+            "CAInvalid",
+            "holds a private key as well: remove it",
+        ),
     }
     put_pin(kubectl, namespace, "not-the-pin")
     put_pin(kubectl, namespace, PIN, name="good")
@@ -175,7 +190,10 @@ def test_each_token_problem_is_named_nothing_is_signed_and_the_fix_is_picked_up(
         assert words in message, (name, message)
         assert "not-the-pin" not in message
     warnings = {e["reason"] for e in kubectl.events(namespace) if e.get("type") == "Warning"}
-    assert {"HSMUnavailable", "PINNotFound"} <= warnings, warnings
+    assert {"HSMUnavailable", "PINNotFound", "CAInvalid"} <= warnings, warnings
+    key_lines = other.ca_key.read_text().splitlines()[1:-1]
+    issuers = kubectl.run("get", "mtlsissuers", "-n", namespace, "-o", "yaml").stdout
+    assert not any(line in issuers for line in key_lines)  # the key pasted by mistake is named, never copied
 
     kubectl.apply(certificate_manifest("waits", spec=issued("wrong-pin")), namespace)
     message = condition(wait_reason(kubectl, namespace, "waits", "IssuerNotReady"))["message"]

@@ -49,6 +49,7 @@ def test_helm_lint_is_clean(cluster: controlplane.ControlPlane) -> None:
         ("watchNamespace={a}", "additional properties 'watchNamespace' not allowed"),
         ("replicaCount=two", "/replicaCount': got string, want integer"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("hsm.modules={libsofthsm2.so}", "/hsm/modules/0"),  # a path in the container, never a search
     ],
 )
 def test_values_schema_rejects_typos_and_wrong_types(cluster: controlplane.ControlPlane, flag: str, error: str) -> None:
@@ -66,6 +67,7 @@ def test_values_schema_rejects_typos_and_wrong_types(cluster: controlplane.Contr
         ["--set", "dashboards.enabled=true"],
         ["--set", "signers.kubernetes.enabled=true", "--set", "watchNamespaces={team-a}"],
         ["--set", "sharding.shards=3"],
+        ["-f", str(CHART / "ci" / "softhsm-values.yaml")],
     ],
 )
 def test_helm_template_is_accepted_by_the_apiserver(
@@ -266,6 +268,23 @@ def test_dashboard_configmap_carries_the_dashboard_file_for_the_sidecar(cluster:
     assert json.loads(configmaps[0]["data"]["mtls-certificates.json"]) == shipped
     default = helm(cluster.kubeconfig, "template", "x", str(CHART)).stdout
     assert "kind: ConfigMap" not in default
+
+
+def test_the_hsm_example_mounts_the_library_and_allows_only_it(cluster: controlplane.ControlPlane) -> None:
+    rendered = helm(cluster.kubeconfig, "template", "x", str(CHART), "-f", str(CHART / "ci" / "softhsm-values.yaml"))
+    [deployment] = [d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert [a for a in container["args"] if a.startswith("--pkcs11")] == [
+        "--pkcs11-module=/opt/softhsm/lib/libsofthsm2.so",
+        "--pkcs11-probe-seconds=30",
+    ]
+    assert {"name": "SOFTHSM2_CONF", "value": "/etc/softhsm/softhsm2.conf"} in container["env"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["softhsm-lib"] == "/opt/softhsm/lib" and set(mounts) == {v["name"] for v in pod["volumes"]}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True  # the tokens get a volume of their own
+    default = helm(cluster.kubeconfig, "template", "x", str(CHART)).stdout
+    assert "--pkcs11" not in default and "volumes:" not in default
 
 
 def test_kubernetes_signer_rbac_only_when_enabled_and_never_approve(cluster: controlplane.ControlPlane) -> None:

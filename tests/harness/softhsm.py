@@ -121,6 +121,7 @@ class SoftHSM:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+UNIT_PIN = "1234"  # the unit tests' tokens
 PIN = "pin-31415"  # not a substring of anything else a test reads: a leak would be found
 # On the operator's --pkcs11-module list, but not on disk: an allowed library that cannot be loaded.
 ABSENT_MODULE = "/opt/hsm-vendor/lib/libabsent-pkcs11.so"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from harness.pki import make_ca
+from harness.softhsm import UNIT_PIN, SoftHSM, find_module
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +61,21 @@ def silent_server() -> Iterator[str]:
         for connection in connections:  # the stuck requests fail now, which frees their threads
             connection.close()
         server.close()
+
+
+@pytest.fixture(scope="session")
+def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHSM]:
+    """One SoftHSM2 for the whole run: the library reads SOFTHSM2_CONF once, when this process first initialises
+    it, so every test module must share it. Tokens: ca-token (RSA key rsa-ca), ec-token (ECDSA P-256 key ec-ca),
+    other-token (RSA key other-ca); each CA certificate is <key>.crt in hsm.root."""
+    module = find_module()
+    if module is None:
+        pytest.skip("SoftHSM2 is not installed (make deps installs it)")
+    hsm = SoftHSM.create(tmp_path_factory.mktemp("softhsm"), module)
+    os.environ["SOFTHSM2_CONF"] = str(hsm.conf)
+    for token in ("ca-token", "ec-token", "other-token"):
+        hsm.init_token(token, UNIT_PIN)
+    hsm.make_ca("ca-token", UNIT_PIN, "rsa-ca", hsm.root / "rsa-ca.crt")
+    hsm.make_ca("ec-token", UNIT_PIN, "ec-ca", hsm.root / "ec-ca.crt", kind="ECDSA")
+    hsm.make_ca("other-token", UNIT_PIN, "other-ca", hsm.root / "other-ca.crt")
+    yield hsm

@@ -4,10 +4,8 @@ what it signs verifies with openssl, and every way a token fails is named and re
 from __future__ import annotations
 
 import datetime
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +14,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from harness.softhsm import UNIT_PIN as PIN
 from harness.softhsm import SoftHSM, find_module
 from mtls_operator.hsm.token import HsmUnavailable, TokenKeyRef, TokenKeys
 from mtls_operator.pki.csr import build_csr
 from mtls_operator.pki.signing import CertificateAuthority, sign_csr
 
-PIN = "1234"
 MODULE = find_module()
 pytestmark = pytest.mark.skipif(MODULE is None, reason="SoftHSM2 is not installed (make deps installs it)")
 
@@ -39,19 +37,6 @@ with pkcs11.lib(module).get_token(token_label=token).open(user_pin=pin) as s:
     except AttributeSensitive:
         print("export refused: AttributeSensitive")
 """
-
-
-@pytest.fixture(scope="module")
-def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHSM]:
-    assert MODULE is not None
-    hsm = SoftHSM.create(tmp_path_factory.mktemp("softhsm"), MODULE)
-    os.environ["SOFTHSM2_CONF"] = str(hsm.conf)  # read by the library when this process initialises it
-    for token in ("ca-token", "ec-token", "other-token"):
-        hsm.init_token(token, PIN)
-    hsm.make_ca("ca-token", PIN, "rsa-ca", hsm.root / "rsa-ca.crt")
-    hsm.make_ca("ec-token", PIN, "ec-ca", hsm.root / "ec-ca.crt", kind="ECDSA")
-    hsm.make_ca("other-token", PIN, "other-ca", hsm.root / "other-ca.crt")
-    yield hsm
 
 
 def _cert(hsm: SoftHSM, name: str) -> x509.Certificate:

@@ -43,10 +43,7 @@ class IssuerCA:
     ca_pem: bytes
     key_location: str  # "CA Secret ns/name" or the token key (status.ca.key, messages)
     pool: CpuPool  # where signing with this CA's key runs
-
-    @property
-    def in_token(self) -> bool:
-        return not self.key_location.startswith("CA Secret")
+    in_token: bool = False
 
 
 class IssuerCALoader:
@@ -111,7 +108,7 @@ class IssuerCALoader:
         problem = ca_validity_problem(ca, now)
         if problem is not None:
             return Rejected("CAInvalid", f"{source}: {problem}", phases.FAILED)
-        return IssuerCA(ca, to_pem([certificate]), str(ref), self.token_pool)
+        return IssuerCA(ca, to_pem([certificate]), str(ref), self.token_pool, in_token=True)
 
     async def _certificate_bytes(self, namespace: str, where: CertificateSource) -> bytes | None:
         if where.secret_name:

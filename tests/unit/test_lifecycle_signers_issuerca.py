@@ -1,0 +1,163 @@
+"""lifecycle.signers.issuerca: an issuer's CA from a Secret or from a PKCS#11 token (real SoftHSM2) with its
+certificate in a ConfigMap or Secret, read through FakeKube; every problem a named refusal, the token key proven
+once and probed on demand."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from harness.fakekube import FakeKube
+from harness.lifecycle import Clock
+from harness.pki import make_ca
+from harness.softhsm import UNIT_PIN, SoftHSM
+from mtls_operator.api.issuer import IssuerSpec, parse_issuer
+from mtls_operator.hsm.token import TokenKeys
+from mtls_operator.lifecycle.attempt import Rejected
+from mtls_operator.lifecycle.reconciler import Reconciler
+from mtls_operator.lifecycle.signers.issuerca import IssuerCA, IssuerCALoader
+from mtls_operator.pki.certificates import to_pem
+
+NS = "team"
+
+
+class CountingTokens(TokenKeys):
+    """TokenKeys that counts the token keys it builds (each one a login check and a signature)."""
+
+    built = 0
+
+    def signing_key(self, *args: Any) -> Any:
+        self.built += 1
+        return super().signing_key(*args)
+
+
+def loader(hsm: SoftHSM) -> tuple[IssuerCALoader, FakeKube, CountingTokens]:
+    kube = FakeKube()
+    tokens = CountingTokens((hsm.module,))
+    reconciler = Reconciler(kube, cpu_threads=1, clock=Clock(), tokens=tokens)  # type: ignore[arg-type]
+    return reconciler.issuer_cas, kube, tokens
+
+
+def spec(hsm: SoftHSM, certificate: dict[str, str] | None = None, **token: str) -> IssuerSpec:
+    pkcs11 = {"module": hsm.module, "tokenLabel": "ca-token", "keyLabel": "rsa-ca", "pinSecretRef": {"name": "pin"}}
+    ca = {"pkcs11": {**pkcs11, **token}, "certificate": certificate or {"configMapName": "ca"}}
+    return parse_issuer("MtlsIssuer", {"metadata": {"name": "hsm", "namespace": NS}, "spec": {"ca": ca}})
+
+
+def put(kube: FakeKube, hsm: SoftHSM, cert: str = "rsa-ca", pin: bytes = UNIT_PIN.encode() + b"\n") -> bytes:
+    pem = (hsm.root / f"{cert}.crt").read_bytes()
+    kube.configmaps[(NS, "ca")] = {"metadata": {"name": "ca"}, "data": {"ca.crt": pem.decode()}}
+    kube.put_secret(NS, "pin", {"pin": pin})
+    return pem
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+async def test_a_token_key_signs_for_the_certificate_in_a_configmap(hsm: SoftHSM) -> None:
+    cas, kube, tokens = loader(hsm)
+    pem = put(kube, hsm)  # the PIN with the newline `echo` leaves
+    loaded = await cas.load(spec(hsm), NS, now())
+    assert isinstance(loaded, IssuerCA), loaded
+    assert loaded.in_token and loaded.pool is cas.token_pool and loaded.ca_pem == pem
+    assert "PKCS#11 key label 'rsa-ca' on token label 'ca-token'" in loaded.key_location
+    with pytest.raises(TypeError, match="in the PKCS#11 token"):
+        loaded.ca.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    again = await cas.load(spec(hsm), NS, now(), probe=True)  # cached, and probed with one more signature
+    assert isinstance(again, IssuerCA) and again.ca.key is loaded.ca.key and tokens.built == 1
+    cas.close()
+
+
+async def test_a_der_certificate_in_a_secret_or_in_binary_data(hsm: SoftHSM) -> None:
+    cas, kube, _ = loader(hsm)
+    put(kube, hsm, cert="ec-ca")
+    der = x509.load_pem_x509_certificate((hsm.root / "ec-ca.crt").read_bytes()).public_bytes(serialization.Encoding.DER)
+    kube.put_secret(NS, "ec-public", {"ca.crt": der})
+    ec = await cas.load(spec(hsm, {"secretName": "ec-public"}, tokenLabel="ec-token", keyLabel="ec-ca"), NS, now())
+    assert isinstance(ec, IssuerCA), ec
+    kube.configmaps[(NS, "bin")] = {"binaryData": {"ca.crt": base64.b64encode(der).decode()}}
+    binary = await cas.load(spec(hsm, {"configMapName": "bin"}, tokenLabel="ec-token", keyLabel="ec-ca"), NS, now())
+    assert isinstance(binary, IssuerCA) and binary.ca.certificate == ec.ca.certificate
+    cas.close()
+
+
+async def test_every_problem_is_a_named_refusal(hsm: SoftHSM) -> None:
+    cas, kube, _ = loader(hsm)
+    refused(await cas.load(spec(hsm), NS, now()), "CANotFound", "ConfigMap team/ca (key ca.crt)")
+    put(kube, hsm)
+    del kube.secrets[(NS, "pin")]
+    refused(await cas.load(spec(hsm), NS, now()), "PINNotFound", "PIN Secret team/pin does not exist")
+    kube.put_secret(NS, "pin", {"other": b"x"})
+    refused(await cas.load(spec(hsm), NS, now()), "PINNotFound", "has no key pin")
+    put(kube, hsm, cert="other-ca")  # a CA whose key is on another token
+    refused(await cas.load(spec(hsm), NS, now()), "HSMUnavailable", "does not belong to the CA certificate")
+    put(kube, hsm)
+    refused(await cas.load(spec(hsm, tokenLabel="absent"), NS, now()), "HSMUnavailable", "no token")
+
+    leaf_ca, leaf_key = not_a_ca()
+    kube.configmaps[(NS, "ca")] = {"data": {"ca.crt": to_pem([leaf_ca]).decode()}}
+    refused(await cas.load(spec(hsm), NS, now()), "CAInvalid", "is not a CA certificate")
+    key_pem = leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    kube.configmaps[(NS, "ca")] = {"data": {"ca.crt": ((hsm.root / "rsa-ca.crt").read_bytes() + key_pem).decode()}}
+    leaky = refused(await cas.load(spec(hsm), NS, now()), "CAInvalid", "holds a private key as well")
+    assert key_pem.decode().splitlines()[1] not in leaky.message
+    cas.close()
+
+
+async def test_a_probe_finds_the_token_gone_and_back(hsm: SoftHSM) -> None:
+    cas, kube, _ = loader(hsm)
+    put(kube, hsm)
+    assert isinstance(await cas.load(spec(hsm), NS, now()), IssuerCA)
+    assert isinstance(await cas.load(spec(hsm), NS, now()), IssuerCA)  # no probe: the cached key, no token call
+    hsm.take_away()
+    try:
+        refused(await cas.load(spec(hsm), NS, now(), probe=True), "HSMUnavailable", "stopped answering")
+    finally:
+        hsm.bring_back()
+    assert isinstance(await cas.load(spec(hsm), NS, now(), probe=True), IssuerCA)
+    cas.close()
+
+
+async def test_a_ca_keypair_in_a_secret_is_loaded_as_before() -> None:
+    kube = FakeKube()
+    cas = Reconciler(kube, cpu_threads=1, clock=Clock()).issuer_cas  # type: ignore[arg-type]
+    cert, key = make_ca("Secret CA")
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    kube.put_secret(NS, "ca", {"tls.crt": to_pem([cert]), "tls.key": key_pem})
+    body = {"metadata": {"name": "plain", "namespace": NS}, "spec": {"ca": {"secretName": "ca"}}}
+    loaded = await cas.load(parse_issuer("MtlsIssuer", body), NS, now())
+    assert isinstance(loaded, IssuerCA) and not loaded.in_token and loaded.key_location == "CA Secret team/ca"
+    assert loaded.pool is cas.ctx.cpu
+    cas.close()
+
+
+def refused(result: IssuerCA | Rejected, reason: str, words: str) -> Rejected:
+    assert isinstance(result, Rejected), result
+    assert (result.reason, words in result.message) == (reason, True), result
+    return result
+
+
+def not_a_ca() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """A self-signed certificate without basicConstraints CA:TRUE (a leaf pasted where the CA belongs)."""
+    key = rsa.generate_private_key(65537, 2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client.example.com")])
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now() - datetime.timedelta(days=1))
+        .not_valid_after(now() + datetime.timedelta(days=30)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    return cert, key
