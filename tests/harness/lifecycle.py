@@ -15,6 +15,7 @@ from harness import pki
 from harness.fakekube import FakeKube
 from mtls_operator.api.names import API_VERSION, KIND
 from mtls_operator.api.status import find_condition
+from mtls_operator.hsm.token import TokenKeys
 from mtls_operator.lifecycle.issuers import IssuerDirectory
 from mtls_operator.lifecycle.reconciler import Reconciler
 
@@ -88,6 +89,7 @@ class Lifecycle:
         kubernetes_signer: bool = True,
         issuers: IssuerDirectory | None = None,
         clock: Clock | None = None,
+        tokens: TokenKeys | None = None,
     ):
         self.kube = kube or FakeKube()
         self.clock = clock or Clock()
@@ -99,6 +101,7 @@ class Lifecycle:
             on_key_generated=self._key_generated,
             kubernetes_signer=kubernetes_signer,
             issuers=issuers,
+            tokens=tokens,
         )
         self.body = self.kube.add_certificate(body)
         self.wake_at: datetime.datetime | None = None

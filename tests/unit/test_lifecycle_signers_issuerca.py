@@ -15,17 +15,19 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from harness.fakekube import FakeKube
-from harness.lifecycle import Clock
+from harness.lifecycle import NAMESPACE, Clock, Lifecycle, certificate_body
 from harness.pki import make_ca
 from harness.softhsm import UNIT_PIN, SoftHSM
 from mtls_operator.api.issuer import IssuerSpec, parse_issuer
 from mtls_operator.hsm.token import TokenKeys
 from mtls_operator.lifecycle.attempt import Rejected
 from mtls_operator.lifecycle.reconciler import Reconciler
-from mtls_operator.lifecycle.signers.issuerca import IssuerCA, IssuerCALoader
+from mtls_operator.lifecycle.signers.issuerca import CONFIGMAP_REUSE, IssuerCA, IssuerCALoader
 from mtls_operator.pki.certificates import to_pem
+from mtls_operator.runtime.issuerbook import IssuerBook
 
 NS = "team"
+ECDSA_TOO = {"keys": {"allowedAlgorithms": ["RSA", "ECDSA"]}}  # the harness's certificates have ECDSA keys
 
 
 class CountingTokens(TokenKeys):
@@ -38,10 +40,21 @@ class CountingTokens(TokenKeys):
         return super().signing_key(*args)
 
 
+class Tick(Clock):
+    """Real time, moved past the loader's ConfigMap reuse at each reading (each step of a test sees its change)."""
+
+    def __init__(self) -> None:
+        super().__init__(datetime.datetime.now(datetime.UTC))
+
+    def __call__(self) -> datetime.datetime:
+        self.advance(seconds=CONFIGMAP_REUSE.total_seconds())
+        return self.now
+
+
 def loader(hsm: SoftHSM) -> tuple[IssuerCALoader, FakeKube, CountingTokens]:
     kube = FakeKube()
     tokens = CountingTokens((hsm.module,))
-    reconciler = Reconciler(kube, cpu_threads=1, clock=Clock(), tokens=tokens)  # type: ignore[arg-type]
+    reconciler = Reconciler(kube, cpu_threads=1, clock=Tick(), tokens=tokens)  # type: ignore[arg-type]
     return reconciler.issuer_cas, kube, tokens
 
 
@@ -51,10 +64,12 @@ def spec(hsm: SoftHSM, certificate: dict[str, str] | None = None, **token: str) 
     return parse_issuer("MtlsIssuer", {"metadata": {"name": "hsm", "namespace": NS}, "spec": {"ca": ca}})
 
 
-def put(kube: FakeKube, hsm: SoftHSM, cert: str = "rsa-ca", pin: bytes = UNIT_PIN.encode() + b"\n") -> bytes:
+def put(
+    kube: FakeKube, hsm: SoftHSM, cert: str = "rsa-ca", pin: bytes = UNIT_PIN.encode() + b"\n", namespace: str = NS
+) -> bytes:
     pem = (hsm.root / f"{cert}.crt").read_bytes()
-    kube.configmaps[(NS, "ca")] = {"metadata": {"name": "ca"}, "data": {"ca.crt": pem.decode()}}
-    kube.put_secret(NS, "pin", {"pin": pin})
+    kube.configmaps[(namespace, "ca")] = {"metadata": {"name": "ca"}, "data": {"ca.crt": pem.decode()}}
+    kube.put_secret(namespace, "pin", {"pin": pin})
     return pem
 
 
@@ -130,6 +145,33 @@ async def test_a_probe_finds_the_token_gone_and_back(hsm: SoftHSM) -> None:
     cas.close()
 
 
+async def test_a_configmap_is_read_once_per_few_seconds_for_all_certificates(hsm: SoftHSM) -> None:
+    kube = FakeKube()
+    clock = Clock(now())
+    cas = Reconciler(kube, cpu_threads=1, clock=clock, tokens=TokenKeys((hsm.module,))).issuer_cas  # type: ignore[arg-type]
+    put(kube, hsm)
+    reads = 0
+    read = kube.get_configmap
+
+    async def counted(namespace: str, name: str) -> dict[str, Any] | None:
+        nonlocal reads
+        reads += 1
+        return await read(namespace, name)
+
+    kube.get_configmap = counted  # type: ignore[method-assign]
+    for _ in range(20):  # twenty certificates of one issuer reconciled at once
+        assert isinstance(await cas.load(spec(hsm), NS, clock.now), IssuerCA)
+    assert reads == 1
+    put(kube, hsm, cert="ec-ca")  # the certificate replaced: seen once the reuse is over
+    clock.advance(seconds=CONFIGMAP_REUSE.total_seconds())
+    refused(
+        await cas.load(spec(hsm), NS, clock.now),
+        "HSMUnavailable",
+        "is an RSA key and the CA certificate's key is ECDSA",
+    )
+    cas.close()
+
+
 async def test_a_ca_keypair_in_a_secret_is_loaded_as_before() -> None:
     kube = FakeKube()
     cas = Reconciler(kube, cpu_threads=1, clock=Clock()).issuer_cas  # type: ignore[arg-type]
@@ -161,3 +203,40 @@ def not_a_ca() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
         .not_valid_after(now() + datetime.timedelta(days=30)).sign(key, hashes.SHA256())
     )  # fmt: skip
     return cert, key
+
+
+async def test_a_token_gone_between_resolving_and_signing_signs_nothing(hsm: SoftHSM) -> None:
+    """The issuer was Ready and its key is cached (no probe on a certificate's reconcile): the signature itself
+    fails, and the certificate waits with the reason named; nothing is written. When the token is back, it issues."""
+    kube = FakeKube()
+    book = IssuerBook("mtls-system")
+    ca = {
+        "pkcs11": {
+            "module": hsm.module,
+            "tokenLabel": "ca-token",
+            "keyLabel": "rsa-ca",
+            "pinSecretRef": {"name": "pin"},
+        },
+        "certificate": {"configMapName": "ca"},
+    }
+    issuer = {"metadata": {"name": "hsm", "namespace": NAMESPACE}, "spec": {"ca": ca, "policy": ECDSA_TOO}}
+    book.store_issuer("MtlsIssuer", kube.add_issuer("MtlsIssuer", issuer))
+    put(kube, hsm, namespace=NAMESPACE)
+    clock = Clock(now())
+    ref = {"signer": {"issuerRef": {"kind": "MtlsIssuer", "name": "hsm"}}}
+    lc = Lifecycle(certificate_body("late", spec=ref), kube, issuers=book, clock=clock, tokens=TokenKeys((hsm.module,)))
+    cas = lc.reconciler.issuer_cas
+    assert isinstance(await cas.load(parse_issuer("MtlsIssuer", issuer), NAMESPACE, clock.now), IssuerCA)  # Ready
+    hsm.take_away()
+    try:
+        await lc.settle()
+        message = lc.ready["message"]
+        assert lc.ready["reason"] == "IssuerNotReady" and "on token label 'ca-token'" in message, lc.ready
+        assert "stopped answering" in message or "does not initialise" in message, message
+        assert lc.secret() is None
+    finally:
+        hsm.bring_back()
+    assert (await lc.settle())["phase"] == "Ready", lc.ready
+    leaf = x509.load_pem_x509_certificate(lc.secret()["tls.crt"])  # type: ignore[index]
+    leaf.verify_directly_issued_by(x509.load_pem_x509_certificate((hsm.root / "rsa-ca.crt").read_bytes()))
+    cas.close()

@@ -25,10 +25,10 @@ import pkcs11
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from pkcs11 import Attribute, Mechanism, ObjectClass
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
-from mtls_operator.hsm.keys import TokenECPrivateKey, TokenRSAPrivateKey
+from mtls_operator.hsm.keys import ECDSA_MECHANISM, TokenECPrivateKey, TokenRSAPrivateKey
 
 # The errors of a token, slot or library that is no longer there (or no longer knows our session): drop the
 # session, re-initialise the library next time.
@@ -132,6 +132,13 @@ class TokenKeys:
                 if key is None:
                     key = self._find_key(session.session, ref)
                     session.keys[(ref.key_label, ref.key_id)] = key
+                token_type = "ECDSA" if key.key_type == KeyType.EC else "RSA" if key.key_type == KeyType.RSA else "?"
+                wanted = "ECDSA" if mechanism == ECDSA_MECHANISM else "RSA"
+                if token_type != wanted:  # a token would answer with a generic error, read as "gone"
+                    raise HsmUnavailable(
+                        f"{ref} is an {token_type} key and the CA certificate's key is {wanted}: they do not belong "
+                        "together"
+                    )
                 return bytes(key.sign(data, mechanism=getattr(Mechanism, mechanism)))
             except GONE as exc:
                 self._drop(where, ref.module)
@@ -188,8 +195,11 @@ class TokenKeys:
             allowed = ", ".join(sorted(self.allowed_modules)) or "none (--pkcs11-module)"
             raise HsmUnavailable(f"{ref}: the operator does not load {ref.module}; allowed modules: {allowed}")
         try:
-            lib = pkcs11.lib(ref.module)
+            lib = pkcs11.lib(ref.module)  # loads it, and initialises it when it is not yet
         except p11.PKCS11Error as exc:
+            if os.path.exists(ref.module):  # loaded, but C_Initialize failed: its tokens or configuration are away
+                self._stale_modules.add(ref.module)
+                raise HsmUnavailable(f"{ref}: the PKCS#11 module does not initialise ({_name(exc)})") from None
             raise HsmUnavailable(f"{ref}: the PKCS#11 module cannot be loaded ({_name(exc)})") from None
         try:
             if ref.module in self._stale_modules or not lib.initialized:

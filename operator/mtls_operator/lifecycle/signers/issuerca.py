@@ -17,7 +17,9 @@ import binascii
 import datetime
 import hashlib
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mtls_operator.aio.offload import CpuPool
 from mtls_operator.api.issuer import CertificateSource, IssuerSpec, Pkcs11Source
@@ -35,6 +37,7 @@ TOKEN_KEY_CACHE_SIZE = 64
 # Token calls at once: one library serialises its sessions anyway (hsm.token); two let a second module's issuers go
 # on while one token hangs.
 TOKEN_THREADS = 2
+CONFIGMAP_REUSE = datetime.timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class IssuerCALoader:
         self.tokens = tokens
         self.token_pool = CpuPool(TOKEN_THREADS, self.ctx.cpu.released_slot)
         self._keys: OrderedDict[tuple[TokenKeyRef, bytes, str], PrivateKey] = OrderedDict()
+        self._configmaps: dict[tuple[str, str], tuple[datetime.datetime, Mapping[str, Any]]] = {}
 
     async def load(
         self, spec: IssuerSpec, namespace: str, now: datetime.datetime, *, probe: bool = False
@@ -115,7 +119,7 @@ class IssuerCALoader:
             secret = await self.ctx.kube.get_secret(namespace, where.secret_name)
             return None if secret is None else secret.get(where.key)
         assert where.configmap_name is not None
-        configmap = await self.ctx.kube.get_configmap(namespace, where.configmap_name) or {}
+        configmap = await self._configmap(namespace, where.configmap_name)
         text = (configmap.get("data") or {}).get(where.key)
         if text is not None:
             return str(text).encode()
@@ -124,6 +128,17 @@ class IssuerCALoader:
             return base64.b64decode(binary, validate=True) if binary is not None else None
         except binascii.Error:
             return None
+
+    async def _configmap(self, namespace: str, name: str) -> Mapping[str, Any]:
+        """ConfigMaps are not in the Secret informer: a read is an API request. Every certificate of the issuer
+        resolves it on each reconcile, so a renewal wave would send one per certificate; a few seconds' reuse makes
+        it one per issuer, and a changed certificate is still seen within that time."""
+        cached, now = self._configmaps.get((namespace, name)), self.ctx.clock()
+        if cached is not None and datetime.timedelta(0) <= now - cached[0] < CONFIGMAP_REUSE:
+            return cached[1]
+        configmap = await self.ctx.kube.get_configmap(namespace, name) or {}
+        self._configmaps[(namespace, name)] = (now, configmap)
+        return configmap
 
     async def _pin(self, namespace: str, token: Pkcs11Source) -> bytes | Rejected:
         where = f"PIN Secret {namespace}/{token.pin_secret_name}"
