@@ -107,9 +107,10 @@ bench: venv tools controlplane ## benchmarks (about 15 min): bench/results/lates
 
 bench-quick: deps venv tools controlplane ## every benchmark scenario with small counts (CI smoke test)
 	PYTHONPATH=tests:tests/controlplane $(PY) bench/run.py --quick
+	PYTHONPATH=tests:tests/controlplane $(PY) bench/hsm.py --quick
 
-bench-hsm: deps venv ## certificates/s with the CA key in SoftHSM2 next to in memory (about 1 min): bench/results/hsm.{json,md}
-	PYTHONPATH=tests $(PY) bench/hsm.py
+bench-hsm: deps venv tools controlplane ## certificates/s with the CA key in SoftHSM2 next to in memory, alone and through the operator (about 5 min): bench/results/hsm.{json,md}
+	PYTHONPATH=tests:tests/controlplane $(PY) bench/hsm.py
 
 soak: deps venv tools controlplane ## memory under continuous renewals (300 certificates, 30 min): bench/results/soak.{json,md}
 	PYTHONPATH=tests:tests/controlplane $(PY) bench/soak.py
