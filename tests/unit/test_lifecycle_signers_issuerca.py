@@ -240,3 +240,32 @@ async def test_a_token_gone_between_resolving_and_signing_signs_nothing(hsm: Sof
     leaf = x509.load_pem_x509_certificate(lc.secret()["tls.crt"])  # type: ignore[index]
     leaf.verify_directly_issued_by(x509.load_pem_x509_certificate((hsm.root / "rsa-ca.crt").read_bytes()))
     cas.close()
+
+
+async def test_while_the_issuer_reports_its_token_down_no_key_is_generated(hsm: SoftHSM) -> None:
+    kube = FakeKube()
+    book = IssuerBook("mtls-system")
+    ca = {
+        "pkcs11": {
+            "module": hsm.module,
+            "tokenLabel": "ca-token",
+            "keyLabel": "rsa-ca",
+            "pinSecretRef": {"name": "pin"},
+        },
+        "certificate": {"configMapName": "ca"},
+    }
+    down = {"type": "Ready", "status": "False", "reason": "HSMUnavailable", "message": "the token stopped answering"}
+    issuer = {
+        "metadata": {"name": "hsm", "namespace": NAMESPACE},
+        "spec": {"ca": ca, "policy": ECDSA_TOO},
+        "status": {"conditions": [down]},
+    }
+    book.store_issuer("MtlsIssuer", kube.add_issuer("MtlsIssuer", issuer))
+    put(kube, hsm, namespace=NAMESPACE)
+    ref = {"signer": {"issuerRef": {"kind": "MtlsIssuer", "name": "hsm"}}}
+    tokens = CountingTokens((hsm.module,))
+    lc = Lifecycle(certificate_body("waits", spec=ref), kube, issuers=book, clock=Clock(now()), tokens=tokens)
+    await lc.settle()
+    assert lc.ready["reason"] == "IssuerNotReady" and "the token stopped answering" in lc.ready["message"]
+    assert (lc.keys_generated, tokens.built, lc.secret()) == (0, 0, None)
+    lc.reconciler.issuer_cas.close()

@@ -13,7 +13,7 @@ from cryptography import x509
 
 from mtls_operator.api.issuer import parse_issuer
 from mtls_operator.api.names import CA_CRT, TLS_CRT
-from mtls_operator.api.status import parse_time
+from mtls_operator.api.status import find_condition, parse_time
 from mtls_operator.hsm.token import HsmUnavailable
 from mtls_operator.lifecycle.attempt import Attempt, Deferred, Issued, Rejected, SignResult
 from mtls_operator.lifecycle.issuers import ResolvedIssuer
@@ -23,7 +23,7 @@ from mtls_operator.lifecycle.policy.issuance import IssuanceRequest, Violation, 
 from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
 from mtls_operator.lifecycle.signers.base import SignerBase, SignerContext
 from mtls_operator.lifecycle.signers.ca import sign_with
-from mtls_operator.lifecycle.signers.issuerca import IssuerCALoader
+from mtls_operator.lifecycle.signers.issuerca import HSM_UNAVAILABLE, PIN_NOT_FOUND, IssuerCALoader
 from mtls_operator.pki.certificates import describe_certificate, first_certificate, issued_by, load_pem_bundle
 from mtls_operator.pki.csr import CsrPolicy, build_csr, check_partner_csr, csr_dns_names, subject_fields
 from mtls_operator.pki.keys import key_spec_of
@@ -31,6 +31,7 @@ from mtls_operator.pki.keys import key_spec_of
 # Format checks of a partner CSR before the issuer's key policy (which names its own rule) applies: any key the
 # policy could allow passes this floor; the partner guide's RSA >= 2048 stays the floor.
 CSR_FORMAT_FLOOR = CsrPolicy(algorithms=("RSA", "ECDSA"))
+TOKEN_DOWN = (HSM_UNAVAILABLE, PIN_NOT_FOUND)
 
 
 class IssuerSigner(SignerBase):
@@ -50,6 +51,11 @@ class IssuerSigner(SignerBase):
             spec = parse_issuer(key.kind, body)
         except ValueError as exc:
             return Rejected("IssuerNotReady", f"{key} has an unusable spec: {exc}", phase=phases.PENDING)
+        ready = find_condition(body.get("status") or {})
+        if spec.pkcs11 is not None and ready.get("status") == "False" and ready.get("reason") in TOKEN_DOWN:
+            # The issuer's probe found the token unable to sign: wait for it to say otherwise (its Ready change
+            # re-queues this certificate) instead of generating a key for a signature that cannot be made.
+            return Rejected("IssuerNotReady", f"{key}: {ready.get('message')}", phase=phases.PENDING)
         loaded = await self.cas.load(spec, directory.ca_namespace(key), a.now)
         if isinstance(loaded, Rejected):
             return Rejected("IssuerNotReady", f"{key}: {loaded.message}", phase=phases.PENDING)

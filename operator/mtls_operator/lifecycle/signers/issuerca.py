@@ -33,6 +33,7 @@ from mtls_operator.pki.keys import PrivateKey
 from mtls_operator.pki.signing import CertificateAuthority, ca_validity_problem
 
 HSM_UNAVAILABLE = "HSMUnavailable"
+PIN_NOT_FOUND = "PINNotFound"
 TOKEN_KEY_CACHE_SIZE = 64
 # Token calls at once: one library serialises its sessions anyway (hsm.token); two let a second module's issuers go
 # on while one token hangs.
@@ -146,7 +147,7 @@ class IssuerCALoader:
         pin = None if secret is None else secret.get(token.pin_secret_key)
         if not pin:
             what = "does not exist" if secret is None else f"has no key {token.pin_secret_key}"
-            return Rejected("PINNotFound", f"{where} {what} (spec.ca.pkcs11.pinSecretRef)", phases.PENDING)
+            return Rejected(PIN_NOT_FOUND, f"{where} {what} (spec.ca.pkcs11.pinSecretRef)", phases.PENDING)
         return pin.rstrip(b"\r\n")  # `echo PIN > file` or a here-doc leaves a newline the token would refuse
 
     def close(self) -> None:
