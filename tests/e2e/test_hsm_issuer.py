@@ -84,6 +84,14 @@ def put_ca_configmap(kubectl: Kubectl, namespace: str, softhsm: SessionHSM, ca: 
     )  # fmt: skip
 
 
+def ready_token_issuer(kubectl: Kubectl, namespace: str, softhsm: SessionHSM, name: str) -> dict[str, Any]:
+    """The PIN, the CA certificate and an issuer with its key in e2e-rsa, once Ready."""
+    put_pin(kubectl, namespace, PIN)
+    put_ca_configmap(kubectl, namespace, softhsm)
+    kubectl.apply(token_issuer(name, softhsm.module), namespace)
+    return wait_issuer(kubectl, namespace, name, "True")
+
+
 def issued(name: str, **spec: Any) -> dict[str, Any]:
     return {"duration": f"{DAY}h", "signer": {"issuerRef": {"kind": "MtlsIssuer", "name": name}}, **spec}
 
@@ -112,10 +120,7 @@ def no_pin_anywhere(kubectl: Kubectl, namespace: str, operator: OperatorProcess)
 def test_a_ca_key_in_a_token_signs_leaves_and_partner_csrs_that_openssl_verifies(
     kubectl: Kubectl, operator: OperatorProcess, softhsm: SessionHSM, namespace: str, tmp_path: Path
 ) -> None:
-    put_pin(kubectl, namespace, PIN)
-    put_ca_configmap(kubectl, namespace, softhsm)
-    kubectl.apply(token_issuer("hsm", softhsm.module), namespace)
-    ready = condition(wait_issuer(kubectl, namespace, "hsm", "True"))
+    ready = condition(ready_token_issuer(kubectl, namespace, softhsm, "hsm"))
     assert "PKCS#11 key label 'rsa-ca' on token label 'e2e-rsa'" in ready["message"], ready
     assert "PKCS#11" in issuer(kubectl, namespace, "hsm")["status"]["ca"]["key"]
 
@@ -214,10 +219,7 @@ def test_each_token_problem_is_named_nothing_is_signed_and_the_fix_is_picked_up(
 def test_a_token_that_goes_away_turns_the_issuer_not_ready_and_back_by_itself(
     kubectl: Kubectl, operator: OperatorProcess, softhsm: SessionHSM, namespace: str, tmp_path: Path
 ) -> None:
-    put_pin(kubectl, namespace, PIN)
-    put_ca_configmap(kubectl, namespace, softhsm)
-    kubectl.apply(token_issuer("flaky", softhsm.module), namespace)
-    wait_issuer(kubectl, namespace, "flaky", "True")
+    ready_token_issuer(kubectl, namespace, softhsm, "flaky")
     softhsm.hsm.take_away()
     try:
         message = condition(wait_issuer(kubectl, namespace, "flaky", "False", "HSMUnavailable"))["message"]

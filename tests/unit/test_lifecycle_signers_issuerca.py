@@ -205,23 +205,21 @@ def not_a_ca() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
     return cert, key
 
 
+def token_issuer(hsm: SoftHSM, status: dict[str, Any] | None = None) -> tuple[FakeKube, IssuerBook, dict[str, Any]]:
+    """An MtlsIssuer with its key in ca-token, as the controller's book holds it, and its certificate and PIN."""
+    kube, book = FakeKube(), IssuerBook("mtls-system")
+    token = {"module": hsm.module, "tokenLabel": "ca-token", "keyLabel": "rsa-ca", "pinSecretRef": {"name": "pin"}}
+    ca = {"pkcs11": token, "certificate": {"configMapName": "ca"}}
+    issuer = {"metadata": {"name": "hsm", "namespace": NAMESPACE}, "spec": {"ca": ca, "policy": ECDSA_TOO}}
+    book.store_issuer("MtlsIssuer", kube.add_issuer("MtlsIssuer", {**issuer, "status": status or {}}))
+    put(kube, hsm, namespace=NAMESPACE)
+    return kube, book, issuer
+
+
 async def test_a_token_gone_between_resolving_and_signing_signs_nothing(hsm: SoftHSM) -> None:
     """The issuer was Ready and its key is cached (no probe on a certificate's reconcile): the signature itself
     fails, and the certificate waits with the reason named; nothing is written. When the token is back, it issues."""
-    kube = FakeKube()
-    book = IssuerBook("mtls-system")
-    ca = {
-        "pkcs11": {
-            "module": hsm.module,
-            "tokenLabel": "ca-token",
-            "keyLabel": "rsa-ca",
-            "pinSecretRef": {"name": "pin"},
-        },
-        "certificate": {"configMapName": "ca"},
-    }
-    issuer = {"metadata": {"name": "hsm", "namespace": NAMESPACE}, "spec": {"ca": ca, "policy": ECDSA_TOO}}
-    book.store_issuer("MtlsIssuer", kube.add_issuer("MtlsIssuer", issuer))
-    put(kube, hsm, namespace=NAMESPACE)
+    kube, book, issuer = token_issuer(hsm)
     clock = Clock(now())
     ref = {"signer": {"issuerRef": {"kind": "MtlsIssuer", "name": "hsm"}}}
     lc = Lifecycle(certificate_body("late", spec=ref), kube, issuers=book, clock=clock, tokens=TokenKeys((hsm.module,)))
@@ -243,25 +241,8 @@ async def test_a_token_gone_between_resolving_and_signing_signs_nothing(hsm: Sof
 
 
 async def test_while_the_issuer_reports_its_token_down_no_key_is_generated(hsm: SoftHSM) -> None:
-    kube = FakeKube()
-    book = IssuerBook("mtls-system")
-    ca = {
-        "pkcs11": {
-            "module": hsm.module,
-            "tokenLabel": "ca-token",
-            "keyLabel": "rsa-ca",
-            "pinSecretRef": {"name": "pin"},
-        },
-        "certificate": {"configMapName": "ca"},
-    }
     down = {"type": "Ready", "status": "False", "reason": "HSMUnavailable", "message": "the token stopped answering"}
-    issuer = {
-        "metadata": {"name": "hsm", "namespace": NAMESPACE},
-        "spec": {"ca": ca, "policy": ECDSA_TOO},
-        "status": {"conditions": [down]},
-    }
-    book.store_issuer("MtlsIssuer", kube.add_issuer("MtlsIssuer", issuer))
-    put(kube, hsm, namespace=NAMESPACE)
+    kube, book, _ = token_issuer(hsm, {"conditions": [down]})
     ref = {"signer": {"issuerRef": {"kind": "MtlsIssuer", "name": "hsm"}}}
     tokens = CountingTokens((hsm.module,))
     lc = Lifecycle(certificate_body("waits", spec=ref), kube, issuers=book, clock=Clock(now()), tokens=tokens)
