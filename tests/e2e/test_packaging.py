@@ -276,12 +276,13 @@ def test_the_hsm_example_mounts_the_library_and_allows_only_it(cluster: controlp
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert [a for a in container["args"] if a.startswith("--pkcs11")] == [
-        "--pkcs11-module=/opt/softhsm/lib/libsofthsm2.so",
+        "--pkcs11-module=/usr/lib/softhsm/libsofthsm2.so",
         "--pkcs11-probe-seconds=30",
     ]
     assert {"name": "SOFTHSM2_CONF", "value": "/etc/softhsm/softhsm2.conf"} in container["env"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts["softhsm-lib"] == "/opt/softhsm/lib" and set(mounts) == {v["name"] for v in pod["volumes"]}
+    assert mounts == {"softhsm-tokens": "/var/lib/softhsm/tokens", "softhsm-conf": "/etc/softhsm"}
+    assert set(mounts) == {v["name"] for v in pod["volumes"]}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True  # the tokens get a volume of their own
     default = helm(cluster.kubeconfig, "template", "x", str(CHART), "--show-only", "templates/deployment.yaml").stdout
     assert "--pkcs11" not in default and "volumes:" not in default and "env:" not in default

@@ -84,6 +84,21 @@ def build_release_image(images: BuiltImages, tree: Path, reference: str, archive
     return archive
 
 
+SOFTHSM_BASE = "localhost/python-standin-softhsm:3.11-bookworm"
+SOFTHSM_TAG = "node-test-softhsm"
+
+
+def build_softhsm_image(images: BuiltImages, archive: Path) -> Path:
+    """The operator image with a PKCS#11 library in it (Debian's softhsm2 and what it links against), as a user
+    builds one for a vendor's HSM client: the same Dockerfile on a base that has the library."""
+    env = {**os.environ, "BUILDAH_ROOT": str(images.storage)}
+    log = archive.with_suffix(".log")
+    _run([str(ROOT / "hack" / "standin-base.sh"), SOFTHSM_BASE], {**env, "STANDIN_PACKAGES": "softhsm2"}, log)
+    image = {"IMAGE": f"{OPERATOR_IMAGE}:{SOFTHSM_TAG}", "PYTHON_IMAGE": SOFTHSM_BASE, "IMAGE_ARCHIVE": str(archive)}
+    _run([str(ROOT / "hack" / "image.sh")], {**env, **image}, log)
+    return archive
+
+
 def remove_storage(workdir: Path) -> None:
     """containers/storage keeps its overlay directory mounted on itself: unmount before deleting."""
     storage = (workdir / "storage").resolve()
