@@ -281,7 +281,7 @@ def test_the_hsm_example_mounts_the_library_and_allows_only_it(cluster: controlp
     ]
     assert {"name": "SOFTHSM2_CONF", "value": "/etc/softhsm/softhsm2.conf"} in container["env"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts == {"softhsm-tokens": "/var/lib/softhsm/tokens", "softhsm-conf": "/etc/softhsm"}
+    assert mounts == {"softhsm-tokens": "/var/lib/softhsm-tokens", "softhsm-conf": "/etc/softhsm"}
     assert set(mounts) == {v["name"] for v in pod["volumes"]}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True  # the tokens get a volume of their own
     default = helm(cluster.kubeconfig, "template", "x", str(CHART), "--show-only", "templates/deployment.yaml").stdout

@@ -25,7 +25,8 @@ from harness.nodechart import BASE_VALUES, CHART, RELEASE, SYSTEM, install, oper
 from harness.softhsm import PIN, SoftHSM, find_module
 
 MODULE_IN_IMAGE = "/usr/lib/softhsm/libsofthsm2.so"  # where Debian's softhsm2 puts it, in the image as on the host
-TOKENS_IN_POD = "/var/lib/softhsm/tokens"
+# Not Debian's /var/lib/softhsm/tokens: the package makes /var/lib/softhsm root:softhsm 2770, closed to UID 10001.
+TOKENS_IN_POD = "/var/lib/softhsm-tokens"
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,14 @@ GONE = (
 )
 
 
+# C_Initialize says only "general error"; these are the causes seen (SoftHSM: its token directory unreadable by the
+# operator's user, or moved away).
+HINT = (
+    "; check that the library's configuration is found (e.g. SOFTHSM2_CONF) and that it and the token files are "
+    "readable by the operator's user"
+)
+
+
 @dataclass(frozen=True)
 class TokenKeyRef:
     """Which key: the library, the token (label or serial) and the key on it (label or id)."""
@@ -199,7 +207,7 @@ class TokenKeys:
         except p11.PKCS11Error as exc:
             if os.path.exists(ref.module):  # loaded, but C_Initialize failed: its tokens or configuration are away
                 self._stale_modules.add(ref.module)
-                raise HsmUnavailable(f"{ref}: the PKCS#11 module does not initialise ({_name(exc)})") from None
+                raise HsmUnavailable(f"{ref}: the PKCS#11 module does not initialise ({_name(exc)}){HINT}") from None
             raise HsmUnavailable(f"{ref}: the PKCS#11 module cannot be loaded ({_name(exc)})") from None
         try:
             if ref.module in self._stale_modules or not lib.initialized:
@@ -210,7 +218,7 @@ class TokenKeys:
                 lib.initialize()
                 self._stale_modules.discard(ref.module)
         except p11.PKCS11Error as exc:
-            raise HsmUnavailable(f"{ref}: the PKCS#11 module does not initialise ({_name(exc)})") from None
+            raise HsmUnavailable(f"{ref}: the PKCS#11 module does not initialise ({_name(exc)}){HINT}") from None
         return lib
 
     @staticmethod
