@@ -43,9 +43,13 @@ class CertificateSource:
     configmap_name: str | None
     key: str = CA_CRT
 
-    def __str__(self) -> str:
+    def describe(self, namespace: str = "") -> str:
+        """e.g. "ConfigMap team/payments-ca (key ca.crt)", for messages."""
         kind, name = ("Secret", self.secret_name) if self.secret_name else ("ConfigMap", self.configmap_name)
-        return f"{kind} {name} (key {self.key})"
+        return f"{kind} {namespace + '/' if namespace else ''}{name} (key {self.key})"
+
+    def __str__(self) -> str:
+        return self.describe()
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ class IssuerCALoader:
     async def _from_token(
         self, token: Pkcs11Source, namespace: str, now: datetime.datetime, probe: bool
     ) -> IssuerCA | Rejected:
-        source = f"CA certificate {_where(token.certificate, namespace)}"
+        source = f"CA certificate {token.certificate.describe(namespace)}"
         data = await self._certificate_bytes(namespace, token.certificate)
         if data is None:
             return Rejected(
@@ -163,8 +163,3 @@ def token_key_ref(token: Pkcs11Source) -> TokenKeyRef:
         key_label=token.key_label,
         key_id=token.key_id,
     )
-
-
-def _where(source: CertificateSource, namespace: str) -> str:
-    kind, name = ("Secret", source.secret_name) if source.secret_name else ("ConfigMap", source.configmap_name)
-    return f"{kind} {namespace}/{name} (key {source.key})"
