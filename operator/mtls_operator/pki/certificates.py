@@ -100,6 +100,23 @@ def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def sorts_under(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """For putting files in order only, never for trust: `issuer` names `cert`'s issuer and its signature verifies,
+    or is made with an algorithm cryptography no longer checks (SHA-1, MD5), so the validator, not the sorting,
+    says what is wrong with it."""
+    if issuer.subject != cert.issuer:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except UnsupportedAlgorithm:
+        return True
+    except ValueError as exc:
+        return "signature algorithm" in str(exc)
+    except (TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def is_issuer_of(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
     """`issuer` is a CA certificate whose key signed `cert`."""
     return is_ca(issuer) and issued_by(cert, issuer)

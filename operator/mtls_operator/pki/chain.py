@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from mtls_operator.pki.certificates import common_name_of, is_ca, is_self_signed, issued_by
+from mtls_operator.pki.certificates import common_name_of, is_ca, is_self_signed, sorts_under
 from mtls_operator.pki.keys import PrivateKey, PublicKey, public_key_fingerprint, same_public_key
 
 TLS, CA = "tls.crt", "ca.crt"
@@ -122,7 +122,7 @@ def _path(leaf: Found, found: list[Found]) -> list[Found] | Rejection:
     while not is_self_signed(path[-1].cert):
         current = path[-1].cert
         used = {f.cert for f in path}
-        issuers = [f for f in found if f.cert not in used and issued_by(current, f.cert)]
+        issuers = [f for f in found if f.cert not in used and sorts_under(current, f.cert)]
         if not issuers:
             break
         issuer = next((f for f in issuers if is_ca(f.cert)), issuers[0])

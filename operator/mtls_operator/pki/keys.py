@@ -82,6 +82,10 @@ def public_key_der(key: PrivateKey | PublicKey) -> bytes:
     return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+def is_private_key(key: PrivateKey | PublicKey) -> bool:
+    return isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+
+
 def same_public_key(a: PrivateKey | PublicKey, b: PrivateKey | PublicKey) -> bool:
     return public_key_der(a) == public_key_der(b)
 

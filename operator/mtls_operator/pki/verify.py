@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -10,8 +11,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from mtls_operator.pki.bundle import CertificateFile, UnreadableFile, read_certificates
 from mtls_operator.pki.certificates import allows_client_auth, common_name_of
-from mtls_operator.pki.chain import Rejection, find_leaf, pool, sort_chain
-from mtls_operator.pki.keys import PrivateKey, PublicKey
+from mtls_operator.pki.chain import Found, Rejection, find_leaf, pool, sort_chain
+from mtls_operator.pki.keys import PrivateKey, PublicKey, is_private_key
+from mtls_operator.pki.pathvalidation import path_problem
 
 __all__ = ["Rejection", "Verified", "verify_signed_certificate"]
 
@@ -39,10 +41,12 @@ def verify_signed_certificate(
     now: datetime.datetime,
 ) -> Verified | Rejection:
     """Reads both files in any format (PEM, DER, PKCS#7, mixed), finds the certificate for `key` wherever it is,
-    orders its chain, then checks, in order: key, CN, validity window, chain to ca.crt, clientAuth.
+    orders its chain, then checks, in order: key, CN, validity window, chain to ca.crt, clientAuth, and finally
+    whether a real server accepts the ordered chain (`pki.pathvalidation`: OpenSSL in a handshake, every
+    certificate's dates, what Go refuses).
 
-    `key` is the pending private key (operator) or the pending CSR's public key (`kubectl mtls import`),
-    so both give the same verdict with the same message.
+    `key` is the pending private key (operator) or the pending CSR's public key (`kubectl mtls import`). Without
+    the private key OpenSSL cannot be asked: the plugin runs every other check, and the operator's verdict is final.
     """
     files = _read(tls_crt, ca_crt)
     if isinstance(files, Rejection):
@@ -71,7 +75,16 @@ def verify_signed_certificate(
         return ordered
     if not allows_client_auth(cert):
         return Rejection("WrongUsage", "the certificate's extended key usage does not allow clientAuth")
+    private = key if is_private_key(key) else None
+    problem = path_problem(ordered.chain, ordered.roots, private, now, _where(found))  # type: ignore[arg-type]
+    if problem is not None:
+        return Rejection(problem.reason, problem.message)
     return Verified(chain=ordered.chain, ca_certificates=ordered.roots, notes=_notes(tls, ca))
+
+
+def _where(found: list[Found]) -> Callable[[x509.Certificate], str]:
+    places = {f.cert: f.where() for f in found}
+    return lambda cert: places.get(cert, "")
 
 
 def _read(tls_crt: bytes | None, ca_crt: bytes | None) -> tuple[CertificateFile, CertificateFile | None] | Rejection:
