@@ -9,6 +9,7 @@ the matching key; it is OpenSSL at security level 0, so that it sends whatever i
 from __future__ import annotations
 
 import contextlib
+import datetime
 import shutil
 import socket
 import ssl
@@ -41,8 +42,6 @@ def server_identity(directory: Path) -> tuple[Path, Path]:
         private = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
         now = time.time()
-        import datetime
-
         start = datetime.datetime.fromtimestamp(now - 3600, datetime.UTC)
         cert = (
             x509.CertificateBuilder()
@@ -70,12 +69,11 @@ def _client_request(port: int, chain: Path, key: Path) -> tuple[bool, str]:
     context.set_ciphers("DEFAULT:@SECLEVEL=0")  # present anything; the server judges
     context.load_cert_chain(str(chain), str(key))
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-            with context.wrap_socket(raw) as tls:
-                tls.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-                answer = b""
-                while chunk := tls.recv(4096):
-                    answer += chunk
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, context.wrap_socket(raw) as tls:
+            tls.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            answer = b""
+            while chunk := tls.recv(4096):
+                answer += chunk
     except (ssl.SSLError, OSError) as exc:
         return False, str(exc)
     return answer.startswith(b"HTTP/1."), answer[:40].decode(errors="replace")

@@ -348,7 +348,9 @@ case("rsa-pss-signatures")(
     lambda pub, csr, d: chained(pub, inter_spec=ca_spec(pss=True), leaf_spec_=leaf_spec(pss=True))
 )
 case("sha384-signatures")(
-    lambda pub, csr, d: chained(pub, inter_spec=ca_spec(digest=hashes.SHA384()), leaf_spec_=leaf_spec(digest=hashes.SHA512()))
+    lambda pub, csr, d: chained(
+        pub, inter_spec=ca_spec(digest=hashes.SHA384()), leaf_spec_=leaf_spec(digest=hashes.SHA512())
+    )
 )
 case("leaf-without-eku")(lambda pub, csr, d: chained(pub, leaf_spec_=leaf_spec(eku=None)))
 case("leaf-eku-client-and-server")(
@@ -397,9 +399,7 @@ case("intermediate-not-yet-valid")(
 case("root-expired")(
     lambda pub, csr, d: chained(pub, root_spec=ca_spec("Partner Root CA", not_before=-900 * DAY, not_after=-DAY))
 )
-case("root-not-yet-valid")(
-    lambda pub, csr, d: chained(pub, root_spec=ca_spec("Partner Root CA", not_before=3 * DAY))
-)
+case("root-not-yet-valid")(lambda pub, csr, d: chained(pub, root_spec=ca_spec("Partner Root CA", not_before=3 * DAY)))
 case("intermediate-key-usage-without-keycertsign")(
     lambda pub, csr, d: chained(pub, inter_spec=ca_spec(key_usage=CRL_ONLY))
 )
@@ -457,6 +457,8 @@ def _inter_sha1(pub: Any, csr: bytes, d: Path) -> PartnerFiles:
     top = root()
     inter = openssl_intermediate(d / "sha1inter", top, "-sha1")
     return PartnerFiles(pem(leaf(pub, inter), inter.cert), top.pem, top.pem)
+
+
 case("intermediate-wrong-authority-key-id")(lambda pub, csr, d: chained(pub, inter_spec=ca_spec(wrong_aki=True)))
 
 
@@ -495,6 +497,8 @@ def _leaf_sha1(pub: Any, csr: bytes, d: Path) -> PartnerFiles:
     inter = intermediate(top)
     mine = openssl_sign(d / "sha1", csr, inter, "-sha1")
     return PartnerFiles(pem(mine, inter.cert), top.pem, top.pem)
+
+
 case("leaf-basic-constraints-ca-true")(lambda pub, csr, d: chained(pub, leaf_spec_=leaf_spec(ca=True)))
 
 

@@ -74,7 +74,7 @@ def test_missing_intermediate_names_the_issuer_it_needs(pki, client_key):
     result = verdict([leaf], [root], client_key)
     assert isinstance(result, Rejection) and result.reason == "UntrustedChain"
     assert "its issuer 'CN=Partner Issuing CA' is in neither tls.crt nor ca.crt" in result.message
-    assert "ask them for its certificate" in result.message
+    assert "ask the partner for its certificate" in result.message
 
 
 def test_a_root_that_is_not_the_given_ca_is_refused(pki, client_key):

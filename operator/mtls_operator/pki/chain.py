@@ -129,8 +129,10 @@ def _path(leaf: Found, found: list[Found]) -> list[Found] | Rejection:
         if not is_ca(issuer.cert):
             return Rejection(
                 "UntrustedChain",
-                f"the chain does not verify to ca.crt: issuer {issuer.cert.subject.rfc4514_string()!r} is not a CA "
-                "certificate",
+                f"the chain does not verify to ca.crt: issuer {issuer.cert.subject.rfc4514_string()!r} "
+                f"({issuer.where()}) is not a CA certificate (basicConstraints CA:TRUE is missing), so servers refuse "
+                "it as an issuer; ask the partner to re-issue that CA certificate with basicConstraints CA:TRUE and "
+                "keyUsage keyCertSign",
             )
         path.append(issuer)
     return path
@@ -147,11 +149,14 @@ def _anchor_problem(path: list[Found], found: list[Found]) -> str | None:
     holds = ", ".join(repr(f.cert.subject.rfc4514_string()) for f in given)
     if len(path) > 1 and is_self_signed(top):
         root = top.subject.rfc4514_string()
-        return f"the chain ends at the root {root!r}, which is not in ca.crt (ca.crt holds {holds})"
+        return (
+            f"the chain ends at the root {root!r}, which is not in ca.crt (ca.crt holds {holds}); ask the partner "
+            "which root signed it, and put that root in ca.crt"
+        )
     return (
         f"certificate {top.subject.rfc4514_string()!r} is not signed by the given CA: its issuer "
         f"{top.issuer.rfc4514_string()!r} is in neither tls.crt nor ca.crt (ca.crt holds {holds}); if that is an "
-        "intermediate CA of the partner, ask them for its certificate and add it to either file"
+        "intermediate CA of the partner, ask the partner for its certificate and add it to either file"
     )
 
 

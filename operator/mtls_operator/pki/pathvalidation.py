@@ -15,6 +15,7 @@ judges the ordered chain in a real in-memory handshake. What stays here:
 from __future__ import annotations
 
 import datetime
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -323,7 +324,7 @@ def _weak_digest(path: list[x509.Certificate], where: Where) -> PathProblem | No
 
 
 def _key_identifiers(path: list[x509.Certificate], where: Where) -> PathProblem | None:
-    for cert, issuer in zip(path, path[1:], strict=False):
+    for cert, issuer in itertools.pairwise(path):
         try:
             aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
             ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest

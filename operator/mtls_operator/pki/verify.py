@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from mtls_operator.pki.bundle import CertificateFile, UnreadableFile, read_certificates
-from mtls_operator.pki.certificates import allows_client_auth, common_name_of
+from mtls_operator.pki.certificates import allows_client_auth, chain_problem, common_name_of
 from mtls_operator.pki.chain import Found, Rejection, find_leaf, pool, sort_chain
 from mtls_operator.pki.keys import PrivateKey, PublicKey, is_private_key
 from mtls_operator.pki.pathvalidation import path_problem
@@ -74,12 +74,33 @@ def verify_signed_certificate(
     if isinstance(ordered, Rejection):
         return ordered
     if not allows_client_auth(cert):
-        return Rejection("WrongUsage", "the certificate's extended key usage does not allow clientAuth")
+        return Rejection(
+            "WrongUsage",
+            "the certificate's extendedKeyUsage does not allow clientAuth, so servers refuse it as a client "
+            "certificate; ask the partner to re-issue it with extendedKeyUsage clientAuth",
+        )
     private = key if is_private_key(key) else None
     problem = path_problem(ordered.chain, ordered.roots, private, now, _where(found))  # type: ignore[arg-type]
     if problem is not None:
         return Rejection(problem.reason, problem.message)
     return Verified(chain=ordered.chain, ca_certificates=ordered.roots, notes=_notes(tls, ca))
+
+
+def in_service_problem(
+    chain: list[x509.Certificate],
+    anchors: list[x509.Certificate],
+    key: PrivateKey | None,
+    now: datetime.datetime,
+) -> str | None:
+    """The same verdict for what is already in service (`kubectl mtls check` with the key, `inspect` without):
+    why a server would refuse the live chain, or None."""
+    problem = chain_problem(chain, anchors)
+    if problem is not None:
+        return problem
+    places = {cert: f"number {n} in tls.crt" for n, cert in enumerate(chain, 1)}
+    places |= {cert: f"number {n} in ca.crt" for n, cert in enumerate(anchors, 1) if cert not in places}
+    verdict = path_problem(chain, anchors, key, now, lambda cert: places.get(cert, ""))
+    return verdict.message if verdict is not None else None
 
 
 def _where(found: list[Found]) -> Callable[[x509.Certificate], str]:

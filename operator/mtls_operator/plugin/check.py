@@ -18,13 +18,13 @@ from mtls_operator.api.spec import renew_before_of, secret_name_of
 from mtls_operator.api.status import parse_time, utcnow
 from mtls_operator.pki.certificates import (
     allows_client_auth,
-    chain_problem,
     common_name_of,
     dns_names_of,
     first_certificate,
     load_pem_bundle,
 )
 from mtls_operator.pki.keys import load_private_key, same_public_key
+from mtls_operator.pki.verify import in_service_problem
 from mtls_operator.plugin import tlsprobe
 from mtls_operator.plugin.common import PluginError, UsageError, get_certificate, get_secret
 
@@ -96,8 +96,11 @@ def check_names(report: Report, leaf: Any, host: str | None) -> None:
         report.add("dns names", PASS, ", ".join(dns))
 
 
-def check_material(report: Report, chain: list[Any], key_pem: bytes | None, ca_pem: bytes | None) -> None:
+def check_material(
+    report: Report, chain: list[Any], key_pem: bytes | None, ca_pem: bytes | None, moment: datetime.datetime
+) -> None:
     leaf = chain[0]
+    key = None
     try:
         key = load_private_key(key_pem or b"")
     except ValueError as exc:
@@ -115,11 +118,11 @@ def check_material(report: Report, chain: list[Any], key_pem: bytes | None, ca_p
     if not anchors:
         report.add("chain", WARN, "no ca.crt in the Secret: the chain cannot be checked")
         return
-    problem = chain_problem(chain, anchors)
+    problem = in_service_problem(chain, anchors, key, moment)
     if problem:
-        report.add("chain", FAIL, f"does not verify to ca.crt: {problem}", tlsprobe.CLIENT)
+        report.add("chain", FAIL, f"a server trusting ca.crt refuses it: {problem}", tlsprobe.CLIENT)
     else:
-        report.add("chain", PASS, "verifies to ca.crt")
+        report.add("chain", PASS, "verifies to ca.crt as an OpenSSL server does, and as Go's rules require")
 
 
 def check_handshake(
@@ -149,7 +152,7 @@ def run_checks(
     chain = load_pem_bundle(cert_pem or b"")
     check_validity(report, leaf, cert, moment)
     check_names(report, leaf, host)
-    check_material(report, chain, secret.get(TLS_KEY), secret.get(CA_CRT))
+    check_material(report, chain, secret.get(TLS_KEY), secret.get(CA_CRT), moment)
     if host is not None and cert_pem and secret.get(TLS_KEY):
         check_handshake(report, host, port, cert_pem, secret.data[TLS_KEY], server_ca or secret.get(CA_CRT))
     return report

@@ -10,7 +10,6 @@ from mtls_operator.api.names import CA_CRT, TLS_CRT
 from mtls_operator.api.spec import secret_name_of
 from mtls_operator.api.status import format_time, parse_time, utcnow
 from mtls_operator.pki.certificates import (
-    chain_problem,
     common_name_of,
     describe_certificate,
     dns_names_of,
@@ -20,6 +19,7 @@ from mtls_operator.pki.certificates import (
 )
 from mtls_operator.pki.csr import load_csr
 from mtls_operator.pki.keys import key_spec_of
+from mtls_operator.pki.verify import in_service_problem
 from mtls_operator.plugin.common import age, get_certificate, get_secret
 
 
@@ -35,7 +35,7 @@ def in_service(cert_data: bytes | None, ca_data: bytes | None) -> dict[str, Any]
     chain = load_pem_bundle(cert_data or b"")
     anchors = load_pem_bundle(ca_data) if ca_data and ca_data.strip() else []
     if anchors:
-        problem = chain_problem(chain, anchors)
+        problem = in_service_problem(chain, anchors, None, utcnow())
         verification = "verified to ca.crt" if problem is None else f"FAILED: {problem}"
     else:
         verification = "not checked: no ca.crt"
