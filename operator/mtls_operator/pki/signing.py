@@ -8,11 +8,13 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mtls_operator.pki.certificates import is_ca, load_pem_bundle
 from mtls_operator.pki.csr import csr_dns_names, key_usage_for
 from mtls_operator.pki.keys import PrivateKey, load_private_key, same_public_key
+from mtls_operator.pki.pathvalidation import path_problem
 
 BACKDATE = datetime.timedelta(minutes=1)  # tolerate small clock skew between us and the peer
 
@@ -39,7 +41,39 @@ def load_ca(tls_crt: bytes | None, tls_key: bytes | None) -> CertificateAuthorit
         raise ValueError("the CA's tls.key does not belong to its tls.crt")
     if not is_ca(certificate):
         raise ValueError("the CA's tls.crt is not a CA certificate (basicConstraints CA:FALSE)")
-    return CertificateAuthority(certificate=certificate, key=key)
+    ca = CertificateAuthority(certificate=certificate, key=key)
+    problem = issuer_problem(ca)
+    if problem is not None:
+        raise ValueError(problem)
+    return ca
+
+
+def issuer_problem(ca: CertificateAuthority) -> str | None:
+    """Would servers accept what this CA signs? Asked of OpenSSL (and Go's rules) the only way that is certain:
+    the CA signs a probe certificate for a throwaway key, and a server trusting only the CA judges it in a real
+    handshake. Catches what a glance at the CA certificate misses or gets wrong: an RSA key under 2048 bits, CA:TRUE
+    without keyCertSign, a v1 certificate that is not a self-signed root, an unknown critical extension.
+
+    Time is not judged here (`ca_validity_problem` is, at each use); the answer depends only on the certificate and
+    key, so callers may keep it as long as they keep the CA. One CA signature: for a token key, one token operation.
+    """
+    probe_key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mtls-operator issuer probe")])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(probe_key, hashes.SHA256())
+    moment = max(ca.certificate.not_valid_before_utc, datetime.datetime.now(datetime.UTC))
+    moment = min(moment, ca.certificate.not_valid_after_utc - datetime.timedelta(seconds=1))
+    try:
+        probe = sign_csr(csr, ca, datetime.timedelta(hours=1), moment + BACKDATE)
+    except (ValueError, TypeError) as exc:
+        return f"the CA cannot sign with its key ({exc})"
+    problem = path_problem([probe], [ca.certificate], probe_key, moment, lambda _cert: "")
+    if problem is None:
+        return None
+    rule = problem.message.split("; ask the partner")[0].replace("the partner's CA certificate", "the CA certificate")
+    return (
+        f"servers would refuse every certificate this CA issues: {rule}; replace the CA certificate (and key) with "
+        "one that meets that rule"
+    )
 
 
 def ca_validity_problem(ca: CertificateAuthority, now: datetime.datetime) -> str | None:

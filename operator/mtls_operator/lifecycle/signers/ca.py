@@ -17,6 +17,8 @@ from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
 from mtls_operator.lifecycle.signers.base import SignerBase, SignerContext
 from mtls_operator.pki.certificates import load_pem_bundle, to_pem
 from mtls_operator.pki.csr import build_csr
+from mtls_operator.pki.keys import PrivateKey
+from mtls_operator.pki.pathvalidation import path_problem
 from mtls_operator.pki.signing import CertificateAuthority, ca_validity_problem, load_ca, sign_csr
 from mtls_operator.pki.verify import Verified
 
@@ -69,10 +71,20 @@ async def sign_with(
     ca: CertificateAuthority,
     ca_pem: bytes,
     pool: CpuPool | None = None,
-) -> Verified:
-    """`pool`: where the signature runs (a token-held CA key has its own); default the CPU pool."""
+    key: PrivateKey | None = None,
+) -> Verified | Rejected:
+    """`pool`: where the signature runs (a token-held CA key has its own); default the CPU pool.
+
+    What we issue is judged as a partner's answer is, against the CA we publish, before it goes into service: with
+    `key` (our own CSR's key) by OpenSSL in a handshake; without (a partner's CSR) by every rule that needs no key.
+    """
     leaf = await (pool or ctx.cpu).run(sign_csr, csr, ca, a.spec.duration, a.now)
-    return Verified(chain=[leaf], ca_certificates=load_pem_bundle(ca_pem))
+    anchors = load_pem_bundle(ca_pem)
+    problem = await ctx.cpu.run(path_problem, [leaf], anchors, key, a.now, lambda _cert: "")
+    if problem is not None:
+        return Rejected("CAInvalid", f"the certificate just issued would be refused by servers: {problem.message}",
+                        phase=phases.FAILED)  # fmt: skip
+    return Verified(chain=[leaf], ca_certificates=anchors)
 
 
 class CASigner(SignerBase):
@@ -88,5 +100,7 @@ class CASigner(SignerBase):
         spec = a.spec
         pending = await self.ctx.keys.pending_key(a, trigger.reason != TriggerReason.NO_CERTIFICATE, persist=False)
         csr = x509.load_pem_x509_csr(await self.ctx.cpu.run(build_csr, pending.key, spec.subject, spec.dns_names))
-        verified = await sign_with(self.ctx, a, csr, ca, ca_pem)
+        verified = await sign_with(self.ctx, a, csr, ca, ca_pem, key=pending.key)
+        if isinstance(verified, Rejected):
+            return verified
         return Issued(key=pending, source=f"CA Secret {spec.signer.secret_name}", verified=verified)

@@ -122,13 +122,17 @@ class IssuerSigner(SignerBase):
         try:
             if csr is not None:  # a partner's CSR: the partner owns the key
                 verified = await sign_with(self.ctx, a, csr, issuer.ca, issuer.ca_pem, issuer.pool)
+                if isinstance(verified, Rejected):
+                    return verified
                 return Issued(key=None, source=source, verified=verified, trigger=trigger)
             renewal = trigger.reason != TriggerReason.NO_CERTIFICATE
             pending = await self.ctx.keys.pending_key(a, renewal, persist=False)
             ours = x509.load_pem_x509_csr(await self.ctx.cpu.run(build_csr, pending.key, spec.subject, spec.dns_names))
-            verified = await sign_with(self.ctx, a, ours, issuer.ca, issuer.ca_pem, issuer.pool)
+            verified = await sign_with(self.ctx, a, ours, issuer.ca, issuer.ca_pem, issuer.pool, key=pending.key)
         except HsmUnavailable as exc:  # the token went away since resolve(): nothing was signed
             return Rejected("IssuerNotReady", f"{issuer.spec.key}: {exc}", phase=phases.PENDING)
+        if isinstance(verified, Rejected):
+            return verified
         return Issued(key=pending, source=source, verified=verified, trigger=trigger)
 
     async def replacement(self, a: Attempt) -> Issued | Rejected | Deferred | None:

@@ -30,7 +30,7 @@ from mtls_operator.lifecycle.signers.ca import CALoader
 from mtls_operator.pki.bundle import UnreadableFile, read_certificates
 from mtls_operator.pki.certificates import describe_certificate, is_ca, to_pem
 from mtls_operator.pki.keys import PrivateKey
-from mtls_operator.pki.signing import CertificateAuthority, ca_validity_problem
+from mtls_operator.pki.signing import CertificateAuthority, ca_validity_problem, issuer_problem
 
 HSM_UNAVAILABLE = "HSMUnavailable"
 PIN_NOT_FOUND = "PINNotFound"
@@ -102,6 +102,10 @@ class IssuerCALoader:
             key = self._keys.get(cache_key)
             if key is None:
                 key = await self.token_pool.run(self.tokens.signing_key, ref, pin, certificate.public_key())
+                # Held to the rules servers apply to an issuer before it signs anything (one token signature).
+                refused = await self.token_pool.run(issuer_problem, CertificateAuthority(certificate, key))
+                if refused is not None:
+                    return Rejected("CAInvalid", f"{source}: {refused}", phases.FAILED)
                 self._keys[cache_key] = key
                 while len(self._keys) > TOKEN_KEY_CACHE_SIZE:
                     self._keys.popitem(last=False)

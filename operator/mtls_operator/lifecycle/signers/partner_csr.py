@@ -31,4 +31,6 @@ class PartnerCSRSigner(SignerBase):
             return loaded
         ca, ca_pem = loaded
         verified = await sign_with(self.ctx, a, csr, ca, ca_pem)
+        if isinstance(verified, Rejected):
+            return verified
         return Issued(key=None, source=f"CA Secret {spec.signer.secret_name}", verified=verified)
