@@ -27,6 +27,7 @@ class Phase(StrEnum):
 class ConditionType(StrEnum):
     READY = "Ready"
     RENEWAL_DUE = "RenewalDue"
+    CHAIN_VALID = "ChainValid"  # the CAs the certificate in service depends on stay valid as long as it does
 
 
 def utcnow() -> datetime.datetime:

@@ -57,6 +57,7 @@ class Outcome:
     events: list[EventTuple] = field(default_factory=list)
     wake_at: datetime.datetime | None = None
     renewal_due: Condition | None = None
+    chain_valid: Condition | None = None
 
 
 @dataclass

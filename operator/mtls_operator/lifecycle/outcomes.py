@@ -152,3 +152,29 @@ def add_renewal_state(
         event_reason = "Expired" if marker == 0 else "RenewalDue"
         outcome.events.append(("Warning", event_reason, f"{trigger.message}; {action}"))
         outcome.status["expiryWarningDays"] = marker
+
+
+def chain_validity(current: CertificateInfo, chain: ChainExpiry | None, now: datetime.datetime) -> Condition:
+    """ChainValid: servers accept a certificate only while every CA under which it was verified is valid, so a
+    partner's intermediate or root that expires before the certificate ends its service early, whatever the
+    certificate's own dates say. Raised as soon as that is known, not when connections start failing."""
+    if chain is None:
+        return Condition(ConditionType.CHAIN_VALID, "True", "NoCACertificates",
+                         "no CA certificate beside the certificate: nothing expires before it")  # fmt: skip
+    subject, until = chain.subject, timestamp(chain.not_after)
+    if chain.not_after <= now:
+        return Condition(
+            ConditionType.CHAIN_VALID, "False", "ChainExpired",
+            f"the CA certificate {subject} expired at {until}: servers now refuse this certificate; ask the partner "
+            "for a certificate issued under their current CA and its chain (runbook MtlsCertificateChainExpired)",
+        )  # fmt: skip
+    if chain.not_after < current.not_after:
+        return Condition(
+            ConditionType.CHAIN_VALID, "False", "ChainExpiresFirst",
+            f"the CA certificate {subject} expires at {until}, before this certificate "
+            f"({timestamp(current.not_after)}): from then servers refuse it; ask the partner now for the CA's "
+            "renewed certificate, or a certificate issued under their new CA "
+            "(runbook MtlsCertificateChainExpiresBeforeRenewal)",
+        )  # fmt: skip
+    message = f"every CA certificate beside it is valid until {until}, no earlier than the certificate"
+    return Condition(ConditionType.CHAIN_VALID, "True", "ChainValid", message)

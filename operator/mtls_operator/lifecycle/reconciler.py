@@ -50,6 +50,7 @@ from mtls_operator.lifecycle.outcomes import (
     add_renewal_state,
     after_issuance,
     certificate_status,
+    chain_validity,
     names_warning,
     ready_condition,
     store_problem,
@@ -171,6 +172,8 @@ class Reconciler:
             wakes = [w for w in (next_wakeup(current, renew_at, now), deferred) if w is not None]
             outcome.wake_at = min(wakes, default=None)
         add_renewal_state(outcome, status, trigger, current, now)
+        if current is not None:
+            outcome.chain_valid = chain_validity(current, chain, now)
         acknowledge_renewal_request(outcome, spec, status, trigger)
         outcome.events = adopted + outcome.events
         return outcome
@@ -349,7 +352,7 @@ class Reconciler:
         """Writes status (only what changed) and posts the Events for transitions."""
         meta = body["metadata"]
         old = body.get("status") or {}
-        wanted = [outcome.ready] + ([outcome.renewal_due] if outcome.renewal_due else [])
+        wanted = [outcome.ready] + [c for c in (outcome.renewal_due, outcome.chain_valid) if c is not None]
         conditions = merge_conditions(old.get("conditions") or [], wanted, int(meta.get("generation", 0)), now)
         old_ready = find_condition(old)
         events = list(outcome.events)
