@@ -67,8 +67,8 @@ class Tools:
         return self.partner.openssl("req", "-new", "-newkey", newkey, "-nodes", "-keyout", "p.key",
                                     "-subj", subject).decode()  # fmt: skip
 
-    def ca_pair(self, name: str, *args: str) -> tuple[bytes, bytes]:
-        self.partner.openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+    def ca_pair(self, name: str, *args: str, newkey: str = "rsa:2048") -> tuple[bytes, bytes]:
+        self.partner.openssl("req", "-x509", "-newkey", newkey, "-nodes", "-keyout", f"{name}.key",
                              "-out", f"{name}.crt", "-subj", f"/C=IE/O=Us/CN={name}", *args)  # fmt: skip
         return (self.dir / f"{name}.crt").read_bytes(), (self.dir / f"{name}.key").read_bytes()
 
@@ -80,6 +80,15 @@ def _non_ca_issuer(t: Tools, csr: str) -> dict[str, bytes]:
     t.partner.openssl("x509", "-req", "-in", "our.csr", "-CA", "notaca.crt", "-CAkey", "notaca.key",
                       "-CAcreateserial", "-out", "by-notaca.crt", "-days", "30")  # fmt: skip
     return {"tls.crt": (t.dir / "by-notaca.crt").read_bytes(), "ca.crt": crt}
+
+
+def _signed_by_pair(t: Tools, csr: str, name: str, *args: str, newkey: str = "rsa:2048") -> dict[str, bytes]:
+    """Our CSR signed by a CA made on the spot with `openssl req -x509 ARGS`: the CA is the defect."""
+    crt, _key = t.ca_pair(name, *args, newkey=newkey)
+    (t.dir / "our.csr").write_text(csr)
+    t.partner.openssl("x509", "-req", "-in", "our.csr", "-CA", f"{name}.crt", "-CAkey", f"{name}.key",
+                      "-CAcreateserial", "-out", f"by-{name}.crt", "-days", "30", "-sha256")  # fmt: skip
+    return {"tls.crt": (t.dir / f"by-{name}.crt").read_bytes(), "ca.crt": crt}
 
 
 def _tampered_csr(t: Tools) -> str:
@@ -170,6 +179,12 @@ SIGNED: list[Case] = [
         "tls.crt": _by_intermediate(t, t.our_csr)[0], "ca.crt": t.partner.ca_crt.read_bytes()}),
     Case("root-not-the-given-ca", "signed", "UntrustedChain", "ends at the root 'CN=Partner Test CA,O=Partner,C=IE', which is not in ca.crt", lambda t: {
         "tls.crt": b"".join(_by_intermediate(t, t.our_csr)) + t.partner.ca_crt.read_bytes(), "ca.crt": t.other.ca_crt.read_bytes()}),
+    Case("ca-rsa-1024", "signed", "UntrustedChain", "has an RSA key of 1024 bits", lambda t: _signed_by_pair(t, t.our_csr, "weakroot", newkey="rsa:1024")),
+    Case("ca-without-keycertsign", "signed", "UntrustedChain", "keyCertSign is missing", lambda t: _signed_by_pair(
+        t, t.our_csr, "nosignroot", "-addext", "keyUsage=critical,cRLSign")),
+    Case("only-any-eku", "signed", "WrongUsage", "only anyExtendedKeyUsage", lambda t: {
+        "tls.crt": t.sign(t.our_csr, "-extfile", t.ext("any.ext", "extendedKeyUsage=anyExtendedKeyUsage\n")),
+        "ca.crt": t.partner.ca_crt.read_bytes()}),
     Case("stray-intermediate", "signed", "InvalidChain", "is neither one of its issuers nor a root", lambda t: {
         "tls.crt": t.sign(t.our_csr) + _by_intermediate(t, t.our_csr)[1], "ca.crt": t.partner.ca_crt.read_bytes()}),
 ]  # fmt: skip
@@ -199,6 +214,10 @@ CA_SECRETS: list[Case] = [
     Case("ca-leaf", "ca", "CAInvalid", "not a CA", lambda t: dict(zip(("tls.crt", "tls.key"),
         t.ca_pair("leafca", "-addext", "basicConstraints=critical,CA:FALSE"), strict=True))),
     Case("ca-expired", "ca", "CAInvalid", "expired", _expired_ca),
+    Case("ca-rsa-1024-key", "ca", "CAInvalid", "servers would refuse every certificate this CA issues", lambda t: dict(zip(
+        ("tls.crt", "tls.key"), t.ca_pair("weakca", newkey="rsa:1024"), strict=True))),
+    Case("ca-no-keycertsign", "ca", "CAInvalid", "keyCertSign is missing", lambda t: dict(zip(
+        ("tls.crt", "tls.key"), t.ca_pair("nosignca", "-addext", "keyUsage=critical,cRLSign"), strict=True))),
     Case("ca-encrypted-key", "ca", "CAInvalid", "tls.key", lambda t: {
         "tls.crt": t.partner.ca_crt.read_bytes(),
         "tls.key": t.partner.openssl("pkey", "-in", str(t.partner.ca_key), "-aes256", "-passout", "pass:secret")}),
@@ -227,6 +246,8 @@ ISSUERS: list[Case] = [
     Case("issuer-ca-missing", "issuer", "IssuerNotReady", "does not exist", lambda t: {"ca": None}),
     Case("issuer-ca-not-a-ca", "issuer", "IssuerNotReady", "not a CA certificate", lambda t: {"ca": dict(zip(
         ("tls.crt", "tls.key"), t.ca_pair("issuerleaf", "-addext", "basicConstraints=critical,CA:FALSE"), strict=True))}),
+    Case("issuer-ca-rsa-1024", "issuer", "IssuerNotReady", "has an RSA key of 1024 bits", lambda t: {"ca": dict(zip(
+        ("tls.crt", "tls.key"), t.ca_pair("issuerweak", newkey="rsa:1024"), strict=True))}),
     Case("issuer-bad-cn", "issuer", "PolicyViolation", "policy.allowedCommonNames: commonName 'client.example.com'", lambda t: {
         "ca": _good_ca(t), "policy": {"allowedCommonNames": ["*.{namespace}.partners.example.com"]}}),
     Case("issuer-bad-org", "issuer", "PolicyViolation", "policy.allowedSubject.organization: organization is 'My Company Inc.'", lambda t: {

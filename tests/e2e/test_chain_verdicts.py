@@ -231,3 +231,54 @@ def test_a_bad_chain_at_renewal_never_replaces_the_certificate_in_service(
     )  # fmt: skip
     assert kubectl.secret_data(f"{name}-tls", namespace) == served, "the working certificate stays in service"
     assert obj["status"].get("csr"), "the pending CSR stays published for a corrected answer"
+
+
+BAD_OWN_CAS = {
+    "rsa-1024": (lambda d: partnerchains.root(kind="rsa1024", slot="own"), "1024 bits"),
+    "no-keycertsign": (
+        lambda d: partnerchains.intermediate(
+            partnerchains.root(), partnerchains.ca_spec(key_usage=partnerchains.CRL_ONLY)
+        ),
+        "keyCertSign",
+    ),
+    "v1-intermediate": (lambda d: partnerchains.openssl_v1_intermediate(d, partnerchains.root()), "version 1"),
+}
+
+
+def test_our_ca_signer_refuses_a_ca_servers_would_refuse_and_a_good_one_passes_both_servers(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    """Outbound side: the `ca` signer with each bad CA is Failed (CAInvalid) before any key is generated; with a good
+    CA the issued certificate completes a handshake against openssl s_server and a Go server trusting only that CA."""
+    for label, (make, _fragment) in BAD_OWN_CAS.items():
+        ca = make(tmp_path / label)
+        (tmp_path / f"{label}.crt").write_bytes(ca.pem)
+        (tmp_path / f"{label}.key").write_bytes(ca.key_pem())
+        kubectl.run("create", "secret", "tls", f"ca-{label}", "-n", namespace, f"--cert={tmp_path / f'{label}.crt'}",
+                    f"--key={tmp_path / f'{label}.key'}")  # fmt: skip
+        kubectl.apply(certificate_manifest(f"own-{label}", spec={"signer": {"ca": {"secretName": f"ca-{label}"}}}),
+                      namespace)  # fmt: skip
+    for label, (_make, fragment) in BAD_OWN_CAS.items():
+        obj = wait_for(
+            lambda n=f"own-{label}": (o := kubectl.get("mtlscertificate", n, namespace))
+            and condition(o).get("reason") == "CAInvalid" and o,
+            timeout=60, what=f"own-{label} CAInvalid",
+        )  # fmt: skip
+        assert fragment in condition(obj)["message"], condition(obj)["message"]
+        assert "servers would refuse every certificate this CA issues" in condition(obj)["message"]
+        assert not (kubectl.secret_data(f"own-{label}-tls", namespace) or {}).get("tls.key"), "no key for a bad CA"
+
+    good = partnerchains.root(slot="own-good")
+    (tmp_path / "good.crt").write_bytes(good.pem)
+    (tmp_path / "good.key").write_bytes(good.key_pem())
+    kubectl.run("create", "secret", "tls", "ca-good", "-n", namespace, f"--cert={tmp_path / 'good.crt'}",
+                f"--key={tmp_path / 'good.key'}")  # fmt: skip
+    kubectl.apply(certificate_manifest("own-good", spec={"signer": {"ca": {"secretName": "ca-good"}}}), namespace)
+    wait_for(lambda: condition(kubectl.get("mtlscertificate", "own-good", namespace)).get("status") == "True",
+             timeout=60, what="own-good Ready")  # fmt: skip
+    live = kubectl.secret_data("own-good-tls", namespace)
+    (tmp_path / "issued.crt").write_bytes(live["tls.crt"])
+    (tmp_path / "issued.key").write_bytes(live["tls.key"])
+    go_server = build_go_server(tmp_path)
+    assert openssl_judges(tmp_path / "o", good.pem, tmp_path / "issued.crt", tmp_path / "issued.key").accepted
+    assert go_judges(go_server, tmp_path / "g", good.pem, tmp_path / "issued.crt", tmp_path / "issued.key").accepted

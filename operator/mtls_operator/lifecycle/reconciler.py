@@ -260,7 +260,7 @@ class Reconciler:
 
     async def _settle(self, a: Attempt, result: SignResult, trigger: Trigger) -> Outcome:
         if isinstance(result, Issued):
-            verified = result.verified or self._verify(a, result)
+            verified = result.verified or await self._verify(a, result)
             if isinstance(verified, Verified):
                 outcome = await self._put_in_service(a, result.key, verified, trigger)
                 ignored = [("Warning", "PrivateKeyIgnored", f"{result.source}: {note}") for note in verified.notes]
@@ -279,11 +279,17 @@ class Reconciler:
         outcome.events = result.events + outcome.events
         return outcome
 
-    def _verify(self, a: Attempt, issued: Issued) -> Verified | Rejected:
-        """Every check a certificate from outside must pass before it goes into service."""
+    async def _verify(self, a: Attempt, issued: Issued) -> Verified | Rejected:
+        """Every check a certificate from outside must pass before it goes into service: parsing, sorting and a
+        real handshake in memory (milliseconds of CPU, with the GIL released inside OpenSSL), off the event loop."""
         assert issued.key is not None
-        result = verify_signed_certificate(
-            issued.certificate_pem, issued.ca_pem, issued.key.key, a.spec.subject.common_name, a.now
+        result = await self.context.cpu.run(
+            verify_signed_certificate,
+            issued.certificate_pem,
+            issued.ca_pem,
+            issued.key.key,
+            a.spec.subject.common_name,
+            a.now,
         )
         if isinstance(result, Verified):
             return result
