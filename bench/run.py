@@ -34,8 +34,8 @@ from mtls_operator.runtime.sharding import shard_of
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP, VERSION, PLURAL = "mtls.dev", "v1alpha1", "mtlscertificates"
-FULL = {"p1": 1000, "p2": 1000, "p3": 10000, "unrelated": 20000, "runs": 3, "idle_seconds": 60}
-QUICK = {"p1": 20, "p2": 20, "p3": 200, "unrelated": 200, "runs": 1, "idle_seconds": 5}
+FULL = {"p1": 1000, "p2": 1000, "p3": 10000, "unrelated": 20000, "runs": 3, "idle_seconds": 60, "v1": 300}
+QUICK = {"p1": 20, "p2": 20, "p3": 200, "unrelated": 200, "runs": 1, "idle_seconds": 5, "v1": 20}
 
 
 def stats(values: list[float]) -> dict[str, float]:
@@ -51,6 +51,43 @@ def keygen_rate(threads: int, keys: int) -> float:
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda _: rsa.generate_private_key(65537, 2048), range(keys)))
     return keys / (time.perf_counter() - start)
+
+
+def verification_cost(count: int) -> dict[str, Any]:
+    """V1: CPU time of judging one partner answer in process (root → intermediate → leaf, RSA-2048): the whole
+    `verify_signed_certificate` (parse, sort, dates, OpenSSL's in-memory handshake) and the handshake alone."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    from harness import partnerchains
+    from mtls_operator.pki.handshake import openssl_server_verdict
+    from mtls_operator.pki.verify import Verified, verify_signed_certificate
+
+    key = rsa.generate_private_key(65537, 2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, partnerchains.CN)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    with tempfile.TemporaryDirectory() as work:
+        files = partnerchains.files_for("root-intermediate-leaf", csr, Path(work))
+    chain = x509.load_pem_x509_certificates(files.tls_crt)
+    anchors = x509.load_pem_x509_certificates(files.ca_crt or b"")
+    now = datetime.datetime.now(datetime.UTC)
+    whole, handshake = [], []
+    for _ in range(count):
+        start = time.process_time()
+        verdict = verify_signed_certificate(files.tls_crt, files.ca_crt, key, partnerchains.CN, now)
+        whole.append(time.process_time() - start)
+        assert isinstance(verdict, Verified), verdict
+        start = time.process_time()
+        assert openssl_server_verdict(chain, key, anchors).accepted
+        handshake.append(time.process_time() - start)
+    p99 = max(1, int(count * 0.99)) - 1
+    return {
+        "count": count,
+        "verify_ms_median": statistics.median(whole) * 1000,
+        "verify_ms_p99": sorted(whole)[p99] * 1000,
+        "handshake_ms_median": statistics.median(handshake) * 1000,
+    }
 
 
 # --- cluster helpers -----------------------------------------------------------------------------------------------
@@ -381,6 +418,7 @@ def markdown(result: dict[str, Any]) -> str:
         s["baseline"],
     )  # fmt: skip
     p2_fraction = p2["certs_per_second"]["median"] / limit
+    v1 = s.get("v1_verification")
     per_1000_certs = (p3["rss_mb"] - base["rss_mb"]) / (p3["count"] / 1000)
     per_1000_unrelated = (p5["rss_after_mb"] - p5["rss_before_mb"]) / (p5["count"] / 1000)
     worst_shard = max(p6["rss_mb"])
@@ -433,6 +471,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"{p2['operator_cpu_ms_per_cert']['median']:.0f} ms / "
             f"{p2['control_plane_cpu_ms_per_cert']['median']:.0f} ms (one key alone: "
             f"{1000 * result['machine']['cores'] / limit:.0f} ms)", "-", None),
+        row("V1 verifying a partner's answer (parse, sort, dates, OpenSSL handshake): CPU per certificate",
+            f"{v1['verify_ms_median']:.1f} ms (p99 {v1['verify_ms_p99']:.1f} ms; the handshake alone "
+            f"{v1['handshake_ms_median']:.1f} ms)", "≤ 10 ms", v1["verify_ms_p99"] <= 10) if v1 else
+        row("V1 verifying a partner's answer", "not measured in this run", "≤ 10 ms", None),
         row("API requests per CA-issued certificate (operator / apiserver total)",
             f"{p2['operator_requests_per_cert']['median']:.1f} / {p2['apiserver_requests_per_cert']['median']:.1f}",
             "-", None),
@@ -538,6 +580,8 @@ def main() -> int:
         for run in range(sizes["runs"]):
             print(f"P2 CA signer run {run + 1}", flush=True)
             p2_runs.append(p2_ca(cluster, operator, partner, sizes["p2"], run))
+        print("V1 verification cost", flush=True)
+        v1 = verification_cost(sizes["v1"])
         ideal = sizes["p1"] / limit
         result = {
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -560,6 +604,7 @@ def main() -> int:
                 "p4_event_loop_lag": "see p1_burst_manual.lag_*",
                 "p5_unrelated_secrets": p5,
                 "p6_shards": p6,
+                "v1_verification": v1,
             },
         }
         out = Path(args.out)

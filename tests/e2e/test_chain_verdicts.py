@@ -164,7 +164,8 @@ def test_plugin_import_refuses_locally_what_it_can_judge_without_the_key(
     kubectl: Kubectl, operator: OperatorProcess, namespace: str, tmp_path: Path
 ) -> None:
     """`kubectl mtls import` holds only the CSR: it refuses the time and Go rules before uploading; what only
-    OpenSSL can judge (it needs the key) is refused by the operator, with the same message, after the upload."""
+    OpenSSL can judge (it needs the key) the operator refuses after the upload, and the plugin, waiting for that
+    verdict, reports it with the operator's message and fails."""
     results = {}
     for case in ("intermediate-expired", "leaf-negative-serial", "root-intermediate-leaf", "root-rsa-1024"):
         name = _name(case)
@@ -184,7 +185,11 @@ def test_plugin_import_refuses_locally_what_it_can_judge_without_the_key(
     assert "negative" in results["leaf-negative-serial"].stderr
     assert kubectl.get("secret", f"{_name('intermediate-expired')}-signed", namespace) is None
     assert results["root-intermediate-leaf"].returncode == 0, results["root-intermediate-leaf"].stderr
-    assert results["root-rsa-1024"].returncode == 0  # uploaded: OpenSSL's verdict needs the key
+    assert results["root-intermediate-leaf"].stdout.strip().splitlines()[-1].startswith("in service: serial ")
+    assert results["root-rsa-1024"].returncode != 0  # uploaded (OpenSSL's verdict needs the key), then refused
+    assert "the operator rejected it: UntrustedChain" in results["root-rsa-1024"].stderr
+    assert "1024 bits" in results["root-rsa-1024"].stderr
+    assert kubectl.get("secret", f"{_name('root-rsa-1024')}-signed", namespace) is not None
     refused = wait_for(
         lambda: (o := kubectl.get("mtlscertificate", _name("root-rsa-1024"), namespace))
         and condition(o).get("reason") == "UntrustedChain" and o,

@@ -51,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--ca", help="the partner's CA certificate(s), in any of the same formats")
     imp.add_argument("--key", help="bring your own: the private key of --cert, for a certificate with none in service")
-    imp.add_argument("--timeout", type=float, default=60, help="with --key: seconds to wait for it to go in service")
+    imp.add_argument(
+        "--timeout",
+        type=float,
+        default=60,
+        help="seconds to wait for the operator's verdict (it alone can run the handshake check, which needs the "
+        "private key); 0: do not wait",
+    )
     st = sub.add_parser("status", help="a table of certificates, days left and how long CSRs have waited")
     st.add_argument("name", nargs="?")
     ins = sub.add_parser("inspect", help="what is in service and what is pending (never the key)")

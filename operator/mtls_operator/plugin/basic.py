@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from kubernetes.client.exceptions import ApiException
 
@@ -27,7 +28,7 @@ from mtls_operator.api.names import (
 from mtls_operator.api.spec import parse_spec
 from mtls_operator.api.status import find_condition, parse_time, utcnow
 from mtls_operator.pki.bundle import UnreadableFile, read_certificates
-from mtls_operator.pki.certificates import to_pem
+from mtls_operator.pki.certificates import describe_certificate, to_pem
 from mtls_operator.pki.csr import load_csr
 from mtls_operator.pki.keys import PrivateKey, key_spec_of, load_private_key
 from mtls_operator.pki.verify import Rejection, verify_signed_certificate
@@ -94,7 +95,35 @@ def cmd_import(args: argparse.Namespace, custom: Any, core: Any, namespace: str)
     print(f"secret/{secret_name} written; the operator verifies it and puts it in service")
     if key_pem:
         _wait_and_remove_key_copy(args, custom, core, namespace, secret_name)
+    elif args.timeout > 0:
+        _wait_for_verdict(args, custom, namespace, secret_name, verdict.leaf, find_condition(status))
     return 0
+
+
+def _wait_for_verdict(
+    args: argparse.Namespace,
+    custom: Any,
+    namespace: str,
+    secret_name: str,
+    leaf: x509.Certificate,
+    before: dict[str, Any],
+) -> None:
+    """The plugin holds only the CSR's public key, so one check is the operator's alone: OpenSSL's handshake, which
+    needs the private key. Wait for that verdict, so the user hears the final answer from this command."""
+    serial = describe_certificate(leaf).serial_number
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        status = get_certificate(custom, namespace, args.name).get("status") or {}
+        ready = find_condition(status)
+        if status.get("serialNumber") == serial and ready.get("status") == "True":
+            print(f"in service: serial {serial}")
+            return
+        refused = ready.get("status") == "False" and f"Secret {secret_name} rejected" in (ready.get("message") or "")
+        if refused and ready != before:
+            raise PluginError(f"the operator rejected it: {ready.get('reason')}: {ready.get('message')}")
+        time.sleep(0.5)
+    print(f"no verdict from the operator after {args.timeout:.0f}s: check `kubectl mtls status {args.name}`",
+          file=sys.stderr)  # fmt: skip
 
 
 def _dropped_keys(tls_crt: bytes, ca_crt: bytes | None) -> tuple[str | None, str | None]:
