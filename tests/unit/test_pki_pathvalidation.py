@@ -100,3 +100,26 @@ def test_our_own_ca_is_held_to_the_same_rules(authority, fragment: str) -> None:
 def test_a_good_ca_and_a_v1_root_pass_the_probe(tmp_path) -> None:
     for ca in (pc.root(), pc.intermediate(pc.root()), pc.openssl_v1_root(tmp_path)):
         assert issuer_problem(CertificateAuthority(ca.cert, ca.key)) is None
+
+
+def test_sha1_signatures_are_named_not_mistaken_for_strays(tmp_path) -> None:
+    """A SHA-1 leaf used to be 'not part of the chain' (remove the real intermediate!), a SHA-1 intermediate an
+    issuer 'in neither tls.crt nor ca.crt': cryptography no longer verifies SHA-1, so sorting now goes by name
+    and leaves the verdict to OpenSSL, which names the algorithm."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    from mtls_operator.pki.verify import Rejection, verify_signed_certificate
+
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, pc.CN)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(OUR_KEY, hashes.SHA256())
+    expected = {
+        "leaf-sha1": "the certificate is signed with SHA1",
+        "intermediate-sha1": "CN=Partner Issuing CA (number 2 in tls.crt) is signed with SHA1",
+    }
+    for case, named in expected.items():
+        files = pc.files_for(case, csr, tmp_path / case)
+        result = verify_signed_certificate(files.tls_crt, files.ca_crt, OUR_KEY, pc.CN, pc.utcnow())
+        assert isinstance(result, Rejection), case
+        assert named in result.message
+        assert "not part of the chain" not in result.message and "in neither" not in result.message
