@@ -9,11 +9,17 @@ NODE_DIR    := .cluster-node
 # The node suite needs root on Linux (network namespaces, mounts, cgroups); elsewhere it is skipped, and says so.
 NODE_OK     := $(shell [ "$$(uname -s)" = Linux ] && [ "$$(id -u)" = 0 ] && echo yes)
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack buildah skopeo mmdebstrap gcc libc6-dev
+# The oldest Kubernetes we support (README "Supported Kubernetes versions"), and the suites that run against it in CI:
+# those whose outcome depends on the apiserver. The newest (tests/controlplane/go.mod) runs everything.
+OLDEST_K8S  := 1.30.14
+OLDEST_SUITE := tests/e2e/test_crd_validation.py tests/e2e/test_packaging.py tests/e2e/test_issuers.py \
+	tests/e2e/test_least_privilege.py tests/e2e/test_manual_signer.py tests/e2e/test_ca_signer.py \
+	tests/e2e/test_kubernetes_signer.py tests/e2e/test_hsm_issuer.py
 # Same place hack/tools.sh installs to: it honours XDG_CACHE_HOME, so the PATH must too.
 TOOLS_BIN   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mtls-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: help deps venv tools controlplane node cluster-up cluster-down node-up node-down image run test unit e2e node-e2e lint fmt manifests check-manifests bench bench-quick bench-hsm soak chaos chaos-quick clean
+.PHONY: help deps venv tools controlplane node cluster-up cluster-down node-up node-down image run test unit e2e e2e-oldest node-e2e lint fmt manifests check-manifests bench bench-quick bench-hsm soak chaos chaos-quick clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -78,8 +84,12 @@ test: deps venv tools controlplane node lint ## lint, unit tests, e2e tests agai
 unit: deps venv ## unit tests only (no cluster)
 	$(PY) -m pytest -ra tests/unit
 
-e2e: deps venv tools controlplane ## e2e tests only
+e2e: deps venv tools controlplane ## e2e tests only (K8S_VERSION=1.30.14 make e2e: against another built Kubernetes)
 	$(PY) -m pytest -ra tests/e2e
+
+e2e-oldest: deps venv tools ## the oldest supported Kubernetes (1.30): CRD validation, the chart, issuers and the admission policy, each signer's lifecycle
+	K8S_VERSION=$(OLDEST_K8S) tests/controlplane/build.sh >/dev/null
+	K8S_VERSION=$(OLDEST_K8S) $(PY) -m pytest -ra $(OLDEST_SUITE)
 
 node-e2e: deps venv tools node ## the node suite only: the image, the chart on a kubelet, clients through rotations
 	$(PY) -m pytest -ra tests/node

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harness.pki import issue
-from mtls_operator.pki.bundle import UnreadableFile, certificates_in, read_certificates
+from mtls_operator.pki.bundle import (
+    MAX_CERTIFICATES,
+    MAX_FILE_BYTES,
+    UnreadableFile,
+    certificates_in,
+    pem_blocks,
+    read_certificates,
+)
 from mtls_operator.pki.certificates import to_pem
 from mtls_operator.pki.keys import private_key_to_pem
 
@@ -105,3 +115,34 @@ def test_csr_from_a_real_builder_is_named(client_key):
     csr = build_csr(client_key, Subject("client.example.com", "IE", "Us"), ["client.example.com"])
     with pytest.raises(UnreadableFile, match="is a certificate signing request"):
         read_certificates(csr, "tls.crt")
+
+
+# --- bounded, linear reading of what a tenant controls (issue: one Secret froze the operator) -------------------
+
+# The pattern pem_blocks replaced: the reference for what counts as a block (it re-scanned the rest of the file for
+# every unmatched BEGIN, which made a hostile megabyte take minutes).
+BACKREFERENCE = re.compile(rb"-----BEGIN ([A-Z0-9 #]+)-----(.*?)-----END \1-----", re.DOTALL)
+PIECES = [b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----", b"-----BEGIN PKCS7-----",
+          b"-----END PKCS7-----", b"-----BEGIN PRIVATE KEY-----", b"-----END PRIVATE KEY-----", b"MIIB\n",
+          b"-----BEGIN ", b"-----END ", b"-----", b"\r\n"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(PIECES), max_size=16))
+def test_pem_blocks_are_the_blocks_the_old_pattern_found(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    assert pem_blocks(data) == BACKREFERENCE.findall(data)
+
+
+def test_a_megabyte_of_unmatched_begins_is_one_clear_refusal() -> None:
+    hostile = b"-----BEGIN CERTIFICATE-----\nMIIB\n" * (MAX_FILE_BYTES // 40)
+    with pytest.raises(UnreadableFile, match="no complete PEM block"):
+        read_certificates(hostile, "tls.crt")
+    with pytest.raises(UnreadableFile, match=f"over the limit of {MAX_FILE_BYTES}"):
+        read_certificates(hostile + b"x" * MAX_FILE_BYTES, "tls.crt")
+
+
+def test_more_certificates_than_a_file_may_hold_are_refused_by_name(leaf) -> None:
+    cert = to_pem([leaf])
+    with pytest.raises(UnreadableFile, match=f"over the limit of {MAX_CERTIFICATES}"):
+        read_certificates(cert * (MAX_CERTIFICATES + 1), "ca.crt")
+    assert len(read_certificates(cert * MAX_CERTIFICATES, "ca.crt").certificates) == MAX_CERTIFICATES

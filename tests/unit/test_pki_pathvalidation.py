@@ -123,3 +123,25 @@ def test_sha1_signatures_are_named_not_mistaken_for_strays(tmp_path) -> None:
         assert isinstance(result, Rejection), case
         assert named in result.message
         assert "not part of the chain" not in result.message and "in neither" not in result.message
+
+
+def test_a_chain_longer_than_the_limit_is_refused_by_name_not_walked() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from mtls_operator.pki.chain import MAX_PATH
+    from mtls_operator.pki.verify import Rejection, verify_signed_certificate
+
+    top = pc.root()
+    issuers = [top]
+    for level in range(MAX_PATH):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = pc.build(pc.ca_spec(f"Partner CA {level}"), key.public_key(), issuers[-1], issuers[-1].key)
+        issuers.append(pc.Authority(cert, key))
+    mine = pc.leaf(OUR_KEY.public_key(), issuers[-1])
+    tls = pc.pem(mine, *(a.cert for a in reversed(issuers[1:])))
+    result = verify_signed_certificate(tls, top.pem, OUR_KEY, pc.CN, pc.utcnow())
+    assert isinstance(result, Rejection) and result.reason == "InvalidChain"
+    assert f"longer than {MAX_PATH} certificates" in result.message
+    shorter = pc.pem(mine, *(a.cert for a in reversed(issuers[-3:])))  # three intermediates: fine, until the root
+    assert "longer than" not in getattr(verify_signed_certificate(shorter, top.pem, OUR_KEY, pc.CN, pc.utcnow()),
+                                        "message", "")  # fmt: skip

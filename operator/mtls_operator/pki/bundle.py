@@ -21,7 +21,10 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from mtls_operator.pki.certificates import parse_fully
 
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 #]+)-----(.*?)-----END \1-----", re.DOTALL)
+# A BEGIN or END line's marker. The label is bounded, so a failed match backtracks at most 64 bytes: with the
+# pairing in `pem_blocks`, reading a file is linear in its size whatever it holds (a back-referencing pattern
+# re-scanned the rest of the file for every unmatched BEGIN: quadratic, minutes for a hostile megabyte).
+_PEM_MARKER = re.compile(rb"-----(BEGIN|END) ([A-Z0-9 #]{1,64})-----")
 _CERTIFICATE_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _PKCS7_LABELS = {b"PKCS7", b"PKCS #7 SIGNED DATA", b"CMS"}
 _CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
@@ -31,6 +34,12 @@ _PKCS7_DATA_OID = bytes.fromhex("06092a864886f70d010701")
 
 # The PEM of what a key file is called: enough to count it, never enough to keep its bytes.
 KEY_LABEL = re.compile(rb"PRIVATE KEY")
+
+
+# Limits on what a tenant controls, each refused by name. Real partner files hold one to four certificates; a full
+# public trust bundle about 150. A Secret or ConfigMap holds at most 1 MiB, so that is a file's ceiling anyway.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_CERTIFICATES = 200
 
 
 class UnreadableFile(ValueError):
@@ -51,6 +60,8 @@ def read_certificates(data: bytes | None, name: str) -> CertificateFile:
     """Every certificate in `data` (`name` is the file's name in messages). Raises UnreadableFile."""
     if not data or not data.strip(b" \t\r\n\x00\xef\xbb\xbf"):
         raise UnreadableFile(f"{name} is missing or empty")
+    if len(data) > MAX_FILE_BYTES:
+        raise UnreadableFile(f"{name} is {len(data)} bytes, over the limit of {MAX_FILE_BYTES} for one file")
     if b"-----BEGIN " in data:
         return _read_pem(data, name)
     binary = _der_from_base64_text(data) or data
@@ -66,12 +77,42 @@ def certificates_in(data: bytes | None) -> list[x509.Certificate]:
         return []
 
 
+def pem_blocks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(label, body) of every complete PEM block, as `BEGIN X ... END X` with the nearest END X, in one pass.
+
+    A BEGIN inside an open block whose END comes later is part of that block's body; an open block whose END never
+    comes is dropped at the next BEGIN (a truncated paste), as a lazy `BEGIN (X)(.*?)END \\1` match would do, but
+    without scanning the rest of the file again for each of them.
+    """
+    markers = [(m.group(1), m.group(2), m.start(), m.end()) for m in _PEM_MARKER.finditer(data)]
+    last_end: dict[bytes, int] = {}
+    for kind, label, start, _end in markers:
+        if kind == b"END":
+            last_end[label] = start
+    blocks: list[tuple[bytes, bytes]] = []
+    open_label, body_start = b"", -1
+    for kind, label, start, end in markers:
+        if kind == b"BEGIN":
+            if body_start >= 0 and last_end.get(open_label, -1) > start:
+                continue  # inside a block that does end later: its body, not a block of its own
+            open_label, body_start = label, end
+        elif body_start >= 0 and label == open_label:
+            blocks.append((label, data[body_start:start]))
+            body_start = -1
+    return blocks
+
+
 def _read_pem(data: bytes, name: str) -> CertificateFile:
     certificates: list[x509.Certificate] = []
     formats: list[str] = []
     ignored: list[str] = []
     keys = 0
-    blocks = _PEM_BLOCK.findall(data)
+    blocks = pem_blocks(data)
+    if len(blocks) > MAX_CERTIFICATES:
+        raise UnreadableFile(
+            f"{name} holds {len(blocks)} PEM blocks, over the limit of {MAX_CERTIFICATES} for one file: a partner "
+            "sends its certificate and chain, not a trust store"
+        )
     for label, body in blocks:
         if KEY_LABEL.search(label):
             keys += 1
@@ -82,6 +123,8 @@ def _read_pem(data: bytes, name: str) -> CertificateFile:
         der = _decode_base64(body, f"{name}: its {label.decode()} block")
         if label in _PKCS7_LABELS:
             certificates += _pkcs7_certificates(der, name)
+            if len(certificates) > MAX_CERTIFICATES:
+                raise UnreadableFile(f"{name} holds over {MAX_CERTIFICATES} certificates, the limit for one file")
             formats.append("PKCS#7 (PEM)")
         else:
             certificates.append(_der_certificate(_first_element(der), name))
@@ -121,6 +164,8 @@ def _read_der(der: bytes, name: str, form: str) -> CertificateFile:
         certificates = pkcs7.load_der_pkcs7_certificates(der)
     except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion):
         certificates = []
+    if len(certificates) > MAX_CERTIFICATES:
+        raise UnreadableFile(f"{name} holds {len(certificates)} certificates, over the limit of {MAX_CERTIFICATES}")
     if certificates:
         return CertificateFile([_parsed(c, name) for c in certificates], (f"PKCS#7 ({form})",))
     raise UnreadableFile(_what_der_is(der, name))

@@ -16,6 +16,9 @@ from mtls_operator.pki.certificates import common_name_of, is_ca, is_self_signed
 from mtls_operator.pki.keys import PrivateKey, PublicKey, public_key_fingerprint, same_public_key
 
 TLS, CA = "tls.crt", "ca.crt"
+# The longest path we build (leaf, intermediates, root). Real ones have 2 to 4; OpenSSL servers are often run with
+# `-Verify 5` or nginx's default ssl_verify_depth 1. Past this the chain is refused by name, not walked.
+MAX_PATH = 10
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,22 @@ def sort_chain(leaf: Found, found: list[Found]) -> Sorted | Rejection:
 
 
 def _path(leaf: Found, found: list[Found]) -> list[Found] | Rejection:
+    """Walks up by issuer name through an index (never every pair): linear in the number of certificates."""
+    by_subject: dict[x509.Name, list[Found]] = {}
+    for f in found:
+        by_subject.setdefault(f.cert.subject, []).append(f)
     path = [leaf]
+    used = {leaf.cert}
     while not is_self_signed(path[-1].cert):
+        if len(path) >= MAX_PATH:
+            return Rejection(
+                "InvalidChain",
+                f"the chain is longer than {MAX_PATH} certificates, the limit: real chains have two to four; send "
+                "only the certificate, its intermediates and the root",
+            )
         current = path[-1].cert
-        used = {f.cert for f in path}
-        issuers = [f for f in found if f.cert not in used and sorts_under(current, f.cert)]
+        candidates = by_subject.get(current.issuer, [])
+        issuers = [f for f in candidates if f.cert not in used and sorts_under(current, f.cert)]
         if not issuers:
             break
         issuer = next((f for f in issuers if is_ca(f.cert)), issuers[0])
@@ -135,6 +149,7 @@ def _path(leaf: Found, found: list[Found]) -> list[Found] | Rejection:
                 "keyUsage keyCertSign",
             )
         path.append(issuer)
+        used.add(issuer.cert)
     return path
 
 
