@@ -78,7 +78,12 @@ def policy(cluster: bool) -> dict[str, Any]:
                     "minimum": 2048,
                     "maximum": 16384,
                 },
-                "minECDSAKeySize": {"type": "integer", "description": "Default 256.", "enum": [256, 384, 521]},
+                "minECDSAKeySize": {
+                    "type": "integer",
+                    "description": "Default 256. Only the curves P-256, P-384 and P-521 are signed, the ones TLS "
+                    "stacks accept (not secp256k1 or brainpool).",
+                    "enum": [256, 384, 521],
+                },
             },
         },
         "partnerCSRs": {

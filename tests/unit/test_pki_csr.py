@@ -118,3 +118,17 @@ def test_csr_policy_never_goes_below_the_guides_minimum():
     assert _parse_csr_policy({"minRSAKeySize": 1024}).min_rsa_bits == 2048
     assert _parse_csr_policy({}).algorithms == ("RSA",)
     assert _parse_csr_policy({"allowedKeyAlgorithms": ["ECDSA"]}).algorithms == ("ECDSA",)
+
+
+@pytest.mark.parametrize("curve", ["SECP256K1", "BrainpoolP256R1"])
+def test_partner_ecdsa_keys_on_curves_tls_stacks_refuse_are_never_signed(curve: str) -> None:
+    """An "ECDSA >= 256 bits" policy must not let in the curves TLS stacks reject: Go cannot even parse them."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from mtls_operator.pki.csr import CsrPolicy
+
+    pem = partner_csr(ec.generate_private_key(getattr(ec, curve)()), SUBJECT)
+    _, problem = check_partner_csr(pem, "client.example.com", CsrPolicy(algorithms=("ECDSA",)))
+    assert problem is not None
+    assert "which TLS stacks do not accept" in problem.message
+    assert "P-256, P-384 and P-521" in problem.message

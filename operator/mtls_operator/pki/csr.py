@@ -115,6 +115,9 @@ class PartnerCsrProblem:
     message: str
 
 
+TLS_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)  # the ECDSA curves every TLS stack accepts in certificates
+
+
 @dataclass(frozen=True)
 class CsrPolicy:
     """Which partner keys we sign (spec.csrPolicy). The default is the partner guide's rule: RSA, >= 2048 bits."""
@@ -138,6 +141,11 @@ class CsrPolicy:
             )
         if bits < minimum:
             return f"the CSR's {algorithm} key has {bits} bits; at least {minimum} are required"
+        if isinstance(public, ec.EllipticCurvePublicKey) and not isinstance(public.curve, TLS_CURVES):
+            return (
+                f"the CSR's ECDSA key is on the curve {public.curve.name}, which TLS stacks do not accept in "
+                "certificates (Go refuses it): only P-256, P-384 and P-521 are signed"
+            )
         return None
 
 

@@ -25,12 +25,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from mtls_operator.pki.certificates import common_name_of
+from mtls_operator.pki.csr import TLS_CURVES
 from mtls_operator.pki.handshake import ServerVerdict, openssl_server_verdict
 from mtls_operator.pki.keys import PrivateKey
 
 Where = Callable[[x509.Certificate], str]  # "number 2 in tls.crt": where the user can find a certificate
 
-TLS_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)  # what Go's crypto/x509 (and the CA/B rules) accept
 GO_NAME_CONSTRAINT_TYPES = (x509.DNSName, x509.IPAddress, x509.RFC822Name, x509.UniformResourceIdentifier)
 WEAK_DIGESTS = (hashes.SHA1, hashes.MD5)
 MIN_RSA_BITS = 2048  # OpenSSL's security level 2, the default of Debian's and most distributions' OpenSSL
