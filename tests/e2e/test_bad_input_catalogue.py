@@ -204,6 +204,11 @@ PARTNER_CSRS: list[Case] = [
          "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"),
     Case("two-csrs", "partner-csr", "CSRRejected", "spec.csr holds 2 CSRs", lambda t:
          t.csr(f"/C=IE/O=P/CN={CN}") + t.csr(f"/C=IE/O=P/CN={CN}")),
+    Case("second-identity", "partner-csr", "CSRRejected", "which is not signed: only C, ST, L, O, OU and CN", lambda t:
+         t.csr(f"/C=IE/O=P/CN={CN}/O=system:masters/UID=root/CN=api.billing.example.com")),
+    Case("two-cns", "partner-csr", "CSRRejected", "2 values of CN", lambda t: t.csr(f"/C=IE/O=P/CN={CN}/CN=api.billing.example.com")),
+    Case("secp256k1", "partner-csr", "CSRRejected", "which TLS stacks do not accept", lambda t:
+         t.csr(f"/C=IE/O=P/CN={CN}", "ec:" + t.ext("k1.pem", t.partner.openssl("ecparam", "-name", "secp256k1").decode()))),
     Case("ecdsa-too-small", "partner-csr", "CSRRejected", "ECDSA key has 256 bits; at least 384", lambda t:
          t.csr(f"/C=IE/O=P/CN={CN}", "ec:p256.pem")),
 ]  # fmt: skip
@@ -307,6 +312,8 @@ def manifest(case: Case, csr: str | None = None) -> str:
     }  # fmt: skip
     if case.name == "ecdsa-too-small":
         spec["csrPolicy"] = {"allowedKeyAlgorithms": ["ECDSA"], "minECDSAKeySize": 384}
+    if case.name == "secp256k1":  # ECDSA allowed, 256 bits allowed: the curve alone is refused
+        spec["csrPolicy"] = {"allowedKeyAlgorithms": ["ECDSA"]}
     return json.dumps({"apiVersion": "mtls.dev/v1alpha1", "kind": "MtlsCertificate", "metadata": {"name": case.name},
                        "spec": spec})  # fmt: skip
 

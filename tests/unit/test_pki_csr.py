@@ -7,6 +7,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import NameOID as N
 
 from mtls_operator.pki.csr import Subject, build_csr, check_partner_csr, csr_matches, load_csr
 
@@ -132,3 +133,31 @@ def test_partner_ecdsa_keys_on_curves_tls_stacks_refuse_are_never_signed(curve: 
     assert problem is not None
     assert "which TLS stacks do not accept" in problem.message
     assert "P-256, P-384 and P-521" in problem.message
+
+
+def _raw_csr(key, rdns: list[list[tuple[x509.ObjectIdentifier, str]]]) -> str:
+    name = x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(o, v) for o, v in rdn]) for rdn in rdns])
+    return x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256()).public_bytes(
+        serialization.Encoding.PEM).decode()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rdns", "named"),
+    [
+        # The attack: a second CN (Go and Java read the last), an extra O and a UID behind the checked ones.
+        ([[(N.COUNTRY_NAME, "IE")], [(N.ORGANIZATION_NAME, "My Company Inc.")], [(N.COMMON_NAME, "client.example.com")],
+          [(N.ORGANIZATION_NAME, "system:masters")], [(N.USER_ID, "root")],
+          [(N.COMMON_NAME, "api.billing.example.com")]], "userID"),
+        ([[(N.COUNTRY_NAME, "IE")], [(N.ORGANIZATION_NAME, "My Company Inc.")], [(N.COMMON_NAME, "client.example.com")],
+          [(N.COMMON_NAME, "api.billing.example.com")]], "2 values of CN ('client.example.com'"),
+        ([[(N.COUNTRY_NAME, "IE")], [(N.ORGANIZATION_NAME, "My Company Inc."), (N.ORGANIZATION_NAME, "system:masters")],
+          [(N.COMMON_NAME, "client.example.com")]], "multi-valued part (O="),
+        ([[(N.COUNTRY_NAME, "IE")], [(N.ORGANIZATION_NAME, "My Company Inc.")], [(N.COMMON_NAME, "client.example.com")],
+          [(N.EMAIL_ADDRESS, "pki@partner.example")]], "emailAddress"),
+    ],
+    ids=["second-cn-extra-o-uid", "second-cn", "multi-valued-o", "email"],
+)  # fmt: skip
+def test_only_subjects_we_checked_are_signed(client_key, rdns, named: str) -> None:
+    _, problem = check_partner_csr(_raw_csr(client_key, rdns), "client.example.com")
+    assert problem is not None
+    assert named in problem.message

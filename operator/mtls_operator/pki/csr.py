@@ -168,6 +168,9 @@ def check_partner_csr(
     key_problem = (policy or CsrPolicy()).problem(csr.public_key())
     if key_problem is not None:
         return None, PartnerCsrProblem(key_problem)
+    shape = subject_shape_problem(csr.subject)
+    if shape is not None:
+        return None, PartnerCsrProblem(shape)
     missing = [
         label
         for label, oid in (
@@ -185,6 +188,47 @@ def check_partner_csr(
             f"the CSR's Common Name {common_name!r} does not match spec.commonName {expected_common_name!r}"
         )
     return csr, None
+
+
+SIGNED_SUBJECT_TYPES = {
+    NameOID.COUNTRY_NAME: "C",
+    NameOID.STATE_OR_PROVINCE_NAME: "ST",
+    NameOID.LOCALITY_NAME: "L",
+    NameOID.ORGANIZATION_NAME: "O",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    NameOID.COMMON_NAME: "CN",
+}
+
+
+def subject_shape_problem(name: x509.Name) -> str | None:
+    """Why a partner's subject cannot be signed as it is: we copy the subject into the certificate, so every value
+    in it must be one we checked. Servers disagree on which of two CNs is *the* CN (Go's `Subject.CommonName` and
+    Java read the last, OpenSSL tools the first), so a repeated or multi-valued attribute, or a type the policy
+    does not check (UID, emailAddress, ...), would let a CSR carry a second identity past the checks."""
+    seen: dict[str, list[str]] = {}
+    for rdn in name.rdns:
+        attributes = list(rdn)
+        if len(attributes) > 1:
+            joined = "+".join(f"{SIGNED_SUBJECT_TYPES.get(a.oid, a.oid.dotted_string)}={a.value!r}"
+                              for a in attributes)  # fmt: skip
+            return (f"the CSR's subject has a multi-valued part ({joined}): put each field in its own part, "
+                    "once")  # fmt: skip
+        attribute = attributes[0]
+        short = SIGNED_SUBJECT_TYPES.get(attribute.oid)
+        if short is None:
+            kind = getattr(attribute.oid, "_name", None) or attribute.oid.dotted_string
+            return (f"the CSR's subject has {kind} ({attribute.oid.dotted_string}), which is not signed: only C, ST, "
+                    "L, O, OU and CN; ask the partner for a CSR without it")  # fmt: skip
+        seen.setdefault(short, []).append(str(attribute.value))
+    repeated = {k: v for k, v in seen.items() if len(v) > 1}
+    if repeated:
+        field, values = next(iter(repeated.items()))
+        return (
+            f"the CSR's subject has {len(values)} values of {field} ({', '.join(map(repr, values))}): servers read "
+            "different ones (Go and Java the last, OpenSSL the first), so each field may appear once; ask the partner "
+            "for a CSR with one"
+        )
+    return None
 
 
 SUBJECT_FIELD_OIDS = {
