@@ -154,3 +154,23 @@ def test_operator_restart_between_request_and_approval(
     assert [
         r["metadata"]["name"] for r in requests["items"] if r["metadata"]["labels"]["mtls.dev/namespace"] == namespace
     ] == [name]
+
+
+def test_a_request_the_apiserver_refuses_is_a_condition_and_a_warning_not_a_traceback_loop(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    """O=system:masters for kube-apiserver-client: the CertificateSubjectRestriction admission plugin answers 403.
+    The operator says so on the certificate, with the apiserver's words, and keeps serving everyone else."""
+    tracebacks = operator.logs().count("Traceback")
+    manifest = certificate_manifest("masters", common_name="kubernetes-admin", extra_spec=kubernetes_spec(
+        APISERVER_CLIENT)).replace("organization: My Company Inc.", "organization: system:masters")  # fmt: skip
+    kubectl.apply(manifest, namespace)
+    obj = wait_reason(kubectl, namespace, "masters", "CSRRefused", timeout=60)
+    message = condition(obj)["message"]
+    assert "the apiserver refused CertificateSigningRequest" in message and "HTTP 403" in message, message
+    assert "system:masters" in message, message
+    assert any(e["reason"] == "CSRRefused" and e["type"] == "Warning" for e in kubectl.events(namespace, "masters"))
+    assert operator.logs().count("Traceback") == tracebacks, "a refusal is an answer, not a crash"
+    kubectl.apply(certificate_manifest("bystander", common_name="reporting-bot",
+                                       extra_spec=kubernetes_spec(APISERVER_CLIENT)), namespace)  # fmt: skip
+    pending_csr_name(kubectl, namespace, "bystander")  # the next one is requested as usual

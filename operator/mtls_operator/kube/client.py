@@ -37,7 +37,7 @@ from mtls_operator.api.names import (
 )
 from mtls_operator.api.status import format_time, utcnow
 from mtls_operator.kube.health import ApiHealth, is_outage
-from mtls_operator.kube.objects import Conflict, Owner, SecretView, encode_data, secret_from_json
+from mtls_operator.kube.objects import Conflict, Owner, Refused, SecretView, encode_data, secret_from_json
 
 # (connect, read) seconds. The apiserver answers every request within its own --request-timeout (60 s, a 504
 # while etcd is away); without a client timeout a connection that died without a reset would hold a kube-io
@@ -197,6 +197,8 @@ class KubeIO:
         except ApiException as exc:
             if exc.status == 409:
                 raise Conflict(f"CertificateSigningRequest {name} already exists") from None
+            if exc.status in (400, 403, 422):
+                raise Refused(exc.status, _api_message(exc)) from None
             raise
 
     @staticmethod
@@ -395,3 +397,12 @@ class KubeIO:
             "count": 1,
         }
         await self._run(self.core.create_namespaced_event, namespace, body)
+
+
+def _api_message(exc: ApiException) -> str:
+    """The apiserver's own words from a Status body ("... is forbidden: ..."), else the HTTP reason."""
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or exc.reason or f"HTTP {exc.status}")[:1024]

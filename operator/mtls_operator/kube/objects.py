@@ -15,6 +15,16 @@ class Conflict(Exception):
     """Someone else changed or created the object first; re-read and decide again."""
 
 
+class Refused(Exception):
+    """The apiserver refused a request made on a tenant's behalf (403 from an admission plugin, 422 invalid): not a
+    fault of ours to retry at once, but an answer to show on the object. `message` is the apiserver's own."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 @dataclass(slots=True)
 class SecretView:
     name: str

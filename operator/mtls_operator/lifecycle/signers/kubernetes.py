@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mtls_operator.api.spec import CertificateSpec
+from mtls_operator.kube.objects import Refused
 from mtls_operator.lifecycle.attempt import Attempt, Issued, Rejected, SignResult, Waiting
 from mtls_operator.lifecycle.policy import readiness as phases
 from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
@@ -52,7 +53,17 @@ class KubernetesSigner(SignerBase):
         obj = await self.ctx.kube.get_csr(name)
         if obj is None:
             request = await self.ctx.cpu.run(build_csr, pending.key, spec.subject, spec.dns_names)
-            await self.ctx.kube.create_csr(a.owner, name, self._csr_spec(spec, request))
+            try:
+                await self.ctx.kube.create_csr(a.owner, name, self._csr_spec(spec, request))
+            except Refused as exc:
+                return Rejected(
+                    "CSRRefused",
+                    f"the apiserver refused CertificateSigningRequest {name} (HTTP {exc.status}): {exc.message}; "
+                    "change what it names (the subject, spec.signer.kubernetes.signerName) or ask the cluster's "
+                    "administrators; the key is kept for the next attempt",
+                    phase=phases.FAILED,
+                    status=status,
+                )
             created = (
                 "Normal",
                 "CSRCreated",
