@@ -97,3 +97,16 @@ def test_kubectl_explain_teaches_the_api(kubectl: Kubectl) -> None:
 def test_short_names(kubectl: Kubectl, namespace: str) -> None:
     for short in ("mtlscert", "mtlscerts"):
         kubectl.run("get", short, "-n", namespace)
+
+
+def test_the_apiserver_is_the_kubernetes_version_asked_for(kubectl: Kubectl) -> None:
+    """K8S_VERSION (make e2e-oldest) really selects the apiserver: otherwise the oldest suite would prove nothing."""
+    import json
+    import os
+    import re
+
+    newest = re.search(r"k8s.io/kubernetes (v\S+)", (ROOT / "tests/controlplane/go.mod").read_text())
+    assert newest is not None
+    wanted = "v" + os.environ["K8S_VERSION"].removeprefix("v") if os.environ.get("K8S_VERSION") else newest.group(1)
+    server = json.loads(kubectl.run("version", "-o", "json").stdout)["serverVersion"]
+    assert server["gitVersion"] == wanted
