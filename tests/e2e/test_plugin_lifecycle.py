@@ -212,3 +212,29 @@ def test_publish_ca_inbound_and_never_overwrites_a_foreign_configmap(
         what="PublishCAConflict event",
     )
     assert configmap_bundle(kubectl, namespace, "theirs") == "keep me"
+
+
+def test_a_foreign_next_secret_stops_the_renewal_with_a_condition_and_costs_no_keys(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, partner: Partner
+) -> None:
+    """Someone else's `<secretName>-next` made every attempt generate a key and conflict (a key a second, no
+    condition, the certificate expiring unrenewed). Now: SecretConflict, a Warning, no key; others unaffected."""
+    csr = create_and_get_csr(kubectl, namespace, "blocked")
+    put_signed(kubectl, namespace, "blocked-signed", {"tls.crt": partner.sign(csr, out="blocked.crt")})
+    wait_ready(kubectl, namespace, "blocked")
+    served = kubectl.secret_data("blocked-tls", namespace)
+    kubectl.run("create", "secret", "generic", "blocked-tls-next", "-n", namespace, "--from-literal=note=theirs")
+    generated = f"key for {namespace}/blocked "  # the operator's log line for each key it generates
+    assert operator.logs().count(generated) == 1
+    kubectl.plugin("renew", "blocked", "-n", namespace)
+    obj = wait_reason(kubectl, namespace, "blocked", "SecretConflict", timeout=60)
+    assert "blocked-tls-next exists and is not managed by this MtlsCertificate" in condition(obj)["message"]
+    assert any(e["reason"] == "SecretConflict" and e["type"] == "Warning" for e in kubectl.events(namespace, "blocked"))
+    kubectl.apply(certificate_manifest("bystander"), namespace)  # another certificate is served as usual
+    wait_for(lambda: (kubectl.get("mtlscertificate", "bystander", namespace) or {}).get("status", {}).get("csr"),
+             timeout=60, what="bystander CSR")  # fmt: skip
+    time.sleep(3)
+    assert operator.logs().count(generated) == 1, "no key was generated for the blocked renewal"
+    assert kubectl.secret_data("blocked-tls-next", namespace) == {"note": b"theirs"}
+    assert kubectl.secret_data("blocked-tls", namespace) == served
+    assert operator.healthy()

@@ -10,9 +10,8 @@ from harness.lifecycle import NAMESPACE, START, certificate_body
 from mtls_operator.aio.offload import CpuPool
 from mtls_operator.api.names import TLS_SECRET
 from mtls_operator.api.spec import parse_spec
-from mtls_operator.kube.objects import Conflict
 from mtls_operator.lifecycle.attempt import Attempt
-from mtls_operator.lifecycle.keystore import KeyStore
+from mtls_operator.lifecycle.keystore import KeyStore, SecretInTheWay
 from mtls_operator.lifecycle.policy.keymanager import LIVE, NEXT
 
 
@@ -53,9 +52,11 @@ async def test_an_automatic_signers_key_is_not_written_before_its_certificate(st
 
 
 async def test_a_foreign_next_secret_is_never_read_and_never_overwritten(store):
-    kube, keys, _ = store
+    """And no key is generated for it: the refusal comes before the work (it used to be a key per attempt)."""
+    kube, keys, generated = store
     kube.put_secret(NAMESPACE, "client-tls", {"tls.key": b"", "tls.crt": b""}, secret_type=TLS_SECRET)
     theirs = kube.put_secret(NAMESPACE, "client-tls-next", {"tls.key": b"their key"})
-    with pytest.raises(Conflict):
+    with pytest.raises(SecretInTheWay, match="client-tls-next exists and is not managed by this MtlsCertificate"):
         await keys.pending_key(attempt(kube, certificate_body()), True, persist=True)
     assert kube.secrets[(NAMESPACE, "client-tls-next")] == theirs
+    assert generated == []

@@ -210,6 +210,25 @@ async def test_a_lost_write_race_is_retried_from_fresh_reads():
     assert secret.labels[MANAGED_BY] == MANAGER and secret.labels[CERTIFICATE_LABEL] == "client"
 
 
+async def test_a_foreign_next_secret_is_a_condition_not_a_key_generation_loop():
+    """Someone else's `<secretName>-next` used to make every attempt generate a key and conflict: one RSA key a
+    second, Ready, no word of it, until the certificate expired unrenewed."""
+    lc = Lifecycle(certificate_body(spec={"duration": "2160h"}))
+    csr = (await lc.settle())["csr"]
+    lc.kube.put_secret(NAMESPACE, "client-signed", {"tls.crt": partner_signs(csr, CA, lc.clock.now, days=90)})
+    await lc.settle()
+    in_service = lc.secret()
+    theirs = lc.kube.put_secret(NAMESPACE, next_secret_name("client-tls"), {"x": b"theirs"}, labels={"app": "other"})
+    lc.clock.advance(days=75)
+    status = await lc.settle(rounds=6)
+    assert lc.keys_generated == 1, "no key is generated while the Secret is in the way"
+    assert status["phase"] == "Failed" and lc.ready["reason"] == "SecretConflict"
+    assert "client-tls-next exists and is not managed by this MtlsCertificate" in lc.ready["message"]
+    assert "SecretConflict" in lc.kube.reasons()
+    assert lc.wake_at == lc.clock.now + datetime.timedelta(minutes=5)
+    assert lc.secret() == in_service and lc.kube.secrets[(NAMESPACE, "client-tls-next")] == theirs
+
+
 # --- renewal, outbound, bad specs ------------------------------------------------------------------------------
 
 

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 KEY_CACHE_SIZE = 2048  # parsed pending keys kept in memory (a renewal wave, not the whole fleet)
 
 
+class SecretInTheWay(Exception):
+    """A Secret we must write belongs to someone else: a condition for the user, not a race to retry at once."""
+
+
 class KeyStore:
     def __init__(self, kube: KubeIO, cpu: CpuPool, on_key_generated: Callable[[], None] | None = None) -> None:
         self.kube = kube
@@ -104,8 +108,9 @@ class KeyStore:
         spec, live = a.spec, a.live
         read_next = has_certificate and persist
         next_secret = await self.kube.get_secret(spec.namespace, spec.next_secret_name) if read_next else None
-        if next_secret is not None and ownership(next_secret, spec) == FOREIGN:
-            next_secret = None  # never read or overwrite a key we did not store; creating it will conflict
+        foreign_next = next_secret is not None and ownership(next_secret, spec) == FOREIGN
+        if foreign_next:
+            next_secret = None  # never read or overwrite a key we did not store
         live_key, live_bad = await self.stored_key(live)
         next_key, next_bad = await self.stored_key(next_secret)
         decision = decide_pending_key(
@@ -118,6 +123,12 @@ class KeyStore:
             next_key_unreadable=next_bad,
         )
         stored = live if decision.location == LIVE else next_secret
+        if foreign_next and decision.generate and decision.location != LIVE:
+            # Creating it would conflict on every attempt, and each attempt would cost a new key: say so instead.
+            raise SecretInTheWay(
+                f"Secret {spec.next_secret_name} exists and is not managed by this MtlsCertificate, so the next key "
+                f"cannot be stored; delete it (or rename spec.secretName): nothing is generated until then"
+            )
         if not decision.generate:
             key = live_key if decision.location == LIVE else next_key
             assert key is not None and stored is not None

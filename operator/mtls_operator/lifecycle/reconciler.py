@@ -44,7 +44,7 @@ from mtls_operator.lifecycle.attempt import (
 )
 from mtls_operator.lifecycle.issuers import IssuerDirectory
 from mtls_operator.lifecycle.javakeystores import JavaKeystores
-from mtls_operator.lifecycle.keystore import KeyStore
+from mtls_operator.lifecycle.keystore import KeyStore, SecretInTheWay
 from mtls_operator.lifecycle.outcomes import (
     acknowledge_renewal_request,
     add_renewal_state,
@@ -83,6 +83,8 @@ from mtls_operator.pki.keys import key_spec_of
 from mtls_operator.pki.verify import Verified, verify_signed_certificate
 
 log = logging.getLogger(__name__)
+
+SECRET_IN_THE_WAY_RETRY = datetime.timedelta(minutes=5)  # a foreign Secret is removed by a person, not in a second
 
 __all__ = ["Attempt", "Outcome", "PendingKey", "Reconciler"]
 
@@ -129,6 +131,11 @@ class Reconciler:
             # Lost a race with another writer: decide again from fresh reads, soon.
             log.info("conflict on %s/%s: %s; retrying", spec.namespace, spec.name, exc)
             return None, now + datetime.timedelta(seconds=1)
+        except SecretInTheWay as exc:
+            # Not a race: someone else's Secret. Named on the object (a Warning with it), looked at again on any
+            # change of the Secrets, or after SECRET_IN_THE_WAY_RETRY.
+            outcome = Outcome(phases.FAILED, Condition(ConditionType.READY, "False", "SecretConflict", str(exc)))
+            return await self.apply(body, outcome, self.clock()), now + SECRET_IN_THE_WAY_RETRY
         # Conditions are stamped when they are written: key generation and signing can take seconds under load.
         return await self.apply(body, outcome, self.clock()), outcome.wake_at
 
