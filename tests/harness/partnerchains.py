@@ -325,12 +325,15 @@ def _page(pub: Any, csr: bytes, d: Path) -> PartnerFiles:
     return PartnerFiles(pem(mine), top.pem, top.pem)
 
 
-@case("openssl-x509-req-under-intermediate")
-def _page_inter(pub: Any, csr: bytes, d: Path) -> PartnerFiles:
+def openssl_under_intermediate(csr: bytes, workdir: Path, *flags: str) -> PartnerFiles:
+    """root → intermediate → our leaf signed by the openssl command with `flags` (-sha1, -md5, -set_serial ...)."""
     top = root()
     inter = intermediate(top)
-    mine = openssl_sign(d / "page-inter", csr, inter, "-sha256")
+    mine = openssl_sign(workdir, csr, inter, *flags)
     return PartnerFiles(pem(mine, inter.cert), top.pem, top.pem)
+
+
+case("openssl-x509-req-under-intermediate")(lambda pub, csr, d: openssl_under_intermediate(csr, d / "inter", "-sha256"))
 
 
 @case("v1-self-signed-root")
@@ -491,28 +494,15 @@ case("leaf-unknown-critical-extension")(lambda pub, csr, d: chained(pub, leaf_sp
 case("leaf-wrong-authority-key-id")(lambda pub, csr, d: chained(pub, leaf_spec_=leaf_spec(wrong_aki=True)))
 
 
-@case("leaf-sha1")
-def _leaf_sha1(pub: Any, csr: bytes, d: Path) -> PartnerFiles:
-    top = root()
-    inter = intermediate(top)
-    mine = openssl_sign(d / "sha1", csr, inter, "-sha1")
-    return PartnerFiles(pem(mine, inter.cert), top.pem, top.pem)
+case("leaf-sha1")(lambda pub, csr, d: openssl_under_intermediate(csr, d / "sha1", "-sha1"))
 
 
 case("leaf-basic-constraints-ca-true")(lambda pub, csr, d: chained(pub, leaf_spec_=leaf_spec(ca=True)))
 
 
-@case("leaf-md5")
-def _md5(pub: Any, csr: bytes, d: Path) -> PartnerFiles:
-    top = root()
-    inter = intermediate(top)
-    mine = openssl_sign(d / "md5", csr, inter, "-md5")
-    return PartnerFiles(pem(mine, inter.cert), top.pem, top.pem)
+case("leaf-md5")(lambda pub, csr, d: openssl_under_intermediate(csr, d / "md5", "-md5"))
 
 
-@case("leaf-negative-serial")
-def _negative(pub: Any, csr: bytes, d: Path) -> PartnerFiles:
-    top = root()
-    inter = intermediate(top)
-    mine = openssl_sign(d / "negative", csr, inter, "-sha256", "-set_serial", "-4242")
-    return PartnerFiles(pem(mine, inter.cert), top.pem, top.pem)
+case("leaf-negative-serial")(
+    lambda pub, csr, d: openssl_under_intermediate(csr, d / "negative", "-sha256", "-set_serial", "-4242")
+)
