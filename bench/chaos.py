@@ -64,7 +64,11 @@ class Chaos:
         self.stop = threading.Event()
         self.events: list[str] = []
         (work / "logs").mkdir()
-        self.operator = OperatorProcess(plane.kubeconfig, work / "logs", ["--all-namespaces", "--kubernetes-signer"])
+        self.operator = OperatorProcess(
+            plane.kubeconfig,
+            work / "logs",
+            ["--all-namespaces", "--kubernetes-signer", "--kubernetes-signer-name", "kubernetes.io/*"],
+        )
 
     # --- set-up -------------------------------------------------------------------------------------------------
 

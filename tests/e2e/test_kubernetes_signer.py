@@ -174,3 +174,18 @@ def test_a_request_the_apiserver_refuses_is_a_condition_and_a_warning_not_a_trac
     kubectl.apply(certificate_manifest("bystander", common_name="reporting-bot",
                                        extra_spec=kubernetes_spec(APISERVER_CLIENT)), namespace)  # fmt: skip
     pending_csr_name(kubectl, namespace, "bystander")  # the next one is requested as usual
+
+
+def test_a_signer_name_the_platform_team_did_not_list_is_refused_before_any_key(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    """The session's operator lists kubernetes.io/kube-apiserver-client and example.com/*: a tenant asking for the
+    kubelet-serving signer gets a condition, and the operator's ServiceAccount asks nobody anything."""
+    kubectl.apply(certificate_manifest("kubelet", extra_spec=kubernetes_spec("kubernetes.io/kubelet-serving")),
+                  namespace)  # fmt: skip
+    obj = wait_reason(kubectl, namespace, "kubelet", "SignerNameNotAllowed", timeout=60)
+    assert "kubernetes.io/kubelet-serving is not one this operator may ask for" in condition(obj)["message"]
+    assert "certificateSigningRequest" not in obj["status"]
+    assert kubectl.secret_data("kubelet-tls", namespace) is None, "no key for a request that is never made"
+    listed = json.loads(kubectl.run("get", "csr", "-o", "json").stdout)["items"]
+    assert not [c for c in listed if c["spec"]["signerName"] == "kubernetes.io/kubelet-serving"]

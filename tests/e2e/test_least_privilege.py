@@ -38,7 +38,8 @@ from mtls_operator.api.names import ROLLOUT_ANNOTATION, SERIALS_ANNOTATION
 
 CHART = ROOT / "charts" / "mtls-operator"
 VALUES = ["--set", "watchNamespaces={a}", "--set", "signers.kubernetes.enabled=true", "--set", "replicaCount=2",
-          "--set", "workloadRollout.enabled=true"]  # fmt: skip
+          "--set", "workloadRollout.enabled=true",
+          "--set", "signers.kubernetes.allowedSignerNames={kubernetes.io/kube-apiserver-client}"]  # fmt: skip
 SUBJECT = "system:serviceaccount:mtls-system:mtls-operator"
 Permission = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 
@@ -100,7 +101,8 @@ def test_the_chart_grants_exactly_what_the_operator_uses(
     sa_config = service_account_kubeconfig(plane, kube, "mtls-operator", "mtls-system", sa_dir)
     (tmp_path / "logs").mkdir()
     args = ["--namespace", "a", "--kubernetes-signer", "--leader-elect", "--leader-election-namespace", "mtls-system",
-            "--roll-workloads", "--cluster-issuer-namespace", "mtls-system"]  # fmt: skip
+            "--roll-workloads", "--cluster-issuer-namespace", "mtls-system",
+            "--kubernetes-signer-name", "kubernetes.io/kube-apiserver-client"]  # fmt: skip
     operator = OperatorProcess(sa_config, tmp_path / "logs", args)
     operator.start()
     try:

@@ -87,6 +87,7 @@ class Lifecycle:
         kube: FakeKube | None = None,
         *,
         kubernetes_signer: bool = True,
+        kubernetes_signer_names: tuple[str, ...] = (),
         issuers: IssuerDirectory | None = None,
         clock: Clock | None = None,
         tokens: TokenKeys | None = None,
@@ -100,6 +101,7 @@ class Lifecycle:
             clock=self.clock,
             on_key_generated=self._key_generated,
             kubernetes_signer=kubernetes_signer,
+            kubernetes_signer_names=kubernetes_signer_names,
             issuers=issuers,
             tokens=tokens,
         )

@@ -22,6 +22,7 @@ BASE_VALUES = {
     "image.tag": OPERATOR_TAG,
     "image.pullPolicy": "Never",  # loaded into the node's containerd; there is no registry
     "signers.kubernetes.enabled": "true",
+    "signers.kubernetes.allowedSignerNames": "{kubernetes.io/kube-apiserver-client}",  # the kubernetes-signed sample
     "workloadRollout.enabled": "true",
 }
 

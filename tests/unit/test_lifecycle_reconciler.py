@@ -116,6 +116,16 @@ async def test_kubernetes_signer_a_refused_request_is_rejected_with_its_reason(c
     assert reason in lc.kube.reasons()
 
 
+async def test_kubernetes_signer_a_signer_name_not_allowed_is_refused_before_any_key():
+    """The request would be the operator's: a tenant may not make it ask a signer the platform team did not list."""
+    spec = {"signer": {"kubernetes": {"signerName": "kubernetes.io/kubelet-serving"}}}
+    lc = Lifecycle(certificate_body(spec=spec), kubernetes_signer_names=("kubernetes.io/kube-apiserver-client",))
+    status = await lc.settle()
+    assert status["phase"] == "Failed" and lc.ready["reason"] == "SignerNameNotAllowed"
+    assert "kubernetes.io/kubelet-serving is not one this operator may ask for" in lc.ready["message"]
+    assert lc.keys_generated == 0 and lc.kube.csrs == {} and lc.kube.secrets == {}
+
+
 # --- what must never happen: a published key regenerated, a bad upload put in service -------------------------
 
 

@@ -100,6 +100,7 @@ class Reconciler:
         on_key_generated: Callable[[], None] | None = None,
         released_slot: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
         kubernetes_signer: bool = True,
+        kubernetes_signer_names: tuple[str, ...] = (),
         issuers: IssuerDirectory | None = None,
         tokens: TokenKeys | None = None,
     ) -> None:
@@ -109,7 +110,14 @@ class Reconciler:
         cpu = CpuPool(cpu_threads, released_slot)
         self.keys = KeyStore(kube, cpu, on_key_generated)
         self.stores = JavaKeystores(kube, cpu)
-        self.context = SignerContext(kube=kube, keys=self.keys, cpu=cpu, clock=clock, issuers=issuers)
+        self.context = SignerContext(
+            kube=kube,
+            keys=self.keys,
+            cpu=cpu,
+            clock=clock,
+            issuers=issuers,
+            kubernetes_signer_names=kubernetes_signer_names,
+        )
         # One CA cache and one set of token sessions for the signers and the issuers' status (runtime.controller).
         self.issuer_cas = IssuerCALoader(CALoader(self.context), tokens or TokenKeys(()))
         self.signers = build_signers(self.context, self.issuer_cas)

@@ -39,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
         "needs cluster-scoped RBAC for them)",
     )
     run.add_argument(
+        "--kubernetes-signer-name",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="a signer name certificates may ask for (repeat; globs such as example.com/*). None given: any signer "
+        "outside kubernetes.io/, whose built-in signers must each be listed",
+    )
+    run.add_argument(
         "--roll-workloads",
         action="store_true",
         help="roll Deployments/StatefulSets/DaemonSets annotated mtls.dev/rollout-on-rotation=<certificates> after "

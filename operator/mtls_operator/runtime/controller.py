@@ -140,6 +140,7 @@ class Controller:
             on_key_generated=self.metrics.keys_generated.inc,
             released_slot=self.queue.released_slot,
             kubernetes_signer=settings.kubernetes_signer,
+            kubernetes_signer_names=settings.kubernetes_signer_names,
             tokens=tokens,
         )
         self.cache: dict[CertKey, CachedCertificate] = {}

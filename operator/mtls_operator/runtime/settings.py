@@ -91,6 +91,9 @@ class Settings:
     metrics_address: str = "0.0.0.0"
     metrics_port: int = 8080
     kubernetes_signer: bool = False  # its RBAC (cluster-scoped CertificateSigningRequests) is opt-in
+    # Signer names a certificate may ask for (globs). Empty: any outside kubernetes.io/, whose built-in signers issue
+    # credentials the cluster trusts and must each be listed (lifecycle.policy.signernames).
+    kubernetes_signer_names: tuple[str, ...] = ()
     # Roll workloads annotated mtls.dev/rollout-on-rotation after a rotation: patching Deployments is RBAC a
     # certificate operator should not hold unless asked (runtime.rollout).
     roll_workloads: bool = False
@@ -129,6 +132,7 @@ class Settings:
             metrics_address=args.metrics_address,
             metrics_port=args.metrics_port,
             kubernetes_signer=args.kubernetes_signer,
+            kubernetes_signer_names=tuple(args.kubernetes_signer_name),
             roll_workloads=args.roll_workloads,
             cluster_issuer_namespace=args.cluster_issuer_namespace or default_namespace(),
             verbose=args.verbose,

@@ -30,6 +30,7 @@ class SignerContext:
     cpu: CpuPool
     clock: Callable[[], datetime.datetime]
     issuers: IssuerDirectory | None = None
+    kubernetes_signer_names: tuple[str, ...] = ()  # the allow-list of lifecycle.policy.signernames
 
 
 class Signer(Protocol):

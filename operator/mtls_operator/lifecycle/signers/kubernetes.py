@@ -17,6 +17,7 @@ from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.kube.objects import Refused
 from mtls_operator.lifecycle.attempt import Attempt, Issued, Rejected, SignResult, Waiting
 from mtls_operator.lifecycle.policy import readiness as phases
+from mtls_operator.lifecycle.policy.signernames import signer_name_refusal
 from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
 from mtls_operator.lifecycle.signers.base import SignerBase
 from mtls_operator.pki.csr import build_csr
@@ -46,6 +47,9 @@ def _conditions(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 class KubernetesSigner(SignerBase):
     async def sign(self, a: Attempt, trigger: Trigger) -> SignResult:
         spec = a.spec
+        refusal = signer_name_refusal(spec.signer.signer_name or "", self.ctx.kubernetes_signer_names)
+        if refusal is not None:  # before any key: nothing is generated for a request that will not be made
+            return Rejected("SignerNameNotAllowed", refusal, phase=phases.FAILED)
         pending = await self.ctx.keys.pending_key(a, trigger.reason != TriggerReason.NO_CERTIFICATE, persist=True)
         revision = int(a.status.get("revision") or 0) + 1
         name = request_name(spec, revision, pending.pem)
