@@ -238,3 +238,22 @@ def test_a_foreign_next_secret_stops_the_renewal_with_a_condition_and_costs_no_k
     assert kubectl.secret_data("blocked-tls-next", namespace) == {"note": b"theirs"}
     assert kubectl.secret_data("blocked-tls", namespace) == served
     assert operator.healthy()
+
+
+def test_a_failing_certificate_cannot_poison_a_trust_bundle(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, partner: Partner, tmp_path: Path
+) -> None:
+    """A certificate that fails, naming as its CA a Secret holding any certificate at all, used to add that
+    certificate (CN=Attacker CA) to the ConfigMap a server trusts. Only verified CAs are published now."""
+    publish = "  publishCA:\n    configMapName: trust\n"
+    csr = create_and_get_csr(kubectl, namespace, "honest", extra_spec=publish)
+    put_signed(kubectl, namespace, "honest-signed", {"tls.crt": partner.sign(csr), "ca.crt": partner.ca_crt})
+    wait_ready(kubectl, namespace, "honest")
+    attacker = Partner(tmp_path / "attacker", name="Attacker CA")
+    kubectl.run("create", "secret", "generic", "attacker-ca", "-n", namespace, f"--from-file=tls.crt={attacker.ca_crt}")
+    kubectl.apply(certificate_manifest("poison", spec={**CA_SIGNER, "publishCA": {"configMapName": "trust"}})
+                  .replace("internal-ca", "attacker-ca"), namespace)  # fmt: skip
+    wait_reason(kubectl, namespace, "poison", "CAInvalid", timeout=60)
+    time.sleep(3)  # the bundle is rebuilt after each reconcile of a certificate naming it
+    bundle = wait_for(lambda: configmap_bundle(kubectl, namespace, "trust"), what="the bundle")
+    assert bundle == partner.ca_crt.read_text(), "only the verified partner CA, never the attacker's certificate"

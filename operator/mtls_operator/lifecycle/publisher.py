@@ -4,6 +4,11 @@ A ConfigMap holds the union, for every MtlsCertificate naming it, of the CA of t
 CA that will sign its next one (the CA Secret's certificate for signer `ca` or the certificate's issuer). During a
 CA rotation it therefore holds old and new CA together until every certificate in service chains to the new one;
 then the old one drops.
+
+A server trusts whatever lands here, so only verified CAs do: a certificate contributes only while it is Ready for
+its current spec (a Failed one, or one whose spec changed since, contributes nothing), its `ca.crt` only when the
+certificate in service chains to it, and its signing CA only because the operator has signed with that signer
+(a Secret holding "any certificate at all" named by a failing certificate never reaches the bundle).
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from cryptography.hazmat.primitives import hashes
 
 from mtls_operator.api.names import CA_CRT, MANAGED_BY, MANAGER, TLS_CRT
 from mtls_operator.api.spec import CertificateSpec, parse_spec
+from mtls_operator.api.status import find_condition
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.lifecycle.issuers import IssuerDirectory
-from mtls_operator.pki.certificates import load_pem_bundle, to_pem
+from mtls_operator.pki.certificates import chain_problem, load_pem_bundle, to_pem
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +54,9 @@ class CAPublisher:
     async def publish(self, namespace: str, name: str, sources: Sequence[Mapping[str, Any]]) -> str | None:
         """Writes the ConfigMap when its content changed. Returns a problem to report, or None."""
         bundles: list[bytes] = []
-        for spec in _parsed(sources):
+        for spec in _parsed([body for body in sources if ready_for_its_spec(body)]):
             live = await self.kube.get_secret(namespace, spec.secret_name)
-            if live is not None and live.get(CA_CRT):
+            if live is not None and live.get(CA_CRT) and _chains_to(live.get(TLS_CRT), live.data[CA_CRT]):
                 bundles.append(live.data[CA_CRT])
             signing_ca = self._signing_ca_secret(spec)
             if signing_ca is not None:
@@ -80,6 +86,23 @@ class CAPublisher:
         key = ref.key(spec.namespace)
         name = ((self.issuers.find(key) or {}).get("spec") or {}).get("ca", {}).get("secretName")
         return (self.issuers.ca_namespace(key), str(name)) if name else None
+
+
+def ready_for_its_spec(body: Mapping[str, Any]) -> bool:
+    """Ready=True, decided for the spec as it is now (not a Ready left over from before a spec change)."""
+    ready = find_condition(body.get("status") or {})
+    if ready.get("status") != "True":
+        return False
+    observed = ready.get("observedGeneration")
+    return observed is None or int(observed) == int((body.get("metadata") or {}).get("generation") or 0)
+
+
+def _chains_to(tls_crt: bytes | None, ca_crt: bytes) -> bool:
+    """The certificate in service verifies to this ca.crt (issuer name, signature, CA flag)."""
+    try:
+        return chain_problem(load_pem_bundle(tls_crt or b""), load_pem_bundle(ca_crt)) is None
+    except ValueError:
+        return False
 
 
 def _parsed(sources: Sequence[Mapping[str, Any]]) -> list[CertificateSpec]:
