@@ -145,3 +145,15 @@ def test_a_chain_longer_than_the_limit_is_refused_by_name_not_walked() -> None:
     shorter = pc.pem(mine, *(a.cert for a in reversed(issuers[-3:])))  # three intermediates: fine, until the root
     assert "longer than" not in getattr(verify_signed_certificate(shorter, top.pem, OUR_KEY, pc.CN, pc.utcnow()),
                                         "message", "")  # fmt: skip
+
+
+def test_a_root_renewed_under_the_same_name_and_key_is_chosen_over_the_expired_one() -> None:
+    """Partners renewing a root send old and new together, old first: the path ends at the one valid now."""
+    key = pc.key("rsa2048", "renewed-root")
+    old = pc.build(pc.ca_spec("Partner Root CA", not_before=-900 * DAY, not_after=-DAY), key.public_key(), None, key)
+    new = pc.build(pc.ca_spec("Partner Root CA", not_before=-DAY), key.public_key(), None, key)
+    inter = pc.intermediate(pc.Authority(new, key))
+    chain = [pc.leaf(OUR_KEY.public_key(), inter), inter.cert]
+    assert path_problem(chain, [old, new], OUR_KEY, pc.utcnow(), where) is None
+    problem = path_problem(chain, [old], OUR_KEY, pc.utcnow(), where)
+    assert problem is not None and "expired at" in problem.message

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from mtls_operator.pki.certificates import common_name_of
+from mtls_operator.pki.certificates import common_name_of, sorts_under
 from mtls_operator.pki.csr import TLS_CURVES
 from mtls_operator.pki.handshake import ServerVerdict, openssl_server_verdict
 from mtls_operator.pki.keys import PrivateKey
@@ -67,7 +67,7 @@ def path_problem(
     Without the private key (the kubectl plugin holds only the CSR's public key) OpenSSL cannot be asked: the time
     and Go rules still run, and the operator's verdict, with the key, is the final one.
     """
-    path = chain + _anchor_of(chain[-1], anchors)
+    path = chain + _anchor_of(chain[-1], anchors, now)
     problem = _time_problem(path, now, where) or _go_problem(path, where)
     if problem is not None or key is None:
         return problem
@@ -75,11 +75,16 @@ def path_problem(
     return None if verdict.accepted else explain(verdict, path, where)
 
 
-def _anchor_of(top: x509.Certificate, anchors: list[x509.Certificate]) -> list[x509.Certificate]:
-    """The anchor the path ends at (by name: the signature is OpenSSL's to check), unless the top is one itself."""
+def _anchor_of(
+    top: x509.Certificate, anchors: list[x509.Certificate], now: datetime.datetime
+) -> list[x509.Certificate]:
+    """The anchor the path ends at, unless the top is one itself: the one that signed it, and of several (a partner
+    renewing its root under the same name sends both) one valid at `now`, as a server would pick."""
     if top in anchors:
         return []
-    return [a for a in anchors if a.subject == top.issuer][:1]
+    signers = [a for a in anchors if sorts_under(top, a)]
+    valid = [a for a in signers if a.not_valid_before_utc <= now < a.not_valid_after_utc]
+    return (valid or signers)[:1]
 
 
 def _time_problem(path: list[x509.Certificate], now: datetime.datetime, where: Where) -> PathProblem | None:
