@@ -85,6 +85,9 @@ from mtls_operator.pki.verify import Verified, verify_signed_certificate
 log = logging.getLogger(__name__)
 
 SECRET_IN_THE_WAY_RETRY = datetime.timedelta(minutes=5)  # a foreign Secret is removed by a person, not in a second
+# Verifying a partner's answer takes milliseconds (the GIL released inside OpenSSL); key generation up to a second
+# per RSA-4096 key. Verification gets its own threads so an import is never queued behind a burst of key generation.
+VERIFY_THREADS = 2
 
 __all__ = ["Attempt", "Outcome", "PendingKey", "Reconciler"]
 
@@ -110,6 +113,7 @@ class Reconciler:
         cpu = CpuPool(cpu_threads, released_slot)
         self.keys = KeyStore(kube, cpu, on_key_generated)
         self.stores = JavaKeystores(kube, cpu)
+        self.verifier = CpuPool(VERIFY_THREADS, released_slot)
         self.context = SignerContext(
             kube=kube,
             keys=self.keys,
@@ -298,7 +302,7 @@ class Reconciler:
         """Every check a certificate from outside must pass before it goes into service: parsing, sorting and a
         real handshake in memory (milliseconds of CPU, with the GIL released inside OpenSSL), off the event loop."""
         assert issued.key is not None
-        result = await self.context.cpu.run(
+        result = await self.verifier.run(
             verify_signed_certificate,
             issued.certificate_pem,
             issued.ca_pem,
