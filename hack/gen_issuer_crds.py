@@ -278,6 +278,17 @@ def status() -> dict[str, Any]:
                     "spreadSeconds": {"type": "integer"},
                 },
             },
+            "crl": {
+                "type": "object",
+                "description": "The CRL in service: its number, when it was signed, when it must be signed again.",
+                "properties": {
+                    "number": {"type": "string", "description": "The CRL number (decimal)."},
+                    "thisUpdate": {"type": "string", "format": "date-time"},
+                    "nextUpdate": {"type": "string", "format": "date-time"},
+                    "revokedCertificates": {"type": "integer"},
+                    "configMap": {"type": "string", "description": "namespace/name of the ConfigMap holding it."},
+                },
+            },
             "certificates": {"type": "integer", "description": "Certificates that name it."},
             "certificatesOnPreviousCA": {
                 "type": "integer",
@@ -319,6 +330,37 @@ def crd(kind: str, plural: str, cluster: bool, short_names: list[str]) -> dict[s
                     }
                 },
             },
+            "crl": {
+                "type": "object",
+                "description": (
+                    "The certificate revocation list this issuer signs (X.509 v2) from the MtlsRevocations naming "
+                    "what it signed. Published in the ConfigMap status.crl.configMap names (key ca.crl), next to "
+                    "ca.crt in every publishCA ConfigMap that carries this CA, and over HTTP by the operator."
+                ),
+                "properties": {
+                    "lifetime": {
+                        "type": "string",
+                        "description": (
+                            "nextUpdate - thisUpdate of each CRL (default 168h, at least 2m). It is signed again at "
+                            "half its lifetime even when nothing changed."
+                        ),
+                        "x-kubernetes-validations": [DURATION_RULE],
+                    },
+                    "distributionPointURL": {
+                        "type": "string",
+                        "maxLength": 1024,
+                        "description": (
+                            "Where servers fetch the CRL, e.g. http://mtls-operator.mtls-operator.svc:8080/crl/"
+                            "clustermtlsissuer/partners.crl: written into every certificate this issuer signs from "
+                            "now on (cRLDistributionPoints). An http URL: a CRL is signed, and fetching it over TLS "
+                            "would need a chain that may itself need the CRL."
+                        ),
+                        "x-kubernetes-validations": [
+                            {"rule": "self.startsWith('http://')", "message": "must be an http:// URL"}
+                        ],
+                    },
+                },
+            },
         },
     }
     return {
@@ -355,6 +397,7 @@ def crd(kind: str, plural: str, cluster: bool, short_names: list[str]) -> dict[s
                             "jsonPath": ".status.ca.notAfter",
                         },
                         {"name": "Certificates", "type": "integer", "jsonPath": ".status.certificates"},
+                        {"name": "Revoked", "type": "integer", "jsonPath": ".status.crl.revokedCertificates"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],
                     "schema": {

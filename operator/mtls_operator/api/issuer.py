@@ -19,6 +19,11 @@ from mtls_operator.pki.csr import CsrPolicy
 # How long a CA rotation spreads the re-issuance of the certificates the old CA signed: a day keeps 10,000
 # certificates at about one issuance every 9 s, and every one is re-issued well before a typical CA overlap ends.
 DEFAULT_ROTATION_SPREAD = datetime.timedelta(hours=24)
+# How long a CRL is valid (nextUpdate - thisUpdate); it is signed again at half of it, so a server that fetches it
+# daily always holds one with a day to spare. Its floor keeps the re-signing (a token operation for an HSM key)
+# from running more than once a minute.
+DEFAULT_CRL_LIFETIME = datetime.timedelta(days=7)
+MIN_CRL_LIFETIME = datetime.timedelta(minutes=2)
 SUBJECT_FIELDS = ("country", "organization", "organizationalUnit", "state", "locality")
 
 
@@ -75,6 +80,8 @@ class IssuerSpec:
     policy: IssuerPolicy
     rotation_spread: datetime.timedelta = DEFAULT_ROTATION_SPREAD
     pkcs11: Pkcs11Source | None = None
+    crl_lifetime: datetime.timedelta = DEFAULT_CRL_LIFETIME
+    crl_url: str | None = None  # spec.crl.distributionPointURL: put into every certificate it signs
 
 
 def issuer_key_of(kind: str, body: Mapping[str, Any]) -> IssuerKey:
@@ -109,6 +116,10 @@ def _parse_issuer(kind: str, body: Mapping[str, Any]) -> IssuerSpec:
     if unknown:
         raise ValueError(f"spec.policy.allowedSubject has unknown field(s) {unknown}; known: {list(SUBJECT_FIELDS)}")
     spread = (spec.get("rotation") or {}).get("spread")
+    crl = spec.get("crl") or {}
+    lifetime = parse_duration(crl["lifetime"]) if crl.get("lifetime") else DEFAULT_CRL_LIFETIME
+    if lifetime < MIN_CRL_LIFETIME:
+        raise ValueError(f"spec.crl.lifetime must be at least {int(MIN_CRL_LIFETIME.total_seconds())}s")
     return IssuerSpec(
         key=issuer_key_of(kind, body),
         uid=meta.get("uid") or "",
@@ -125,6 +136,8 @@ def _parse_issuer(kind: str, body: Mapping[str, Any]) -> IssuerSpec:
         ),
         rotation_spread=parse_duration(spread) if spread else DEFAULT_ROTATION_SPREAD,
         pkcs11=token,
+        crl_lifetime=lifetime,
+        crl_url=str(crl["distributionPointURL"]) if crl.get("distributionPointURL") else None,
     )
 
 

@@ -64,3 +64,21 @@ def next_secret_name(secret_name: str) -> str:
 def signed_secret_name(certificate_name: str) -> str:
     """The default Secret a manual signer's certificate is uploaded to (spec.signer.manual.signedSecretName)."""
     return f"{certificate_name}-signed"
+
+
+# --- revocation (MtlsRevocation; an issuer's CRL) ---------------------------------------------------------------
+REVOCATION_KIND = "MtlsRevocation"
+REVOCATION_PLURAL = "mtlsrevocations"
+CA_CRL = "ca.crl"  # the CRLs (PEM) in an issuer's CRL ConfigMap and next to ca.crt in a publishCA ConfigMap
+# On an MtlsRevocation, written by the operator once it resolved what is revoked: the serial (hex) and the issuer
+# ("<kind>/<name>"). Metadata, not status: a restored or lost status must never make a revocation of a certificate
+# by name point at the certificate that replaced it.
+REVOKED_SERIAL_ANNOTATION = "mtls.dev/revoked-serial"
+REVOKED_ISSUER_ANNOTATION = "mtls.dev/revoked-issuer"
+CRL_ISSUER_ANNOTATION = "mtls.dev/crl-of"  # on an issuer's CRL ConfigMap: "<kind>/<namespace>/<name>"
+
+
+def crl_configmap_name(kind: str, name: str) -> str:
+    """An issuer's CRL ConfigMap (in the issuer's CA namespace): the kind keeps an MtlsIssuer and a
+    ClusterMtlsIssuer of one name apart in the cluster issuers' namespace."""
+    return f"{kind.lower()}-{name}-crl"[:253]

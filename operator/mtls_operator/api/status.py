@@ -28,6 +28,8 @@ class ConditionType(StrEnum):
     READY = "Ready"
     RENEWAL_DUE = "RenewalDue"
     CHAIN_VALID = "ChainValid"  # the CAs the certificate in service depends on stay valid as long as it does
+    PUBLISHED = "Published"  # an MtlsRevocation: the issuer's CRL lists its serial
+    CRL_PUBLISHED = "CRLPublished"  # an issuer: its CRL is signed and current
 
 
 def utcnow() -> datetime.datetime:

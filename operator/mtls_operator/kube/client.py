@@ -32,6 +32,7 @@ from mtls_operator.api.names import (
     NAMESPACE_LABEL,
     PLURAL,
     PUBLISHED_BY,
+    REVOCATION_PLURAL,
     UID_ANNOTATION,
     VERSION,
 )
@@ -139,16 +140,23 @@ class KubeIO:
         return None if found is None else dict(found.get("data") or {})
 
     async def write_configmap(
-        self, namespace: str, name: str, data: Mapping[str, str], existing: Mapping[str, Any] | None, *, source: str
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str | None],
+        existing: Mapping[str, Any] | None,
+        *,
+        source: str,
     ) -> None:
-        """Creates our ConfigMap, or replaces its data guarded by resourceVersion. Holds certificates only."""
+        """Creates our ConfigMap, or replaces its data guarded by resourceVersion (a None value removes a key).
+        Holds certificates and CRLs only."""
         if existing is None:
             body = {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY: MANAGER},
                              "annotations": {PUBLISHED_BY: source}},
-                "data": dict(data),
+                "data": {k: v for k, v in data.items() if v is not None},
             }  # fmt: skip
             try:
                 await self._run(self.core.create_namespaced_config_map, namespace, body)
@@ -339,6 +347,54 @@ class KubeIO:
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items
+
+    async def get_certificate(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """An MtlsCertificate read from the API (not this shard's cache: a revocation may name any certificate)."""
+        try:
+            return await self._run(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list_revocations(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            paging = {"limit": 500, **({"_continue": token} if token else {})}
+            page = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, REVOCATION_PLURAL, **paging)
+            items += page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    async def annotate_revocation(
+        self, namespace: str, name: str, uid: str, annotations: Mapping[str, str]
+    ) -> dict[str, Any] | None:
+        """Records on the object what it revokes (guarded by its uid: never on a newer object of that name)."""
+        body = {"metadata": {"uid": uid, "annotations": dict(annotations)}}
+        try:
+            return await self._run(
+                self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, REVOCATION_PLURAL, name, body,
+                _content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return None
+            raise
+
+    async def patch_revocation_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        try:
+            return await self._run(
+                self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, REVOCATION_PLURAL,
+                name, {"status": dict(status)}, _content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     async def list_namespaces(self) -> list[dict[str, Any]]:
         """Namespaces' metadata (their labels decide cluster issuers' namespaceSelectors)."""

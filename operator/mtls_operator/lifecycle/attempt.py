@@ -84,6 +84,7 @@ class Issued:
     status: dict[str, Any] = field(default_factory=dict)  # request status kept if verification fails
     events: list[EventTuple] = field(default_factory=list)
     trigger: Trigger | None = None  # a replacement's own reason (IssuerRotated); default Replaced
+    issuer: str | None = None  # "<kind>/<name>" when an issuer of ours signed it (status.issuedBy, revocations)
 
 
 @dataclass

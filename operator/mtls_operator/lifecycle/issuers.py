@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from mtls_operator.aio.offload import CpuPool
 from mtls_operator.api.issuer import IssuerSpec
 from mtls_operator.api.refs import IssuerKey
+from mtls_operator.pki.crl import RevokedEntry
 from mtls_operator.pki.signing import CertificateAuthority
 
 
@@ -25,6 +26,10 @@ class IssuerDirectory(Protocol):
 
     def ca_namespace(self, key: IssuerKey) -> str:
         """Where the issuer's CA Secret lives: its own namespace, or for a cluster issuer the configured one."""
+        ...
+
+    def revoked(self, key: IssuerKey, serial_number: int) -> RevokedEntry | None:
+        """The issuer's revocation of this serial (from the MtlsRevocations resolved so far), or None."""
         ...
 
 

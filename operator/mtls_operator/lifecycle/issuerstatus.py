@@ -5,6 +5,8 @@ belongs to it, and is valid now). `status.ca` describes the CA (never its key). 
 keypair, `status.rotation.startedTime` records when the operator first saw it: the certificates it signed under the
 old CA are re-issued over `spec.rotation.spread` from then (policy.carotation), and
 `status.certificatesOnPreviousCA` counts those not moved yet.
+
+While it can sign, it also keeps its CRL current (lifecycle.crlpublisher): condition CRLPublished, `status.crl`.
 """
 
 from __future__ import annotations
@@ -15,20 +17,25 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mtls_operator.api.issuer import issuer_key_of, parse_issuer
+from mtls_operator.api.issuer import IssuerSpec, issuer_key_of, parse_issuer
 from mtls_operator.api.names import CLUSTER_EVENTS_NAMESPACE, TLS_CRT
 from mtls_operator.api.refs import IssuerKey
 from mtls_operator.api.status import ConditionType, find_condition, format_time
+from mtls_operator.hsm.token import HsmUnavailable
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.objects import Owner
 from mtls_operator.lifecycle.attempt import Rejected
+from mtls_operator.lifecycle.crlpublisher import CrlProblem, CrlPublisher, crl_status
 from mtls_operator.lifecycle.issuers import IssuerDirectory
 from mtls_operator.lifecycle.policy.readiness import Condition, merge_conditions
 from mtls_operator.lifecycle.signers.issuerca import IssuerCA, IssuerCALoader
 from mtls_operator.pki.certificates import describe_certificate, first_certificate, issued_by
+from mtls_operator.pki.crl import RevokedEntry
 from mtls_operator.pki.signing import CertificateAuthority
 
 log = logging.getLogger(__name__)
+
+CRL_RETRY = datetime.timedelta(seconds=30)  # a token that could not sign the CRL is asked again this soon
 
 
 @dataclass(frozen=True)
@@ -47,8 +54,12 @@ class IssuerStatusReconciler:
         directory: IssuerDirectory,
         clock: Callable[[], datetime.datetime],
         on_status: Callable[[IssuerKey, Mapping[str, Any]], None] | None = None,
+        revoked: Callable[[IssuerKey], list[RevokedEntry]] = lambda _key: [],
     ) -> None:
         self.kube = kube
+        self.revoked = revoked  # the issuer's resolved revocations (runtime.revocationbook)
+        self.crls = CrlPublisher(kube, clock)
+        self.crl_refresh: dict[IssuerKey, datetime.datetime] = {}  # when each CRL must be looked at again
         self.cas = cas
         self.directory = directory
         self.clock = clock
@@ -64,6 +75,7 @@ class IssuerStatusReconciler:
         now = self.clock()
         status: dict[str, Any] = {"certificates": len(users)}
         events: list[tuple[str, str, str]] = []
+        crl_condition = None
         try:
             spec = parse_issuer(kind, body)
         except ValueError as exc:
@@ -86,11 +98,13 @@ class IssuerStatusReconciler:
                 status["certificatesOnPreviousCA"] = on_previous
                 status["rotation"] = _rotation(old, info.fingerprint_sha256, on_previous, spec.rotation_spread, now)
                 events += _rotation_events(old.get("rotation") or {}, status["rotation"] or {}, on_previous)
+                crl_condition = await self._crl(spec, key, loaded, status, events, now)
             else:
                 ready = Condition(ConditionType.READY, "False", loaded.reason, loaded.message)
         generation = int((body.get("metadata") or {}).get("generation") or 0)
         status["observedGeneration"] = generation
-        status["conditions"] = merge_conditions(old.get("conditions") or [], [ready], generation, now)
+        wanted = [ready] + ([crl_condition] if crl_condition is not None else [])
+        status["conditions"] = merge_conditions(old.get("conditions") or [], wanted, generation, now)
         previous = find_condition(old)
         if ready.status != "True" and (previous.get("reason"), previous.get("message")) != (
             ready.reason,
@@ -113,6 +127,38 @@ class IssuerStatusReconciler:
             except Exception as exc:  # the status says it too; a lost Event must not redo the status work
                 log.warning("%s: could not post Event %s: %s", key, reason, exc)
         return updated
+
+    async def _crl(
+        self,
+        spec: IssuerSpec,
+        key: IssuerKey,
+        loaded: IssuerCA,
+        status: dict[str, Any],
+        events: list[tuple[str, str, str]],
+        now: datetime.datetime,
+    ) -> Condition:
+        entries = self.revoked(key)
+        try:
+            published, refresh_at, signed = await self.crls.ensure(
+                spec, self.directory.ca_namespace(key), loaded, entries, now
+            )
+        except CrlProblem as exc:
+            self.crl_refresh.pop(key, None)
+            events.append(("Warning", exc.reason, str(exc)))
+            return Condition(ConditionType.CRL_PUBLISHED, "False", exc.reason, str(exc))
+        except HsmUnavailable as exc:
+            self.crl_refresh[key] = now + CRL_RETRY
+            return Condition(
+                ConditionType.CRL_PUBLISHED, "False", "HSMUnavailable", f"the CRL could not be signed: {exc}"
+            )
+        self.crl_refresh[key] = refresh_at
+        status["crl"] = crl_status(published)
+        info = published.info
+        if signed:
+            events.append(("Normal", "CRLSigned", f"CRL number {info.number} lists {len(info.serials)} revoked "
+                           f"certificate(s); next update {format_time(info.next_update or now)}"))  # fmt: skip
+        message = f"CRL number {info.number} in ConfigMap {published.configmap}, {len(info.serials)} revoked"
+        return Condition(ConditionType.CRL_PUBLISHED, "True", "CRLSigned", message)
 
     async def _on_previous_ca(self, ca: CertificateAuthority, fingerprint: str, users: Sequence[IssuerUser]) -> int:
         """How many certificates in service the current CA did not sign (a signature check each, off the loop,

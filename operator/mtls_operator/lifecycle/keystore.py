@@ -99,8 +99,10 @@ class KeyStore:
             log.info("removing %s/%s: its key is already in service", spec.namespace, spec.next_secret_name)
             await self.kube.delete_secret(spec.namespace, spec.next_secret_name)
 
-    async def pending_key(self, a: Attempt, has_certificate: bool, *, persist: bool) -> PendingKey:
+    async def pending_key(self, a: Attempt, has_certificate: bool, *, persist: bool, fresh: bool = False) -> PendingKey:
         """The key the next certificate certifies.
+
+        `fresh`: never the key in service, whatever spec.privateKey.rotationPolicy says (that key was compromised).
 
         `persist`: store a new key before returning (its CSR will be published and may be signed days later).
         An automatic signer issues at once, so its new key is written only together with its certificate.
@@ -115,7 +117,7 @@ class KeyStore:
         next_key, next_bad = await self.stored_key(next_secret)
         decision = decide_pending_key(
             has_certificate=has_certificate,
-            rotation_policy=spec.rotation_policy,
+            rotation_policy="Always" if fresh else spec.rotation_policy,
             wanted=spec.key,
             live_key=key_spec_of(live_key) if live_key else None,
             live_key_unreadable=live_bad,

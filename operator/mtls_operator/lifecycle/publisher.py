@@ -9,6 +9,9 @@ A server trusts whatever lands here, so only verified CAs do: a certificate cont
 its current spec (a Failed one, or one whose spec changed since, contributes nothing), its `ca.crt` only when the
 certificate in service chains to it, and its signing CA only because the operator has signed with that signer
 (a Secret holding "any certificate at all" named by a failing certificate never reaches the bundle).
+
+Beside `ca.crt`, `ca.crl` holds the CRL of every issuer of ours that signs one of these certificates (PEM, one
+after another: nginx's ssl_crl, Node's `crl` and Java's CertStore read several), so a server mounts both.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from mtls_operator.api.names import CA_CRT, MANAGED_BY, MANAGER, TLS_CRT
+from mtls_operator.api.names import CA_CRL, CA_CRT, MANAGED_BY, MANAGER, TLS_CRT
 from mtls_operator.api.spec import CertificateSpec, parse_spec
 from mtls_operator.api.status import find_condition
 from mtls_operator.kube.client import KubeIO
+from mtls_operator.lifecycle.crlpublisher import CrlPublisher
 from mtls_operator.lifecycle.issuers import IssuerDirectory
 from mtls_operator.pki.certificates import chain_problem, load_pem_bundle, to_pem
 
@@ -47,14 +51,22 @@ def trust_bundle(bundles: list[bytes]) -> bytes:
 
 
 class CAPublisher:
-    def __init__(self, kube: KubeIO, issuers: IssuerDirectory | None = None) -> None:
+    def __init__(self, kube: KubeIO, issuers: IssuerDirectory | None = None, crls: CrlPublisher | None = None) -> None:
         self.kube = kube
         self.issuers = issuers
+        self.crls = crls
 
     async def publish(self, namespace: str, name: str, sources: Sequence[Mapping[str, Any]]) -> str | None:
         """Writes the ConfigMap when its content changed. Returns a problem to report, or None."""
         bundles: list[bytes] = []
+        crls: dict[str, bytes] = {}
         for spec in _parsed([body for body in sources if ready_for_its_spec(body)]):
+            ref = spec.signer.issuer_ref
+            if ref is not None and self.crls is not None and self.issuers is not None:
+                key = ref.key(spec.namespace)
+                crl = await self.crls.current(key, self.issuers.ca_namespace(key))
+                if crl is not None:
+                    crls[str(key)] = crl.pem
             live = await self.kube.get_secret(namespace, spec.secret_name)
             if live is not None and live.get(CA_CRT) and _chains_to(live.get(TLS_CRT), live.data[CA_CRT]):
                 bundles.append(live.data[CA_CRT])
@@ -70,9 +82,15 @@ class CAPublisher:
         if not pem and existing is None:
             return None  # nothing in service yet: no empty ConfigMap
         sources_text = ",".join(sorted(body["metadata"]["name"] for body in sources))
-        if existing is not None and (existing.get("data") or {}).get(CA_KEY, "") == pem:
+        data: dict[str, str | None] = {CA_KEY: pem}
+        if crls:
+            data[CA_CRL] = b"".join(crls[k] for k in sorted(crls)).decode()
+        current = (existing or {}).get("data") or {}
+        if existing is not None and current.get(CA_KEY, "") == pem and current.get(CA_CRL) == data.get(CA_CRL):
             return None
-        await self.kube.write_configmap(namespace, name, {CA_KEY: pem}, existing, source=sources_text)
+        if CA_CRL in current and CA_CRL not in data:
+            data[CA_CRL] = None  # a merge patch removes it
+        await self.kube.write_configmap(namespace, name, data, existing, source=sources_text)
         log.info("published %d CA certificate(s) in ConfigMap %s/%s", pem.count("BEGIN CERTIFICATE"), namespace, name)
         return None
 

@@ -281,7 +281,7 @@ class Reconciler:
         if isinstance(result, Issued):
             verified = result.verified or await self._verify(a, result)
             if isinstance(verified, Verified):
-                outcome = await self._put_in_service(a, result.key, verified, trigger)
+                outcome = await self._put_in_service(a, result.key, verified, trigger, result.issuer)
                 ignored = [("Warning", "PrivateKeyIgnored", f"{result.source}: {note}") for note in verified.notes]
                 outcome.events = result.events + outcome.events + ignored
                 return outcome
@@ -316,9 +316,10 @@ class Reconciler:
         return Rejected(result.reason, message, status=issued.status, events=issued.events)
 
     async def _put_in_service(
-        self, a: Attempt, pending: PendingKey | None, verified: Verified, trigger: Trigger
+        self, a: Attempt, pending: PendingKey | None, verified: Verified, trigger: Trigger, issuer: str | None = None
     ) -> Outcome:
-        """One atomic write of key + certificate + CA into the live Secret, then drop the next-key Secret."""
+        """One atomic write of key + certificate + CA into the live Secret, then drop the next-key Secret.
+        `issuer`: "<kind>/<name>" of our issuer that signed it, for status.issuedBy (the revocations' ledger)."""
         body, spec, live = a.body, a.spec, a.live
         data: dict[str, bytes | None] = {
             TLS_KEY: pending.pem if pending else b"",
@@ -363,6 +364,7 @@ class Reconciler:
                 "lastIssuedTime": timestamp(now),
                 "lastRenewalRequest": spec.renewal_requested or status.get("lastRenewalRequest"),
                 "renewalRequest": None,
+                "issuedBy": {"issuer": issuer, "serialNumber": info.serial_number} if issuer else None,
             },
             events=[("Normal", "Renewed" if renewed else "Issued", message), *warnings],
             wake_at=after_issuance(spec, info, renew_at, now),

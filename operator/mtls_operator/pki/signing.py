@@ -95,8 +95,10 @@ def sign_csr(
     ca: CertificateAuthority,
     duration: datetime.timedelta,
     now: datetime.datetime,
+    crl_url: str | None = None,
 ) -> x509.Certificate:
-    """Issues a clientAuth certificate for `csr`, like `openssl x509 -req -CA ca.crt -CAkey ca.key -sha256`."""
+    """Issues a clientAuth certificate for `csr`, like `openssl x509 -req -CA ca.crt -CAkey ca.key -sha256`.
+    `crl_url`: where the issuer's CRL is served (a cRLDistributionPoints extension), for servers that fetch it."""
     public_key = csr.public_key()
     builder = (
         x509.CertificateBuilder()
@@ -110,8 +112,11 @@ def sign_csr(
         .add_extension(key_usage_for(public_key), critical=True)  # type: ignore[arg-type]
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
-        .add_extension(_authority_key_identifier(ca.certificate), critical=False)
+        .add_extension(authority_key_identifier(ca.certificate), critical=False)
     )
+    if crl_url:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     dns_names = csr_dns_names(csr)
     if dns_names:
         builder = builder.add_extension(
@@ -120,7 +125,7 @@ def sign_csr(
     return builder.sign(ca.key, hashes.SHA256())
 
 
-def _authority_key_identifier(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+def authority_key_identifier(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     try:
         ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mtls_operator.aio.workqueue import WorkQueue
-from mtls_operator.api.issuer import uses_token
+from mtls_operator.api.issuer import issuer_key_of, uses_token
 from mtls_operator.api.names import CERTIFICATE_LABEL, CLUSTER_ISSUER_KIND, ISSUER_KIND, NAMESPACE_LABEL
 from mtls_operator.api.refs import IssuerKey
 from mtls_operator.api.spec import published_configmap, referenced_secrets, secret_name_of
@@ -27,6 +27,7 @@ from mtls_operator.kube.objects import Conflict, Owner
 from mtls_operator.lifecycle.issuerstatus import IssuerStatusReconciler, IssuerUser
 from mtls_operator.lifecycle.publisher import CAPublisher
 from mtls_operator.lifecycle.reconciler import Outcome, Reconciler
+from mtls_operator.lifecycle.revocations import RevocationReconciler
 from mtls_operator.runtime.cpulimit import cgroup_cpu_limit
 from mtls_operator.runtime.issuerbook import IssuerBook
 from mtls_operator.runtime.memory import settle_heap
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 PUBLISH = "publish-ca"  # queue keys (PUBLISH, namespace, configMapName) rebuild a spec.publishCA ConfigMap
 ROLL = "roll-workloads"  # queue keys (ROLL, namespace, ""): roll the namespace's opted-in workloads (runtime.rollout)
 ISSUER = "issuer"  # queue keys (ISSUER, kind, namespace, name): an issuer's status (lifecycle.issuerstatus)
+REVOKE = "revoke"  # queue keys (REVOKE, namespace, name): an MtlsRevocation (lifecycle.revocations)
+# Until every MtlsRevocation has been listed once, no CRL is signed: one signed before would leave entries out.
+REVOCATIONS_RETRY_SECONDS = 5.0
 # An issuer's counts follow its certificates' re-issues at most this often: a rotation of 10,000 certificates must
 # not recount them 10,000 times.
 ISSUER_RECOUNT_SECONDS = 2.0
@@ -69,6 +73,10 @@ class CachedCertificate:
 
 def _issuer_queue_key(key: IssuerKey) -> tuple[str, str, str, str]:
     return (ISSUER, key.kind, key.namespace, key.name)
+
+
+def _crl_number(body: Mapping[str, Any]) -> str | None:
+    return ((body.get("status") or {}).get("crl") or {}).get("number")
 
 
 def _serial(body: Mapping[str, Any]) -> str | None:
@@ -145,10 +153,20 @@ class Controller:
         )
         self.cache: dict[CertKey, CachedCertificate] = {}
         self._leadership = asyncio.Lock()
+        self.revocations: dict[tuple[str, str], dict[str, Any]] = {}  # MtlsRevocation bodies (shard 0 acts on them)
+        self.revocations_listed = False
         self.issuer_status = IssuerStatusReconciler(
-            kube, self.reconciler.issuer_cas, self.issuers, self.reconciler.clock, self.metrics.observe_issuer
+            kube,
+            self.reconciler.issuer_cas,
+            self.issuers,
+            self.reconciler.clock,
+            self.metrics.observe_issuer,
+            revoked=self.issuers.revocations.entries,
         )
-        self.publisher = CAPublisher(kube, self.issuers)
+        self.revocation_reconciler = RevocationReconciler(
+            kube, self.issuers, settings.cluster_issuer_namespace, self.reconciler.clock
+        )
+        self.publisher = CAPublisher(kube, self.issuers, self.issuer_status.crls)
         self._publish_problems: dict[tuple[str, str], str | None] = {}
         if settings.leader.enabled:  # with leader election, nothing is reconciled until the Lease is ours
             self.queue.active = False
@@ -191,7 +209,10 @@ class Controller:
             if leader:
                 self.metrics.set_leader(True)
                 # publishCA keys follow from these reconciles; issuers' status is ours to write from now on
-                self.queue.activate([*self.cache, *(_issuer_queue_key(key) for key, _ in self.issuers.issuers())])
+                revocations = [(REVOKE, *key) for key in self.revocations] if self.shard.index == 0 else []
+                self.queue.activate(
+                    [*self.cache, *(_issuer_queue_key(key) for key, _ in self.issuers.issuers()), *revocations]
+                )
             else:
                 await self.queue.deactivate()
                 self.metrics.set_leader(False)
@@ -248,9 +269,12 @@ class Controller:
             self.queue.forget(_issuer_queue_key(key))
             changed = True
         else:
+            previous = self.issuers.find(issuer_key_of(kind, body))
             key, changed = self.issuers.store_issuer(kind, body)
             if self.shard.index == 0:  # one writer of an issuer's status, whatever the sharding
                 self.queue.add(_issuer_queue_key(key))
+            if previous is not None and _crl_number(previous) != _crl_number(body):
+                self._crl_changed(key, _crl_number(body))
         if changed:
             for cert in self.issuers.users(key):
                 if cert in self.cache:
@@ -274,6 +298,62 @@ class Controller:
         for kind, body in bodies:
             self.issuer_changed(kind, "ADDED", body)
         log.info("issuers at start: %d, namespaces: %d", len(bodies), len(namespaces))
+
+    def _crl_changed(self, key: IssuerKey, number: str | None) -> None:
+        """A new CRL: the publishCA ConfigMaps of its certificates carry it (ca.crl), its revocations say so."""
+        listed = self.issuer_status.crls.listed(key)
+        if listed is None or str(listed[0]) != number:
+            self.issuer_status.crls.forget(key)  # signed by another replica: read it again
+        for cert in self.issuers.users(key):
+            cached = self.cache.get(cert)
+            if cached is not None and cached.publish_ca:
+                self.queue.add((PUBLISH, cert[0], cached.publish_ca))
+        if self.shard.index == 0:
+            for revocation in self.issuers.revocations.revocations_of(key):
+                self.queue.add((REVOKE, *revocation))
+
+    def revocation_changed(self, event_type: str | None, body: Mapping[str, Any], *, ours: bool = False) -> None:
+        """An MtlsRevocation changed: resolved ones are indexed by issuer and serial (every shard: its certificates
+        must know they are revoked); shard 0 resolves them and re-signs the issuer's CRL."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        if event_type == "DELETED":
+            self.revocations.pop(key, None)
+            issuer, changed = self.issuers.revocations.forget(body), True
+            self.queue.forget((REVOKE, *key))
+        else:
+            old = self.revocations.get(key)
+            if old is not None and _resource_version(old) >= _resource_version(body):
+                return  # the echo of our own write, or older
+            self.revocations[key] = dict(body)
+            issuer, changed = self.issuers.revocations.store(body)
+            published = any(
+                c.get("type") == "Published" and c.get("status") == "True"
+                for c in (body.get("status") or {}).get("conditions") or []
+            )
+            if self.shard.index == 0 and not ours and (issuer is None or not published):
+                self.queue.add((REVOKE, *key))
+        if issuer is not None and changed:
+            if self.shard.index == 0:
+                self.queue.add(_issuer_queue_key(issuer))
+            for cert in self.issuers.users(issuer):  # a certificate in service may be the one revoked
+                if cert in self.cache:
+                    self.queue.add(cert)
+
+    async def prime_revocations(self) -> None:
+        """Every MtlsRevocation, listed once before any CRL is signed (retried until the API answers)."""
+        while True:
+            try:
+                bodies = await self.kube.list_revocations()
+            except Exception as exc:
+                log.warning("could not list MtlsRevocations (%s); no CRL is signed until they are", exc)
+                await asyncio.sleep(REVOCATIONS_RETRY_SECONDS)
+                continue
+            for body in bodies:
+                self.revocation_changed("ADDED", body)
+            self.revocations_listed = True
+            log.info("revocations at start: %d", len(bodies))
+            return
 
     def namespace_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """Labels decide a cluster issuer's namespaceSelector: the namespace's certificates look again."""
@@ -321,6 +401,8 @@ class Controller:
             return None
         if len(key) == 4 and key[0] == ISSUER:
             return await self._reconcile_issuer(IssuerKey(key[1], key[2], key[3]))
+        if len(key) == 3 and key[0] == REVOKE:
+            return await self._reconcile_revocation((key[1], key[2]))
         cached = self.cache.get(key)
         if cached is None:
             return None
@@ -349,16 +431,31 @@ class Controller:
             cached = self.cache.get(cert)
             if cached is not None:
                 users.append(IssuerUser(cert[0], secret_name_of(cached.body())))
+        if not self.revocations_listed:
+            return utcnow() + datetime.timedelta(seconds=REVOCATIONS_RETRY_SECONDS)
         updated = await self.issuer_status.reconcile(key.kind, body, users)
         if updated is not None:
             self.issuer_changed(key.kind, "MODIFIED", updated)
         now = utcnow()
+        crl_refresh = self.issuer_status.crl_refresh.get(key)
         not_after = parse_time((((updated or body).get("status") or {}).get("ca") or {}).get("notAfter"))
         wake = not_after if not_after is not None and not_after > now else None
+        if crl_refresh is not None:
+            wake = crl_refresh if wake is None else min(wake, crl_refresh)
         if uses_token(body):  # a token can go away or come back without any Kubernetes event: probe it
             probe = now + datetime.timedelta(seconds=self.settings.hsm.probe_seconds)
             wake = probe if wake is None else min(wake, probe)
         return wake
+
+    async def _reconcile_revocation(self, key: tuple[str, str]) -> datetime.datetime | None:
+        body = self.revocations.get(key)
+        if body is None:
+            return None
+        crls = self.issuer_status.crls
+        updated, wake_at = await self.revocation_reconciler.reconcile(body, crls.listed)
+        if updated is not None and key in self.revocations:
+            self.revocation_changed("MODIFIED", updated, ours=True)
+        return wake_at
 
     async def _publish(self, namespace: str, configmap: str) -> None:
         sources = [c.body() for (ns, _), c in self.cache.items() if ns == namespace and c.publish_ca == configmap]

@@ -18,6 +18,7 @@ from mtls_operator.api.names import (
     MANAGED_BY,
     MANAGER,
     PLURAL,
+    REVOCATION_PLURAL,
     VERSION,
 )
 from mtls_operator.runtime.composition import Operator
@@ -84,6 +85,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         # Fail fast (the pod restarts, the log says why) rather than run for a minute without reconciling.
         raise kopf.PermanentError(f"cannot serve /metrics and /healthz on port {port}: {exc}") from exc
     await controller.prime_issuers()  # before any certificate is reconciled
+    memo.revocations_task = asyncio.create_task(controller.prime_revocations(), name="prime-revocations")
     controller.start()
     # Secrets are watched by our own cache (kube.secretcache), not by kopf: server-side selectors, pagination,
     # metadata only for Secrets that are not ours.
@@ -118,6 +120,11 @@ async def issuer_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, *
 @kopf.on.event(GROUP, VERSION, CLUSTER_ISSUER_PLURAL)
 async def cluster_issuer_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.operator.controller.issuer_changed(CLUSTER_ISSUER_KIND, event.get("type"), dict(body))
+
+
+@kopf.on.event(GROUP, VERSION, REVOCATION_PLURAL)
+async def revocation_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.operator.controller.revocation_changed(event.get("type"), dict(body))
 
 
 @kopf.on.event("", "v1", "namespaces")

@@ -12,6 +12,8 @@ from typing import Any
 
 from mtls_operator.api.issuer import ca_secret_names, issuer_key_of, issuer_ref_of
 from mtls_operator.api.refs import IssuerKey
+from mtls_operator.pki.crl import RevokedEntry
+from mtls_operator.runtime.revocationbook import RevocationBook
 from mtls_operator.runtime.secretindex import CertKey
 
 SecretKey = tuple[str, str]
@@ -26,6 +28,7 @@ class IssuerBook:
         self._issuer_of: dict[CertKey, IssuerKey] = {}
         self._ca_readers: dict[SecretKey, set[IssuerKey]] = {}
         self._ca_of: dict[IssuerKey, set[SecretKey]] = {}  # the CA Secret, or the PIN's and the certificate's
+        self.revocations = RevocationBook()
 
     # --- lifecycle.issuers.IssuerDirectory ------------------------------------------------------------------
 
@@ -37,6 +40,9 @@ class IssuerBook:
 
     def ca_namespace(self, key: IssuerKey) -> str:
         return key.namespace or self.cluster_issuer_namespace
+
+    def revoked(self, key: IssuerKey, serial_number: int) -> RevokedEntry | None:
+        return self.revocations.revoked(key, serial_number)
 
     # --- fed by watch events ----------------------------------------------------------------------------------
 

@@ -130,6 +130,21 @@ class Metrics:
         self.issuer_certificates = Gauge(
             "mtls_issuer_certificates", "Certificates that name the issuer (of this shard).", issuer_labels, registry=r
         )
+        self.issuer_crl_next_update = Gauge(
+            "mtls_issuer_crl_next_update_timestamp_seconds",
+            "nextUpdate of the CRL the issuer published last; it is signed again at half its lifetime.",
+            issuer_labels, registry=r,
+        )  # fmt: skip
+        self.issuer_crl_this_update = Gauge(
+            "mtls_issuer_crl_this_update_timestamp_seconds",
+            "thisUpdate (signing time) of the CRL the issuer published last.",
+            issuer_labels, registry=r,
+        )  # fmt: skip
+        self.issuer_revoked = Gauge(
+            "mtls_issuer_revoked_certificates",
+            "Serial numbers the issuer's published CRL lists.",
+            issuer_labels, registry=r,
+        )  # fmt: skip
         self.issuer_on_previous_ca = Gauge(
             "mtls_issuer_certificates_on_previous_ca",
             "Certificates in service that the issuer's current CA did not sign: during a CA rotation, those not "
@@ -192,6 +207,17 @@ class Metrics:
         self.issuer_ready.labels(*labels).set(1.0 if find_condition(status).get("status") == "True" else 0.0)
         self.issuer_certificates.labels(*labels).set(float(status.get("certificates") or 0))
         self.issuer_on_previous_ca.labels(*labels).set(float(status.get("certificatesOnPreviousCA") or 0))
+        crl = status.get("crl") or {}
+        for gauge, value in (
+            (self.issuer_crl_next_update, _epoch(crl.get("nextUpdate"))),
+            (self.issuer_crl_this_update, _epoch(crl.get("thisUpdate"))),
+            (self.issuer_revoked, float(crl["revokedCertificates"]) if "revokedCertificates" in crl else None),
+        ):
+            if value is None:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
+            else:
+                gauge.labels(*labels).set(value)
 
     def remove_issuer(self, key: IssuerKey) -> None:
         for gauge in (
@@ -199,6 +225,9 @@ class Metrics:
             self.issuer_ready,
             self.issuer_certificates,
             self.issuer_on_previous_ca,
+            self.issuer_crl_next_update,
+            self.issuer_crl_this_update,
+            self.issuer_revoked,
         ):
             with contextlib.suppress(KeyError):
                 gauge.remove(key.kind, key.namespace, key.name)

@@ -52,6 +52,7 @@ class TriggerReason(StrEnum):
     CSR_CHANGED = "CSRChanged"  # outbound: the partner sent a CSR for another key
     REPLACED = "Replaced"  # a certificate for the key in service was uploaded before renewal was due
     ISSUER_ROTATED = "IssuerRotated"  # the issuer's CA keypair changed: re-issued by the new CA (policy.carotation)
+    REVOKED = "Revoked"  # the certificate in service was revoked for keyCompromise: re-issued at once, new key
 
 
 @dataclass(frozen=True)

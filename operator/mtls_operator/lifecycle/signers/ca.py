@@ -72,13 +72,14 @@ async def sign_with(
     ca_pem: bytes,
     pool: CpuPool | None = None,
     key: PrivateKey | None = None,
+    crl_url: str | None = None,
 ) -> Verified | Rejected:
     """`pool`: where the signature runs (a token-held CA key has its own); default the CPU pool.
 
     What we issue is judged as a partner's answer is, against the CA we publish, before it goes into service: with
     `key` (our own CSR's key) by OpenSSL in a handshake; without (a partner's CSR) by every rule that needs no key.
     """
-    leaf = await (pool or ctx.cpu).run(sign_csr, csr, ca, a.spec.duration, a.now)
+    leaf = await (pool or ctx.cpu).run(sign_csr, csr, ca, a.spec.duration, a.now, crl_url)
     anchors = load_pem_bundle(ca_pem)
     problem = await ctx.cpu.run(path_problem, [leaf], anchors, key, a.now, lambda _cert: "")
     if problem is not None:

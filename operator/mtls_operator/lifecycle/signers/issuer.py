@@ -5,6 +5,10 @@ anything is signed, the request is checked against the issuer's policy (policy.i
 rule and the value and nothing is signed. While a certificate is in service, the same check reports a policy that
 no longer fits it (nothing is revoked), and a certificate the issuer's current CA did not sign is re-issued at its
 turn in the issuer's rotation spread (policy.carotation).
+
+A certificate in service that the issuer revoked (an MtlsRevocation, policy.revocation) is never kept as if it were
+good: for keyCompromise ours is re-issued at once with a new key; otherwise it is reported Revoked and re-issued
+only when asked (`kubectl mtls renew`). A partner's key revoked for keyCompromise is never signed again.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ from mtls_operator.lifecycle.issuers import ResolvedIssuer
 from mtls_operator.lifecycle.policy import readiness as phases
 from mtls_operator.lifecycle.policy.carotation import PUBLISHED_RETRY, ca_move
 from mtls_operator.lifecycle.policy.issuance import IssuanceRequest, Violation, narrowed, violations
+from mtls_operator.lifecycle.policy.revocation import RevocationVerdict, after_revocation
 from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
 from mtls_operator.lifecycle.signers.base import SignerBase, SignerContext
 from mtls_operator.lifecycle.signers.ca import sign_with
 from mtls_operator.lifecycle.signers.issuerca import HSM_UNAVAILABLE, PIN_NOT_FOUND, IssuerCALoader
 from mtls_operator.pki.certificates import describe_certificate, first_certificate, issued_by, load_pem_bundle
 from mtls_operator.pki.csr import CsrPolicy, build_csr, check_partner_csr, csr_dns_names, subject_fields
-from mtls_operator.pki.keys import key_spec_of
+from mtls_operator.pki.keys import key_spec_of, same_public_key
 
 # Format checks of a partner CSR before the issuer's key policy (which names its own rule) applies: any key the
 # policy could allow passes this floor; the partner guide's RSA >= 2048 stays the floor.
@@ -113,27 +118,56 @@ class IssuerSigner(SignerBase):
         csr, refused = self.check(a, issuer)
         if refused is not None:
             return refused
-        return await self._issue(a, issuer, csr, trigger)
+        verdict = self._revocation_verdict(a, issuer, csr)
+        if verdict is not None and verdict.refuse_key:
+            return Rejected("KeyRevoked", verdict.message, phase=phases.FAILED)
+        if verdict is not None and verdict.blocks(trigger.reason):
+            return Rejected("Revoked", verdict.message, phase=phases.FAILED)
+        fresh = verdict is not None and verdict.new_key
+        return await self._issue(a, issuer, csr, trigger, fresh_key=fresh)
+
+    def _revocation_verdict(
+        self, a: Attempt, issuer: ResolvedIssuer, csr: x509.CertificateSigningRequest | None
+    ) -> RevocationVerdict | None:
+        """What the revocation of the certificate in service (if it is revoked) means for this request."""
+        leaf = first_certificate(a.live.get(TLS_CRT) if a.live else None)
+        directory = self.ctx.issuers
+        if leaf is None or directory is None:
+            return None
+        entry = directory.revoked(issuer.spec.key, leaf.serial_number)
+        if entry is None:
+            return None
+        return after_revocation(entry, issuer.spec.key, partner_key=csr is not None, same_key=_same_key(leaf, csr))
 
     async def _issue(
-        self, a: Attempt, issuer: ResolvedIssuer, csr: x509.CertificateSigningRequest | None, trigger: Trigger
+        self,
+        a: Attempt,
+        issuer: ResolvedIssuer,
+        csr: x509.CertificateSigningRequest | None,
+        trigger: Trigger,
+        *,
+        fresh_key: bool = False,
     ) -> Issued | Rejected:
         spec, source = a.spec, str(issuer.spec.key)
+        signed_by = f"{issuer.spec.key.kind}/{issuer.spec.key.name}"
+        crl_url = issuer.spec.crl_url
         try:
             if csr is not None:  # a partner's CSR: the partner owns the key
-                verified = await sign_with(self.ctx, a, csr, issuer.ca, issuer.ca_pem, issuer.pool)
+                verified = await sign_with(self.ctx, a, csr, issuer.ca, issuer.ca_pem, issuer.pool, crl_url=crl_url)
                 if isinstance(verified, Rejected):
                     return verified
-                return Issued(key=None, source=source, verified=verified, trigger=trigger)
+                return Issued(key=None, source=source, verified=verified, trigger=trigger, issuer=signed_by)
             renewal = trigger.reason != TriggerReason.NO_CERTIFICATE
-            pending = await self.ctx.keys.pending_key(a, renewal, persist=False)
+            pending = await self.ctx.keys.pending_key(a, renewal, persist=False, fresh=fresh_key)
             ours = x509.load_pem_x509_csr(await self.ctx.cpu.run(build_csr, pending.key, spec.subject, spec.dns_names))
-            verified = await sign_with(self.ctx, a, ours, issuer.ca, issuer.ca_pem, issuer.pool, key=pending.key)
+            verified = await sign_with(
+                self.ctx, a, ours, issuer.ca, issuer.ca_pem, issuer.pool, key=pending.key, crl_url=crl_url
+            )
         except HsmUnavailable as exc:  # the token went away since resolve(): nothing was signed
             return Rejected("IssuerNotReady", f"{issuer.spec.key}: {exc}", phase=phases.PENDING)
         if isinstance(verified, Rejected):
             return verified
-        return Issued(key=pending, source=source, verified=verified, trigger=trigger)
+        return Issued(key=pending, source=source, verified=verified, trigger=trigger, issuer=signed_by)
 
     async def replacement(self, a: Attempt) -> Issued | Rejected | Deferred | None:
         issuer = await self.resolve(a)
@@ -142,6 +176,12 @@ class IssuerSigner(SignerBase):
         csr, refused = self.check(a, issuer)
         if refused is not None:
             return _reported(refused)
+        verdict = self._revocation_verdict(a, issuer, csr)
+        if verdict is not None:  # revoked: never kept in service as if it were good
+            if verdict.reissue_now:
+                trigger = Trigger(TriggerReason.REVOKED, verdict.message)
+                return await self._issue(a, issuer, csr, trigger, fresh_key=True)
+            return Rejected("Revoked", verdict.message, phase=phases.FAILED)
         leaf = first_certificate(a.live.get(TLS_CRT) if a.live else None)
         if leaf is None or issued_by(leaf, issuer.ca.certificate):
             return None
@@ -168,6 +208,10 @@ class IssuerSigner(SignerBase):
         except ValueError:
             return False
         return any(describe_certificate(c).fingerprint_sha256 == fingerprint for c in bundle)
+
+
+def _same_key(leaf: x509.Certificate, csr: x509.CertificateSigningRequest | None) -> bool:
+    return csr is not None and same_public_key(leaf.public_key(), csr.public_key())  # type: ignore[arg-type]
 
 
 def _violation_message(issuer: ResolvedIssuer, found: list[Violation]) -> str:
