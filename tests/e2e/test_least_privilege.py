@@ -25,6 +25,7 @@ from harness.cluster import (
     OperatorProcess,
     Partner,
     certificate_manifest,
+    condition,
     create_and_get_csr,
     helm,
     own_control_plane,
@@ -51,9 +52,18 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[controlp
 
 
 def granted(rendered: str) -> set[Permission]:
+    """What the chart's Roles and ClusterRoles bound to the operator's ServiceAccount grant (the chart's other
+    roles, such as the revoker role a platform team binds to people, are not the operator's)."""
+    docs = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    bound = {
+        (doc["roleRef"]["kind"], doc["roleRef"]["name"])
+        for doc in docs
+        if doc["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        and any(s.get("kind") == "ServiceAccount" and s.get("name") == "mtls-operator" for s in doc["subjects"])
+    }
     found = set()
-    for doc in yaml.safe_load_all(rendered):
-        if doc and doc["kind"] in ("Role", "ClusterRole"):
+    for doc in docs:
+        if doc["kind"] in ("Role", "ClusterRole") and (doc["kind"], doc["metadata"]["name"]) in bound:
             for rule in doc["rules"]:
                 for group in rule["apiGroups"]:
                     found |= {(group, res, verb) for res in rule["resources"] for verb in rule["verbs"]}
@@ -86,7 +96,7 @@ def test_the_chart_grants_exactly_what_the_operator_uses(
     kube.run("label", "namespace", "mtls-system", "pod-security.kubernetes.io/enforce=restricted")
     rendered = helm(plane.kubeconfig, "template", "mtls-operator", str(CHART), "-n", "mtls-system", *VALUES).stdout
     helm(plane.kubeconfig, "install", "mtls-operator", str(CHART), "-n", "mtls-system", *VALUES)
-    for crd in ("mtlscertificates", "mtlsissuers", "clustermtlsissuers"):
+    for crd in ("mtlscertificates", "mtlsissuers", "clustermtlsissuers", "mtlsrevocations"):
         kube.run("wait", "--for", "condition=established", "--timeout=60s", f"crd/{crd}.mtls.dev")
     pods = wait_for(
         lambda: json.loads(kube.run("get", "pods", "-n", "mtls-system", "-o", "json").stdout)["items"],
@@ -143,6 +153,12 @@ def exercise_issuers(kube: Kubectl, partner: Partner) -> None:
         spec = {"signer": {"issuerRef": {"kind": kind, "name": name}}}
         kube.apply(certificate_manifest(f"via-{name}", spec=spec), "a")
         wait_ready(kube, "a", f"via-{name}", timeout=60)
+    # Revocations: the certificate read by name, the revocation annotated and its status patched, each issuer's CRL
+    # ConfigMap written (the cluster issuer's in mtls-system).
+    for name in ("platform", "team"):
+        kube.plugin("revoke", f"via-{name}", "-n", "a", "--reason", "superseded")
+        wait_for(lambda name=name: condition(kube.get("mtlsrevocation", f"via-{name}", "a"), "Published")
+                 .get("status") == "True", timeout=60, what=f"revocation of via-{name} published")  # fmt: skip
 
 
 def exercise_everything(kube: Kubectl, tmp_path: Path) -> None:

@@ -24,9 +24,15 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- /* Exactly what the operator uses, proven from the audit log (tests/e2e/test_least_privilege.py). */}}
 - apiGroups: ["mtls.dev"]
   resources: ["mtlscertificates"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]  # get: the certificate an MtlsRevocation names (any shard's)
 - apiGroups: ["mtls.dev"]
   resources: ["mtlscertificates/status"]
+  verbs: ["patch"]
+- apiGroups: ["mtls.dev"]
+  resources: ["mtlsrevocations"]
+  verbs: ["list", "watch", "patch"]  # patch: the serial and issuer it resolved to (metadata annotations)
+- apiGroups: ["mtls.dev"]
+  resources: ["mtlsrevocations/status"]
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets"]
@@ -42,7 +48,7 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "create", "patch"]  # spec.publishCA (CA certificates only); signer.kubernetes.caFrom
+  verbs: ["get", "create", "patch"]  # spec.publishCA (CA certificates, CRLs); caFrom; an MtlsIssuer's CRL
 {{- if .Values.workloadRollout.enabled }}
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]

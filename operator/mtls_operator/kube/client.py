@@ -357,12 +357,20 @@ class KubeIO:
                 return None
             raise
 
-    async def list_revocations(self) -> list[dict[str, Any]]:
+    async def list_revocations(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every MtlsRevocation (of `namespace`, or all), one page of 500 at a time."""
         items: list[dict[str, Any]] = []
         token = None
         while True:
             paging = {"limit": 500, **({"_continue": token} if token else {})}
-            page = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, REVOCATION_PLURAL, **paging)
+            if namespace is not None:
+                page = await self._run(
+                    self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, REVOCATION_PLURAL, **paging
+                )
+            else:
+                page = await self._run(
+                    self.custom.list_cluster_custom_object, GROUP, VERSION, REVOCATION_PLURAL, **paging
+                )
             items += page.get("items") or []
             token = (page.get("metadata") or {}).get("continue")
             if not token:

@@ -6,6 +6,7 @@
   inspect  what is in service (subject, issuer, dates, key, usages, fingerprint, chain) and what is pending
   check    the partner guide's troubleshooting list, with a real TLS handshake against --endpoint
   renew    ask the operator to renew now (new key and CSR for hand-signed certificates)
+  revoke   take back a certificate an issuer of ours signed (an MtlsRevocation: the issuer's CRL lists it)
 
 Uses the kubeconfig and namespace like kubectl does. Private keys are read only by `check` (in memory, for the
 handshake) and sent only by `import --key` (to the apiserver); they are never printed or written to disk.
@@ -24,10 +25,11 @@ from mtls_operator.plugin.check import cmd_check
 from mtls_operator.plugin.common import PluginError, UsageError, namespace_of
 from mtls_operator.plugin.inspection import cmd_inspect
 from mtls_operator.plugin.renew import cmd_renew
+from mtls_operator.plugin.revoke import cmd_revoke
 
 COMMANDS = {
     "csr": cmd_csr, "import": cmd_import, "status": cmd_status,
-    "inspect": cmd_inspect, "check": cmd_check, "renew": cmd_renew,
+    "inspect": cmd_inspect, "check": cmd_check, "renew": cmd_renew, "revoke": cmd_revoke,
 }  # fmt: skip
 
 
@@ -73,7 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("-l", "--selector", help="label selector")
     ren.add_argument("--all", action="store_true", help="every certificate in the namespace (with -A: everywhere)")
     ren.add_argument("-A", "--all-namespaces", action="store_true")
-    for p in (csr, imp, st, ins, chk, ren):
+    rev = sub.add_parser("revoke", help="revoke: NAME (its certificate in service) or --serial S --issuer KIND/NAME")
+    rev.add_argument("name", nargs="?", help="the MtlsCertificate (with --serial: the MtlsRevocation's name)")
+    rev.add_argument("--reason", required=True, help="RFC 5280 reason: keyCompromise, superseded, affiliationChanged, "
+                     "cessationOfOperation, privilegeWithdrawn, cACompromise or unspecified")  # fmt: skip
+    rev.add_argument("--serial", help="a serial number the issuer signed (hex), for a certificate whose object is gone")
+    rev.add_argument("--issuer", metavar="KIND/NAME", help="with --serial: MtlsIssuer/x or ClusterMtlsIssuer/y")
+    rev.add_argument("--comment", help="free text for the record (a ticket, the partner's report)")
+    rev.add_argument("--timeout", type=float, default=60, help="seconds to wait until the CRL lists it; 0: do not wait")
+    for p in (csr, imp, st, ins, chk, ren, rev):
         p.add_argument("-n", "--namespace", dest="sub_namespace", help=argparse.SUPPRESS)
     return parser
 

@@ -6,9 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from mtls_operator.api.names import CA_CRT, TLS_CRT
+from kubernetes.client.exceptions import ApiException
+
+from mtls_operator.api.names import CA_CRT, GROUP, REVOCATION_PLURAL, TLS_CRT, VERSION
 from mtls_operator.api.spec import secret_name_of
-from mtls_operator.api.status import format_time, parse_time, utcnow
+from mtls_operator.api.status import find_condition, format_time, parse_time, utcnow
 from mtls_operator.pki.certificates import (
     common_name_of,
     describe_certificate,
@@ -72,6 +74,36 @@ def pending(status: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def revocations(custom: Any, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The MtlsRevocations that name this certificate (who, when, why, whether the CRL lists it). A user without
+    read access to revocations sees none (and is told so)."""
+    try:
+        found = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, REVOCATION_PLURAL)
+    except ApiException as exc:
+        if exc.status == 403:
+            return [{"note": "not allowed to list mtlsrevocations in this namespace"}]
+        if exc.status == 404:
+            return []  # the CRD is not installed (an operator older than 0.2.0)
+        raise
+    listed = []
+    for item in found.get("items") or []:
+        spec, status = item.get("spec") or {}, item.get("status") or {}
+        if spec.get("certificateName") != name:
+            continue
+        published = find_condition(status, "Published")
+        listed.append(
+            {
+                "revocation": item["metadata"]["name"],
+                "serialNumber": status.get("serialNumber", "-"),
+                "reason": spec.get("reason"),
+                "requestedBy": spec.get("requestedBy"),
+                "time": item["metadata"].get("creationTimestamp"),
+                "published": f"{published.get('status', 'Unknown')}: {published.get('message', 'not yet seen')}",
+            }
+        )
+    return listed
+
+
 def cmd_inspect(args: argparse.Namespace, custom: Any, core: Any, namespace: str) -> int:
     cert = get_certificate(custom, namespace, args.name)
     status = cert.get("status") or {}
@@ -82,6 +114,7 @@ def cmd_inspect(args: argparse.Namespace, custom: Any, core: Any, namespace: str
         "secret": secret_name_of(cert),
         "inService": in_service(secret.get(TLS_CRT), secret.get(CA_CRT)) if secret else None,
         "pending": pending(status),
+        "revocations": revocations(custom, namespace, args.name),
     }
     if args.output == "json":
         print(json.dumps(report, indent=2))
@@ -104,5 +137,9 @@ def cmd_inspect(args: argparse.Namespace, custom: Any, core: Any, namespace: str
     if waiting:
         print("Pending request:")
         for key, value in waiting.items():
+            print(f"  {key + ':':<21}{value}")
+    for revocation in report["revocations"]:
+        print("Revoked:" if "note" not in revocation else "Revocations:")
+        for key, value in revocation.items():
             print(f"  {key + ':':<21}{value}")
     return 0

@@ -343,8 +343,9 @@ class Controller:
     async def prime_revocations(self) -> None:
         """Every MtlsRevocation, listed once before any CRL is signed (retried until the API answers)."""
         while True:
+            scopes: list[str | None] = [None] if self.settings.namespaces is None else [*self.settings.namespaces]
             try:
-                bodies = await self.kube.list_revocations()
+                bodies = [body for scope in scopes for body in await self.kube.list_revocations(scope)]
             except Exception as exc:
                 log.warning("could not list MtlsRevocations (%s); no CRL is signed until they are", exc)
                 await asyncio.sleep(REVOCATIONS_RETRY_SECONDS)
