@@ -32,13 +32,14 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
 
-deps: ## system packages the tests use: openssl, prometheus + promtool, a JRE and Node.js (the real clients), SoftHSM2 (the PKCS#11 token the HSM tests sign with), and for the node suite containerd, runc, CNI plugins, buildah, skopeo, mmdebstrap; installed when missing
+deps: ## system packages the tests use: openssl, prometheus + promtool, a JRE and Node.js (the real clients), SoftHSM2 (the PKCS#11 token the HSM tests sign with), nginx (a real server enforcing our CRLs), and for the node suite containerd, runc, CNI plugins, buildah, skopeo, mmdebstrap; installed when missing
 	@missing=""; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v softhsm2-util >/dev/null || missing="$$missing softhsm2"; \
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
 	if [ "$(NODE_OK)" = yes ]; then \
 	  for pkg in $(NODE_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	fi; \

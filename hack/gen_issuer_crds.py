@@ -341,7 +341,7 @@ def crd(kind: str, plural: str, cluster: bool, short_names: list[str]) -> dict[s
                     "lifetime": {
                         "type": "string",
                         "description": (
-                            "nextUpdate - thisUpdate of each CRL (default 168h, at least 2m). It is signed again at "
+                            "nextUpdate - thisUpdate of each CRL (default 168h, at least 1m). It is signed again at "
                             "half its lifetime even when nothing changed."
                         ),
                         "x-kubernetes-validations": [DURATION_RULE],

@@ -21,9 +21,9 @@ from mtls_operator.pki.csr import CsrPolicy
 DEFAULT_ROTATION_SPREAD = datetime.timedelta(hours=24)
 # How long a CRL is valid (nextUpdate - thisUpdate); it is signed again at half of it, so a server that fetches it
 # daily always holds one with a day to spare. Its floor keeps the re-signing (a token operation for an HSM key)
-# from running more than once a minute.
+# from running more than twice a minute.
 DEFAULT_CRL_LIFETIME = datetime.timedelta(days=7)
-MIN_CRL_LIFETIME = datetime.timedelta(minutes=2)
+MIN_CRL_LIFETIME = datetime.timedelta(minutes=1)
 SUBJECT_FIELDS = ("country", "organization", "organizationalUnit", "state", "locality")
 
 
