@@ -257,3 +257,31 @@ def test_the_schema_refuses_an_issuer_that_names_its_ca_twice_or_half(
         }
         done = kubectl.apply(yaml.safe_dump({**body, "spec": {"ca": ca}}), namespace, check=False)
         assert done.returncode != 0 and words in done.stderr, (ca, done.stderr)
+
+
+def test_a_token_held_ca_key_signs_the_issuers_crl(
+    kubectl: Kubectl, operator: OperatorProcess, softhsm: SessionHSM, namespace: str, tmp_path: Path
+) -> None:
+    """The CRL is signed where the key is: in the token (no key ever leaves it), and openssl verifies it with the
+    CA certificate; a revocation of what the token signed is in the next one."""
+    ready_token_issuer(kubectl, namespace, softhsm, "hsm-crl")
+    kubectl.apply(certificate_manifest("leaf", spec=issued("hsm-crl")), namespace)
+    serial = wait_ready(kubectl, namespace, "leaf")["status"]["issuedBy"]["serialNumber"]
+    kubectl.plugin("revoke", "leaf", "-n", namespace, "--reason", "superseded")
+
+    def listed() -> str | None:
+        data = (kubectl.get("configmap", "mtlsissuer-hsm-crl-crl", namespace) or {}).get("data") or {}
+        return data["ca.crl"] if serial in subprocess.run(
+            ["openssl", "crl", "-noout", "-text"], input=data.get("ca.crl", ""), capture_output=True, text=True
+        ).stdout else None  # fmt: skip
+
+    crl = tmp_path / "ca.crl"
+    crl.write_text(wait_for(listed, timeout=30, what="the token-signed CRL lists the revoked serial"))
+    checked = subprocess.run(
+        ["openssl", "crl", "-in", str(crl), "-CAfile", str(softhsm.certificate("rsa-ca")), "-noout"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert checked.returncode == 0 and "verify OK" in checked.stdout + checked.stderr, checked
+    status = issuer(kubectl, namespace, "hsm-crl")["status"]
+    assert status["crl"]["revokedCertificates"] == 1
+    no_pin_anywhere(kubectl, namespace, operator)

@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mtls_operator.api.names import CERTIFICATE_LABEL, MANAGED_BY, MANAGER
+from mtls_operator.api.names import CERTIFICATE_LABEL, MANAGED_BY, MANAGER, PUBLISHED_BY
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.health import ApiHealth
 from mtls_operator.kube.objects import Conflict, Owner, SecretView
@@ -26,6 +26,7 @@ class FakeKube:
         self.csrs: dict[str, dict[str, Any]] = {}
         self.certificates: dict[Key, dict[str, Any]] = {}
         self.issuers: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, namespace, name)
+        self.revocations: dict[Key, dict[str, Any]] = {}
         self.events: list[tuple[str, str, str, str]] = []  # (certificate name, type, reason, message)
         self.calls: list[str] = []
         self.health = ApiHealth()
@@ -166,7 +167,13 @@ class FakeKube:
         return None if found is None else dict(found.get("data") or {})
 
     async def write_configmap(
-        self, namespace: str, name: str, data: Mapping[str, str], existing: Mapping[str, Any] | None, *, source: str
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str | None],
+        existing: Mapping[str, Any] | None,
+        *,
+        source: str,
     ) -> None:
         self._call("write_configmap")
         current = self.configmaps.get((namespace, name))
@@ -176,10 +183,11 @@ class FakeKube:
             and current["metadata"]["resourceVersion"] != existing["metadata"]["resourceVersion"]
         ):
             raise Conflict(f"ConfigMap {name} changed while we wrote it")
+        merged = {**((current or {}).get("data") or {}), **data}
         self.configmaps[(namespace, name)] = {
             "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY: MANAGER},
-                         "resourceVersion": self._rv()},
-            "data": dict(data),
+                         "annotations": {PUBLISHED_BY: source}, "resourceVersion": self._rv()},
+            "data": {k: v for k, v in merged.items() if v is not None},
         }  # fmt: skip
 
     async def get_csr(self, name: str) -> dict[str, Any] | None:
@@ -222,6 +230,40 @@ class FakeKube:
     ) -> dict[str, Any] | None:
         self._call("patch_issuer_status")
         body = self.issuers.get((kind, namespace, name))
+        if body is None:
+            return None
+        body["status"] = _merge_patch(body.get("status") or {}, status)
+        body["metadata"]["resourceVersion"] = self._rv()
+        return copy.deepcopy(body)
+
+    async def get_certificate(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._call("get_certificate")
+        found = self.certificates.get((namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def add_revocation(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        stored = copy.deepcopy(dict(body))
+        meta = stored.setdefault("metadata", {})
+        meta["resourceVersion"] = self._rv()
+        self.revocations[(meta["namespace"], meta["name"])] = stored
+        return copy.deepcopy(stored)
+
+    async def annotate_revocation(
+        self, namespace: str, name: str, uid: str, annotations: Mapping[str, str]
+    ) -> dict[str, Any] | None:
+        self._call("annotate_revocation")
+        body = self.revocations.get((namespace, name))
+        if body is None or body["metadata"].get("uid") != uid:
+            return None
+        body["metadata"].setdefault("annotations", {}).update(annotations)
+        body["metadata"]["resourceVersion"] = self._rv()
+        return copy.deepcopy(body)
+
+    async def patch_revocation_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        self._call("patch_revocation_status")
+        body = self.revocations.get((namespace, name))
         if body is None:
             return None
         body["status"] = _merge_patch(body.get("status") or {}, status)

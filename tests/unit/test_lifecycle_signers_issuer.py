@@ -15,6 +15,7 @@ from mtls_operator.api.refs import IssuerKey
 from mtls_operator.lifecycle.issuerstatus import IssuerStatusReconciler, IssuerUser
 from mtls_operator.lifecycle.policy.carotation import reissue_time
 from mtls_operator.pki.certificates import issued_by
+from mtls_operator.pki.crl import read_crl, signed_by
 from mtls_operator.runtime.issuerbook import IssuerBook
 
 CA_NAMESPACE = "mtls-system"
@@ -53,7 +54,7 @@ class Platform:
 
     async def reconcile_issuer(self, users: list[Lifecycle]) -> dict[str, Any]:
         loader = users[0].reconciler.issuer_cas
-        status = IssuerStatusReconciler(self.kube, loader, self.book, self.clock)
+        status = IssuerStatusReconciler(self.kube, loader, self.book, self.clock, revoked=self.book.revocations.entries)
         body = self.kube.issuers[(KIND, "", "platform")]
         await status.reconcile(KIND, body, [IssuerUser(NAMESPACE, f"{u.name}-tls") for u in users])
         self.book.store_issuer(KIND, self.kube.issuers[(KIND, "", "platform")])
@@ -175,3 +176,65 @@ async def test_a_certificate_with_publish_ca_moves_only_once_its_configmap_carri
     await platform.kube.write_configmap(NAMESPACE, "trust", {"ca.crt": both}, existing, source="c")
     await lc.settle()
     assert issued_by(leaf_of(lc), new_cert)
+
+
+def revoke(platform: Platform, lc: Lifecycle, reason: str, name: str = "r") -> None:
+    """What the controller does once an MtlsRevocation of `lc`'s certificate in service is resolved."""
+    serial = lc.status["issuedBy"]["serialNumber"]
+    assert lc.status["issuedBy"]["issuer"] == f"{KIND}/platform"
+    annotations = {"mtls.dev/revoked-serial": serial, "mtls.dev/revoked-issuer": f"{KIND}/platform"}
+    platform.book.revocations.store({
+        "metadata": {"name": name, "namespace": "mtls-system", "creationTimestamp": "2026-01-01T00:00:00Z",
+                     "annotations": annotations},
+        "spec": {"serialNumber": serial, "issuerRef": {"kind": KIND, "name": "platform"}, "reason": reason,
+                 "requestedBy": "platform-team"},
+    })  # fmt: skip
+
+
+async def test_a_key_compromise_reissues_at_once_with_a_new_key():
+    platform = Platform()
+    lc = platform.certificate(privateKey={"rotationPolicy": "Never"})  # even where keys are otherwise kept
+    await lc.settle()
+    old = leaf_of(lc)
+    revoke(platform, lc, "keyCompromise")
+    status = await lc.settle()
+    new = leaf_of(lc)
+    assert status["phase"] == "Ready" and new.serial_number != old.serial_number
+    assert new.public_key().public_numbers() != old.public_key().public_numbers()  # type: ignore[union-attr]
+    assert status["issuedBy"]["serialNumber"] == status["serialNumber"]
+
+
+async def test_another_reason_reports_revoked_and_waits_for_a_request():
+    platform = Platform()
+    lc = platform.certificate()
+    await lc.settle()
+    serial = leaf_of(lc).serial_number
+    revoke(platform, lc, "cessationOfOperation")
+    status = await lc.settle()
+    assert status["phase"] == "Failed" and lc.ready["reason"] == "Revoked", lc.ready
+    assert "cessationOfOperation" in lc.ready["message"] and leaf_of(lc).serial_number == serial
+    platform.clock.advance(days=400)  # past renewal and expiry: the clock alone never re-issues it
+    await lc.settle()
+    assert leaf_of(lc).serial_number == serial and lc.ready["reason"] in ("Revoked", "Expired"), lc.ready
+
+
+async def test_the_issuers_crl_lists_what_was_revoked_and_is_not_signed_again_for_nothing():
+    platform = Platform()
+    lc = platform.certificate()
+    await lc.settle()
+    status = await platform.reconcile_issuer([lc])
+    first = status["crl"]
+    assert first["revokedCertificates"] == 0 and first["configMap"] == "mtls-system/clustermtlsissuer-platform-crl"
+    # No change: the same CRL (no signature, no write).
+    writes = platform.kube.calls.count("write_configmap")
+    assert (await platform.reconcile_issuer([lc]))["crl"] == first
+    assert platform.kube.calls.count("write_configmap") == writes
+    revoke(platform, lc, "superseded")
+    second = (await platform.reconcile_issuer([lc]))["crl"]
+    assert second["revokedCertificates"] == 1 and int(second["number"]) > int(first["number"])
+
+    crl = read_crl(
+        platform.kube.configmaps[("mtls-system", "clustermtlsissuer-platform-crl")]["data"]["ca.crl"].encode()
+    )
+    assert {r.serial_number for r in crl} == {leaf_of(lc).serial_number}
+    assert signed_by(crl, [x509.load_pem_x509_certificate(platform.ca[0])])

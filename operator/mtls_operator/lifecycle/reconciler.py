@@ -60,6 +60,7 @@ from mtls_operator.lifecycle.policy import readiness as phases
 from mtls_operator.lifecycle.policy.keymanager import LIVE
 from mtls_operator.lifecycle.policy.ownership import ADOPTABLE, FOREIGN
 from mtls_operator.lifecycle.policy.readiness import Condition, merge_conditions
+from mtls_operator.lifecycle.policy.revocation import REVOKED
 from mtls_operator.lifecycle.policy.trigger import (
     Trigger,
     TriggerReason,
@@ -251,6 +252,8 @@ class Reconciler:
         if settled.phase == phases.READY:
             return settled
         ready.ready = settled.ready  # a bad replacement raises the condition; the one in service keeps serving
+        if isinstance(offered, Rejected) and offered.reason == REVOKED:
+            ready.phase = phases.FAILED  # ... unless it is revoked: then it no longer serves
         return ready
 
     async def _keep_stores_current(self, a: Attempt, ready: Outcome) -> None:

@@ -16,6 +16,8 @@ from mtls_operator.pki.certificates import openssl_serial
 from mtls_operator.pki.crl import RevokedEntry
 
 KEY_COMPROMISE = "keyCompromise"
+REVOKED = "Revoked"  # the condition reason of a certificate whose certificate in service is revoked
+KEY_REVOKED = "KeyRevoked"  # ... of a partner CSR whose key was revoked for keyCompromise
 # What a person asks for, or a changed spec: these issue a new certificate after a revocation.
 ASKED = frozenset(
     {

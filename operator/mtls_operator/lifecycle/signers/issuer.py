@@ -24,7 +24,7 @@ from mtls_operator.lifecycle.issuers import ResolvedIssuer
 from mtls_operator.lifecycle.policy import readiness as phases
 from mtls_operator.lifecycle.policy.carotation import PUBLISHED_RETRY, ca_move
 from mtls_operator.lifecycle.policy.issuance import IssuanceRequest, Violation, narrowed, violations
-from mtls_operator.lifecycle.policy.revocation import RevocationVerdict, after_revocation
+from mtls_operator.lifecycle.policy.revocation import KEY_REVOKED, REVOKED, RevocationVerdict, after_revocation
 from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
 from mtls_operator.lifecycle.signers.base import SignerBase, SignerContext
 from mtls_operator.lifecycle.signers.ca import sign_with
@@ -120,9 +120,9 @@ class IssuerSigner(SignerBase):
             return refused
         verdict = self._revocation_verdict(a, issuer, csr)
         if verdict is not None and verdict.refuse_key:
-            return Rejected("KeyRevoked", verdict.message, phase=phases.FAILED)
+            return Rejected(KEY_REVOKED, verdict.message, phase=phases.FAILED)
         if verdict is not None and verdict.blocks(trigger.reason):
-            return Rejected("Revoked", verdict.message, phase=phases.FAILED)
+            return Rejected(REVOKED, verdict.message, phase=phases.FAILED)
         fresh = verdict is not None and verdict.new_key
         return await self._issue(a, issuer, csr, trigger, fresh_key=fresh)
 
@@ -181,7 +181,7 @@ class IssuerSigner(SignerBase):
             if verdict.reissue_now:
                 trigger = Trigger(TriggerReason.REVOKED, verdict.message)
                 return await self._issue(a, issuer, csr, trigger, fresh_key=True)
-            return Rejected("Revoked", verdict.message, phase=phases.FAILED)
+            return Rejected(REVOKED, verdict.message, phase=phases.FAILED)
         leaf = first_certificate(a.live.get(TLS_CRT) if a.live else None)
         if leaf is None or issued_by(leaf, issuer.ca.certificate):
             return None
