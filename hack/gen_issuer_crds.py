@@ -330,6 +330,29 @@ def crd(kind: str, plural: str, cluster: bool, short_names: list[str]) -> dict[s
                     }
                 },
             },
+            "revocation": {
+                "type": "object",
+                "description": "What the operator revokes by itself (MtlsRevocations it creates, requestedBy itself).",
+                "properties": {
+                    "revokeOnDelete": {
+                        "type": "boolean",
+                        "description": (
+                            "Revoke (cessationOfOperation) the certificate in service of an MtlsCertificate this "
+                            "issuer signed when the object is deleted. The operator holds a finalizer "
+                            "(mtls.dev/revoke-on-delete) on those objects until the revocation exists: with the "
+                            "operator uninstalled, their deletion waits. Default false."
+                        ),
+                    },
+                    "revokeSuperseded": {
+                        "type": "boolean",
+                        "description": (
+                            "Revoke (superseded) the certificate a renewal replaced, once the new one is in service. "
+                            "Default false: the old one stays valid until it expires (clients that have not "
+                            "reloaded keep working)."
+                        ),
+                    },
+                },
+            },
             "crl": {
                 "type": "object",
                 "description": (

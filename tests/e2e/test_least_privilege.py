@@ -143,8 +143,10 @@ def exercise_issuers(kube: Kubectl, partner: Partner) -> None:
     watched."""
     for kind, name, namespace in (("ClusterMtlsIssuer", "platform", ""), ("MtlsIssuer", "team", "a")):
         meta = {"name": name, **({"namespace": namespace} if namespace else {})}
-        body = {"apiVersion": "mtls.dev/v1alpha1", "kind": kind, "metadata": meta,
-                "spec": {"ca": {"secretName": "issuer-ca"}}}  # fmt: skip
+        spec: dict = {"ca": {"secretName": "issuer-ca"}}
+        if kind == "MtlsIssuer":  # the revocations the operator makes by itself (and its finalizer)
+            spec["revocation"] = {"revokeSuperseded": True, "revokeOnDelete": True}
+        body = {"apiVersion": "mtls.dev/v1alpha1", "kind": kind, "metadata": meta, "spec": spec}
         kube.run("apply", "-f", "-", input=yaml.safe_dump(body))
     for namespace in ("mtls-system", "a"):
         kube.run("create", "secret", "tls", "issuer-ca", "-n", namespace, f"--cert={partner.ca_crt}",
@@ -155,10 +157,21 @@ def exercise_issuers(kube: Kubectl, partner: Partner) -> None:
         wait_ready(kube, "a", f"via-{name}", timeout=60)
     # Revocations: the certificate read by name, the revocation annotated and its status patched, each issuer's CRL
     # ConfigMap written (the cluster issuer's in mtls-system).
-    for name in ("platform", "team"):
-        kube.plugin("revoke", f"via-{name}", "-n", "a", "--reason", "superseded")
-        wait_for(lambda name=name: condition(kube.get("mtlsrevocation", f"via-{name}", "a"), "Published")
-                 .get("status") == "True", timeout=60, what=f"revocation of via-{name} published")  # fmt: skip
+    kube.plugin("revoke", "via-platform", "-n", "a", "--reason", "superseded")
+    wait_for(lambda: condition(kube.get("mtlsrevocation", "via-platform", "a"), "Published").get("status") == "True",
+             timeout=60, what="revocation of via-platform published")  # fmt: skip
+    # The team issuer revokes what a renewal superseded and what a deletion ends (its finalizer held until then).
+    old = kube.get("mtlscertificate", "via-team", "a")["status"]["issuedBy"]["serialNumber"]  # type: ignore[index]
+    wait_for(lambda: "mtls.dev/revoke-on-delete" in (kube.get("mtlscertificate", "via-team", "a") or {})
+             .get("metadata", {}).get("finalizers", []), timeout=30, what="the revokeOnDelete finalizer")  # fmt: skip
+    kube.plugin("renew", "via-team", "-n", "a")
+    wait_for(lambda: kube.get("mtlsrevocation", f"superseded-{old.lower()}", "a"), timeout=60,
+             what="the superseded certificate revoked")  # fmt: skip
+    current = kube.get("mtlscertificate", "via-team", "a")["status"]["issuedBy"]["serialNumber"]  # type: ignore[index]
+    kube.run("delete", "mtlscertificate", "via-team", "-n", "a", "--wait=false")
+    wait_for(lambda: kube.get("mtlsrevocation", f"deleted-{current.lower()}", "a"), timeout=60,
+             what="the deleted certificate revoked")  # fmt: skip
+    wait_for(lambda: kube.get("mtlscertificate", "via-team", "a") is None, timeout=60, what="deletion finished")
 
 
 def exercise_everything(kube: Kubectl, tmp_path: Path) -> None:

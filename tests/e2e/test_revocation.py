@@ -349,3 +349,32 @@ def test_a_revocation_made_while_the_operator_is_down_is_published_when_it_retur
     assert int(after["number"]) > int(before["number"]) and after["revokedCertificates"] == 1
     text = ((kubectl.get("configmap", "mtlsissuer-restart-crl", namespace) or {}).get("data") or {})["ca.crl"]
     assert revocation_in(read_crl(text.encode()), int(serial, 16)) is not None
+
+
+def test_an_issuer_revokes_what_a_renewal_superseded_and_what_a_deletion_ended(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    ca = Partner(tmp_path / "ca", name="Tidy CA")
+    kubectl.run("create", "secret", "tls", "tidy-ca", "-n", namespace, f"--cert={ca.ca_crt}", f"--key={ca.ca_key}")
+    body = yaml.safe_load(issuer("tidy", "tidy-ca", operator, namespace))
+    body["spec"]["revocation"] = {"revokeSuperseded": True, "revokeOnDelete": True}
+    kubectl.apply(yaml.safe_dump(body), namespace)
+    kubectl.apply(certificate_manifest("svc", spec=issued("tidy")), namespace)
+    first = wait_ready(kubectl, namespace, "svc")["status"]["issuedBy"]["serialNumber"]
+    wait_for(lambda: "mtls.dev/revoke-on-delete" in ((kubectl.get("mtlscertificate", "svc", namespace) or {})
+             .get("metadata", {}).get("finalizers") or []), what="the revokeOnDelete finalizer")  # fmt: skip
+
+    kubectl.plugin("renew", "svc", "-n", namespace)
+    record = published(kubectl, namespace, f"superseded-{first.lower()}")
+    assert record["spec"]["reason"] == "superseded" and record["spec"]["requestedBy"], record
+    second = (kubectl.get("mtlscertificate", "svc", namespace) or {})["status"]["issuedBy"]["serialNumber"]
+    assert second != first
+    assert condition(kubectl.get("mtlscertificate", "svc", namespace))["status"] == "True"  # the new one serves
+
+    kubectl.run("delete", "mtlscertificate", "svc", "-n", namespace, "--wait=false")
+    record = published(kubectl, namespace, f"deleted-{second.lower()}")
+    assert record["spec"]["reason"] == "cessationOfOperation"
+    wait_for(lambda: kubectl.get("mtlscertificate", "svc", namespace) is None, what="the deletion completes")
+    text = ((kubectl.get("configmap", "mtlsissuer-tidy-crl", namespace) or {}).get("data") or {})["ca.crl"]
+    listed = {r.serial_number for r in read_crl(text.encode())}
+    assert listed == {int(first, 16), int(second, 16)}

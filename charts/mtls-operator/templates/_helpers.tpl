@@ -24,13 +24,16 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- /* Exactly what the operator uses, proven from the audit log (tests/e2e/test_least_privilege.py). */}}
 - apiGroups: ["mtls.dev"]
   resources: ["mtlscertificates"]
-  verbs: ["get", "list", "watch"]  # get: the certificate an MtlsRevocation names (any shard's)
+  # get: the certificate an MtlsRevocation names (any shard's); patch: the revokeOnDelete finalizer
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["mtls.dev"]
   resources: ["mtlscertificates/status"]
   verbs: ["patch"]
 - apiGroups: ["mtls.dev"]
   resources: ["mtlsrevocations"]
-  verbs: ["list", "watch", "patch"]  # patch: the serial and issuer it resolved to (metadata annotations)
+  # patch: the serial and issuer it resolved to (metadata annotations); create: an issuer's revokeOnDelete and
+  # revokeSuperseded
+  verbs: ["list", "watch", "patch", "create"]
 - apiGroups: ["mtls.dev"]
   resources: ["mtlsrevocations/status"]
   verbs: ["patch"]
@@ -72,4 +75,7 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["selfsubjectreviews"]
+  verbs: ["create"]  # our own name, the requestedBy of the revocations we make (also in system:basic-user)
 {{- end -}}

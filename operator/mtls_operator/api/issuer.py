@@ -82,6 +82,8 @@ class IssuerSpec:
     pkcs11: Pkcs11Source | None = None
     crl_lifetime: datetime.timedelta = DEFAULT_CRL_LIFETIME
     crl_url: str | None = None  # spec.crl.distributionPointURL: put into every certificate it signs
+    revoke_on_delete: bool = False  # spec.revocation.revokeOnDelete: a deleted certificate's serial is revoked
+    revoke_superseded: bool = False  # spec.revocation.revokeSuperseded: a renewal revokes the one it replaced
 
 
 def issuer_key_of(kind: str, body: Mapping[str, Any]) -> IssuerKey:
@@ -138,6 +140,8 @@ def _parse_issuer(kind: str, body: Mapping[str, Any]) -> IssuerSpec:
         pkcs11=token,
         crl_lifetime=lifetime,
         crl_url=str(crl["distributionPointURL"]) if crl.get("distributionPointURL") else None,
+        revoke_on_delete=bool((spec.get("revocation") or {}).get("revokeOnDelete")),
+        revoke_superseded=bool((spec.get("revocation") or {}).get("revokeSuperseded")),
     )
 
 
@@ -175,6 +179,12 @@ def _pkcs11(ca: Mapping[str, Any]) -> Pkcs11Source | None:
         pin_secret_key=str(pin.get("key") or PIN_KEY),
         certificate=CertificateSource(cert_secret, cert_configmap, str(certificate.get("key") or CA_CRT)),
     )
+
+
+def revokes_on_delete(body: Mapping[str, Any] | None) -> bool:
+    """Whether an issuer's raw body asks for its certificates' revocation when their object is deleted."""
+    revocation = ((body or {}).get("spec") or {}).get("revocation")
+    return isinstance(revocation, Mapping) and bool(revocation.get("revokeOnDelete"))
 
 
 def uses_token(body: Mapping[str, Any]) -> bool:

@@ -75,7 +75,8 @@ CA_CRL = "ca.crl"  # the CRLs (PEM) in an issuer's CRL ConfigMap and next to ca.
 # by name point at the certificate that replaced it.
 REVOKED_SERIAL_ANNOTATION = "mtls.dev/revoked-serial"
 REVOKED_ISSUER_ANNOTATION = "mtls.dev/revoked-issuer"
-CRL_ISSUER_ANNOTATION = "mtls.dev/crl-of"  # on an issuer's CRL ConfigMap: "<kind>/<namespace>/<name>"
+# On an MtlsCertificate whose issuer has spec.revocation.revokeOnDelete: deleted only once its revocation exists.
+REVOKE_ON_DELETE_FINALIZER = "mtls.dev/revoke-on-delete"
 
 
 def crl_configmap_name(kind: str, name: str) -> str:

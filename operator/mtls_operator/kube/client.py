@@ -404,6 +404,39 @@ class KubeIO:
                 return None
             raise
 
+    async def whoami(self) -> str:
+        """The name the apiserver authenticates us as (a SelfSubjectReview: every authenticated user may ask)."""
+        api = kubernetes.client.AuthenticationV1Api(self.api_client)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        review = await self._run(api.create_self_subject_review, body)
+        return str(((review.get("status") or {}).get("userInfo") or {}).get("username") or "")
+
+    async def create_revocation(self, namespace: str, body: Mapping[str, Any]) -> bool:
+        """False when one of that name exists already (made by an earlier attempt: revocation names are fixed)."""
+        try:
+            await self._run(
+                self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, REVOCATION_PLURAL, dict(body)
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def set_finalizers(self, namespace: str, name: str, resource_version: str, finalizers: list[str]) -> None:
+        """Replaces an MtlsCertificate's finalizers, guarded by resourceVersion (Conflict when it changed)."""
+        patch = {"metadata": {"resourceVersion": resource_version, "finalizers": finalizers}}
+        try:
+            await self._run(
+                self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name, patch,
+                _content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(f"MtlsCertificate {name} changed while we set its finalizers") from None
+            if exc.status != 404:
+                raise
+
     async def list_namespaces(self) -> list[dict[str, Any]]:
         """Namespaces' metadata (their labels decide cluster issuers' namespaceSelectors)."""
         items: list[dict[str, Any]] = []

@@ -16,7 +16,13 @@ from typing import Any
 
 from mtls_operator.aio.workqueue import WorkQueue
 from mtls_operator.api.issuer import issuer_key_of, uses_token
-from mtls_operator.api.names import CERTIFICATE_LABEL, CLUSTER_ISSUER_KIND, ISSUER_KIND, NAMESPACE_LABEL
+from mtls_operator.api.names import (
+    CERTIFICATE_LABEL,
+    CLUSTER_ISSUER_KIND,
+    ISSUER_KIND,
+    NAMESPACE_LABEL,
+    REVOKE_ON_DELETE_FINALIZER,
+)
 from mtls_operator.api.refs import IssuerKey
 from mtls_operator.api.spec import published_configmap, referenced_secrets, secret_name_of
 from mtls_operator.api.status import parse_time, utcnow
@@ -24,6 +30,7 @@ from mtls_operator.hsm.token import TokenKeys
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.health import ApiProbe, is_outage
 from mtls_operator.kube.objects import Conflict, Owner
+from mtls_operator.lifecycle.autorevoke import AutoRevoker
 from mtls_operator.lifecycle.issuerstatus import IssuerStatusReconciler, IssuerUser
 from mtls_operator.lifecycle.publisher import CAPublisher
 from mtls_operator.lifecycle.reconciler import Outcome, Reconciler
@@ -42,6 +49,7 @@ PUBLISH = "publish-ca"  # queue keys (PUBLISH, namespace, configMapName) rebuild
 ROLL = "roll-workloads"  # queue keys (ROLL, namespace, ""): roll the namespace's opted-in workloads (runtime.rollout)
 ISSUER = "issuer"  # queue keys (ISSUER, kind, namespace, name): an issuer's status (lifecycle.issuerstatus)
 REVOKE = "revoke"  # queue keys (REVOKE, namespace, name): an MtlsRevocation (lifecycle.revocations)
+FINALIZE = "finalize"  # queue keys (FINALIZE, namespace, name): a deleted certificate to revoke (revokeOnDelete)
 # Until every MtlsRevocation has been listed once, no CRL is signed: one signed before would leave entries out.
 REVOCATIONS_RETRY_SECONDS = 5.0
 # An issuer's counts follow its certificates' re-issues at most this often: a rotation of 10,000 certificates must
@@ -166,6 +174,8 @@ class Controller:
         self.revocation_reconciler = RevocationReconciler(
             kube, self.issuers, settings.cluster_issuer_namespace, self.reconciler.clock
         )
+        self.autorevoke = AutoRevoker(kube, self.issuers)
+        self._finalizing: dict[CertKey, dict[str, Any]] = {}  # deleted certificates waiting for their revocation
         self.publisher = CAPublisher(kube, self.issuers, self.issuer_status.crls)
         self._publish_problems: dict[tuple[str, str], str | None] = {}
         if settings.leader.enabled:  # with leader election, nothing is reconciled until the Lease is ours
@@ -245,6 +255,9 @@ class Controller:
             return  # another shard's: not cached, not reconciled, not metered here
         if event_type == "DELETED" or meta.get("deletionTimestamp"):
             self._forget(key)
+            if event_type != "DELETED" and REVOKE_ON_DELETE_FINALIZER in (meta.get("finalizers") or []):
+                self._finalizing[key] = dict(body)
+                self.queue.add((FINALIZE, *key))
             return
         old = self.cache.get(key)
         if old is not None and old.resource_version >= _resource_version(body):
@@ -404,6 +417,12 @@ class Controller:
             return await self._reconcile_issuer(IssuerKey(key[1], key[2], key[3]))
         if len(key) == 3 and key[0] == REVOKE:
             return await self._reconcile_revocation((key[1], key[2]))
+        if len(key) == 3 and key[0] == FINALIZE:
+            finalizing = self._finalizing.get((key[1], key[2]))
+            if finalizing is not None:
+                await self.autorevoke.on_delete(finalizing)
+                self._finalizing.pop((key[1], key[2]), None)
+            return None
         cached = self.cache.get(key)
         if cached is None:
             return None
@@ -412,6 +431,7 @@ class Controller:
             updated, wake_at = await self.reconciler.reconcile(body)
         if updated is not None and key in self.cache:
             self.certificate_changed_from_write(key, updated)
+        await self.autorevoke.after_reconcile(body, updated or body)
         if self.roller is not None:
             self._note_rotation(key, body, updated)
         if updated is not None and _serial(updated) != _serial(body):
