@@ -343,12 +343,14 @@ def test_ca_rotation_reissues_every_certificate_over_the_spread(
         bundle_counts.add(bundle.count("BEGIN CERTIFICATE"))
         (tmp_path / "trust.pem").write_text(bundle)
         for name in names:
+            # The status first: the operator writes the Secret before the status, so a Secret read after a status
+            # that shows the new serial holds the new certificate (read the other way round, it may not).
+            status = (kubectl.get("mtlscertificate", name, namespace) or {}).get("status") or {}
             # Clients keep verifying throughout: every certificate in service chains to the published bundle.
             data = kubectl.secret_data(f"{name}-tls", namespace)
             assert data is not None
             (tmp_path / f"{name}.crt").write_bytes(data["tls.crt"])
             old_ca.openssl("verify", "-CAfile", str(tmp_path / "trust.pem"), str(tmp_path / f"{name}.crt"))
-            status = (kubectl.get("mtlscertificate", name, namespace) or {}).get("status") or {}
             if status.get("serialNumber") != before[name]["serialNumber"]:
                 moved[name] = status
         return len(moved) == len(names)

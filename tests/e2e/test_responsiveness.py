@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import datetime
+import os
+import signal
+import time
+from pathlib import Path
 
 from harness.cluster import (
+    DEFAULT_ARGS,
     Kubectl,
     OperatorProcess,
     Partner,
     certificate_manifest,
     condition,
     create_and_get_csr,
+    own_control_plane,
     wait_for,
 )
+from mtls_operator.pki.csr import load_csr
+from mtls_operator.pki.keys import load_private_key, same_public_key
 
 RSA_4096 = """
   privateKey:
@@ -20,6 +28,7 @@ RSA_4096 = """
     size: 4096
 """
 HEAVY = 24  # about 10 s of key generation on 2 cores: a window wide enough to observe in whole seconds
+STOP_SECONDS = 5  # what the chart's terminationGracePeriodSeconds leaves room for, several times over
 
 
 def test_rsa_4096_generation_does_not_stall_other_objects(
@@ -61,3 +70,42 @@ def test_rsa_4096_generation_does_not_stall_other_objects(
     assert issued < last_heavy, "the import was served while RSA-4096 keys were still being generated"
     (partner.dir / "heavy.csr").write_text(statuses[0]["csr"])
     assert "Public-Key: (4096 bit)" in partner.openssl("req", "-in", "heavy.csr", "-noout", "-text").decode()
+
+
+def test_sigterm_ends_the_operator_within_seconds_and_every_published_csr_keeps_its_key(tmp_path: Path) -> None:
+    """A rolling update or a node drain sends SIGTERM and waits the grace period: the operator stops in seconds
+    even in the middle of a burst of RSA-4096 key generation, and what it abandons is safe to abandon (a key whose
+    CSR was published is stored; one not yet stored was never shown to anyone)."""
+    with own_control_plane(tmp_path / "plane") as (plane, kube):
+        kube.run("create", "namespace", "busy")
+        (tmp_path / "logs").mkdir()
+        op = OperatorProcess(plane.kubeconfig, tmp_path / "logs", list(DEFAULT_ARGS))
+        op.start()
+        try:
+            wait_for(op.healthy, timeout=30, what="operator up")
+            heavy = "\n---\n".join(certificate_manifest(f"heavy-{i}", extra_spec=RSA_4096) for i in range(HEAVY))
+            kube.apply(heavy, "busy")
+
+            def csr_of(i: int) -> str | None:
+                return ((kube.get("mtlscertificate", f"heavy-{i}", "busy") or {}).get("status") or {}).get("csr")
+
+            wait_for(lambda: any(csr_of(i) for i in range(HEAVY)), timeout=60, what="key generation under way")
+            assert op.proc is not None
+            started = time.monotonic()
+            os.killpg(op.proc.pid, signal.SIGTERM)
+            op.proc.wait(timeout=60)
+            elapsed = time.monotonic() - started
+        finally:
+            op.stop()
+        print(f"SIGTERM took {elapsed:.2f} s")
+        assert elapsed < STOP_SECONDS, f"SIGTERM took {elapsed:.1f} s"
+        published = 0
+        for i in range(HEAVY):
+            status = (kube.get("mtlscertificate", f"heavy-{i}", "busy") or {}).get("status") or {}
+            if status.get("csr"):
+                published += 1
+                key = (kube.secret_data(f"heavy-{i}-tls", "busy") or {}).get("tls.key")
+                assert key is not None, f"heavy-{i}: CSR published without its key stored"
+                csr = load_csr(status["csr"])
+                assert same_public_key(load_private_key(key), csr.public_key())  # type: ignore[arg-type]
+        assert 0 < published < HEAVY, published  # it really was stopped in the middle

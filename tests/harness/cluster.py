@@ -411,7 +411,7 @@ def own_control_plane(directory: Path, *, crd: bool = True, **options: Any) -> I
         kube = Kubectl(plane.kubeconfig)
         if crd:
             kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
-            for name in ("mtlscertificates", "mtlsissuers", "clustermtlsissuers"):
+            for name in ("mtlscertificates", "mtlsissuers", "clustermtlsissuers", "mtlsrevocations"):
                 kube.run("wait", "--for", "condition=established", "--timeout=60s", f"crd/{name}.mtls.dev")
         yield plane, kube
     finally:

@@ -32,6 +32,11 @@ class CpuPool:
         )
         self.released_slot = released_slot or contextlib.nullcontext
 
+    def close(self) -> None:
+        """At stop: work not started is dropped (a key generated for a CSR never published is worth nothing), and
+        the interpreter's exit waits only for what is running now, not for every queued job."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Runs `fn` in the pool; the work-queue slot is lent to others while it waits its turn."""
         async with self.released_slot():

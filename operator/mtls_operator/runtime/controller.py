@@ -194,7 +194,7 @@ class Controller:
         self._probe_task.cancel()
         self._heap_task.cancel()
         await self.queue.stop()
-        self.reconciler.issuer_cas.close()  # logs out of every token
+        self.reconciler.close()  # queued key generation dropped; logs out of every token
 
     async def _settle_heap(self) -> None:
         """Once a wave of work is over (the initial sync, a burst, a renewal wave, thousands of Secret events):
