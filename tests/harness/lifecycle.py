@@ -17,6 +17,7 @@ from mtls_operator.api.names import API_VERSION, KIND
 from mtls_operator.api.status import find_condition
 from mtls_operator.hsm.token import TokenKeys
 from mtls_operator.lifecycle.issuers import IssuerDirectory
+from mtls_operator.lifecycle.policy.floors import Floors
 from mtls_operator.lifecycle.reconciler import Reconciler
 
 START = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)
@@ -91,6 +92,7 @@ class Lifecycle:
         issuers: IssuerDirectory | None = None,
         clock: Clock | None = None,
         tokens: TokenKeys | None = None,
+        floors: Floors | None = None,
     ):
         self.kube = kube or FakeKube()
         self.clock = clock or Clock()
@@ -104,6 +106,7 @@ class Lifecycle:
             kubernetes_signer_names=kubernetes_signer_names,
             issuers=issuers,
             tokens=tokens,
+            floors=floors,
         )
         self.body = self.kube.add_certificate(body)
         self.wake_at: datetime.datetime | None = None

@@ -24,6 +24,8 @@ BASE_VALUES = {
     "signers.kubernetes.enabled": "true",
     "signers.kubernetes.allowedSignerNames": "{kubernetes.io/kube-apiserver-client}",  # the kubernetes-signed sample
     "workloadRollout.enabled": "true",
+    "certificates.minDuration": "1m",  # the rotation tests' certificates live 90 seconds
+    "certificates.minRenewBefore": "30s",
 }
 
 

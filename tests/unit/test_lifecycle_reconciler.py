@@ -15,6 +15,7 @@ from harness.fakekube import FakeKube
 from harness.lifecycle import NAMESPACE, Lifecycle, certificate_body, make_ca, partner_signs
 from mtls_operator.api.names import CERTIFICATE_LABEL, MANAGED_BY, MANAGER, UID_ANNOTATION, next_secret_name
 from mtls_operator.kube.objects import Conflict
+from mtls_operator.lifecycle.policy.floors import Floors
 from mtls_operator.pki.keys import load_private_key, same_public_key
 
 CA = make_ca()
@@ -327,3 +328,35 @@ async def test_a_partners_ca_that_came_back_with_the_certificate_is_watched_too(
     status = await lc.reconcile()
     expires = x509.load_pem_x509_certificate(partner_ca[0]).not_valid_after_utc
     assert status["chainNotAfter"] == expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the platform's floors and the issuance rate (policy.floors) ----------------------------------------------
+
+
+async def test_a_duration_below_the_floor_issues_nothing_and_says_so():
+    lc = Lifecycle(certificate_body(spec={**CA_SIGNER, "duration": "1s", "renewBefore": "0s"}), with_ca(FakeKube()),
+                   floors=Floors())  # fmt: skip
+    status = await lc.settle()
+    assert status["phase"] == "Failed" and lc.ready["reason"] == "DurationBelowFloor", lc.ready
+    assert lc.secret() is None and lc.keys_generated == 0
+
+
+async def test_a_certificate_reissued_again_and_again_waits_longer_each_time_and_renew_still_works_at_once():
+    # Inside the floors, but its renewal window swallows nearly all its validity: due a minute after each issuance.
+    spec = {**CA_SIGNER, "duration": "2h", "renewBefore": "119m"}
+    lc = Lifecycle(certificate_body(spec=spec), with_ca(FakeKube()), floors=Floors())
+    await lc.settle()
+    for _ in range(12):  # twelve minutes, looked at every minute
+        lc.clock.advance(minutes=1)
+        await lc.settle()
+    issued = lc.kube.reasons().count("Issued") + lc.kube.reasons().count("Renewed")
+    assert issued < 7, issued  # 1 min apart without the limit: 13
+    assert lc.status["rapidIssuances"] >= 2
+    assert lc.ready["reason"] == "IssuanceRateLimited" and lc.ready["status"] == "True", lc.ready  # still serving
+    assert lc.wake_at is not None and lc.wake_at > lc.clock.now  # woken when allowed, not spinning
+    before = lc.status["revision"]
+    asked = lc.clock.now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    lc.body["metadata"].setdefault("annotations", {})["mtls.dev/renew-requested-at"] = asked
+    lc.kube.certificates[(NAMESPACE, lc.name)]["metadata"]["annotations"] = lc.body["metadata"]["annotations"]
+    await lc.settle()
+    assert lc.status["revision"] == before + 1  # kubectl mtls renew: at once

@@ -22,7 +22,7 @@ from cryptography import x509
 from mtls_operator.aio.offload import CpuPool
 from mtls_operator.api.names import CA_CRT, OPAQUE_SECRET, TLS_CRT, TLS_KEY, TLS_SECRET
 from mtls_operator.api.spec import CertificateSpec, parse_spec
-from mtls_operator.api.status import ConditionType, find_condition, utcnow
+from mtls_operator.api.status import ConditionType, find_condition, parse_time, utcnow
 from mtls_operator.api.status import format_time as timestamp
 from mtls_operator.hsm.token import TokenKeys
 from mtls_operator.kube.client import KubeIO
@@ -57,6 +57,7 @@ from mtls_operator.lifecycle.outcomes import (
     waiting,
 )
 from mtls_operator.lifecycle.policy import readiness as phases
+from mtls_operator.lifecycle.policy.floors import Floors, below_floor, issue_not_before, rapid_count
 from mtls_operator.lifecycle.policy.keymanager import LIVE
 from mtls_operator.lifecycle.policy.ownership import ADOPTABLE, FOREIGN
 from mtls_operator.lifecycle.policy.readiness import Condition, merge_conditions
@@ -89,6 +90,8 @@ SECRET_IN_THE_WAY_RETRY = datetime.timedelta(minutes=5)  # a foreign Secret is r
 # Verifying a partner's answer takes milliseconds (the GIL released inside OpenSSL); key generation up to a second
 # per RSA-4096 key. Verification gets its own threads so an import is never queued behind a burst of key generation.
 VERIFY_THREADS = 2
+CLOCK_TRIGGERS = (TriggerReason.RENEWAL_DUE, TriggerReason.EXPIRED)
+ISSUANCE_RATE_LIMITED = "IssuanceRateLimited"  # the condition reason while policy.floors delays an issuance
 
 __all__ = ["Attempt", "Outcome", "PendingKey", "Reconciler"]
 
@@ -107,8 +110,10 @@ class Reconciler:
         kubernetes_signer_names: tuple[str, ...] = (),
         issuers: IssuerDirectory | None = None,
         tokens: TokenKeys | None = None,
+        floors: Floors | None = None,
     ) -> None:
         self.kube = kube
+        self.floors = floors or Floors(datetime.timedelta(0), datetime.timedelta(0))
         self.clock = clock
         self.on_outcome = on_outcome
         cpu = CpuPool(cpu_threads, released_slot)
@@ -180,29 +185,49 @@ class Reconciler:
             trigger = Trigger(
                 TriggerReason.CSR_CHANGED, "spec.csr asks for another key than the certificate in service"
             )
-        if trigger is None and current is not None:
-            trigger = requested_renewal(spec.renewal_requested, status.get("lastRenewalRequest"), current.not_before)
+        if current is not None and (trigger is None or trigger.reason in CLOCK_TRIGGERS):
+            # A person's request wins over the clock's: it is never rate-limited (policy.floors).
+            asked = requested_renewal(spec.renewal_requested, status.get("lastRenewalRequest"), current.not_before)
+            trigger = asked or trigger
         renew_at = renewal_time(current.not_before, current.not_after, spec.renew_before, spec.uid) if current else None
         chain = chain_expiry(live.get(TLS_CRT), live.get(CA_CRT)) if live is not None and current else None
         base = certificate_status(current, renew_at, chain) if current is not None else {}
+        not_before = None
         if trigger is None:
             assert current is not None
             assert leaf is not None
             outcome = await self._in_service(a, leaf, current, base)
         else:
-            outcome = await self._issue(a, trigger)
+            held = self._held(a, trigger, now)
+            if isinstance(held, datetime.datetime):
+                not_before = held
+                message = f"{trigger.message}; issuance rate limit: re-issued often lately, next at {timestamp(held)}"
+                outcome = await self._settle(a, Waiting(ISSUANCE_RATE_LIMITED, message), trigger)
+            else:
+                outcome = await (self._settle(a, held, trigger) if held is not None else self._issue(a, trigger))
             if outcome.phase != phases.READY:
                 outcome.status = {**base, **outcome.status}
         if outcome.phase != phases.READY or trigger is None:
             deferred = outcome.wake_at if trigger is None else None  # a replacement's own instant (Deferred)
             wakes = [w for w in (next_wakeup(current, renew_at, now), deferred) if w is not None]
-            outcome.wake_at = min(wakes, default=None)
+            outcome.wake_at = not_before or min(wakes, default=None)
         add_renewal_state(outcome, status, trigger, current, now)
         if current is not None:
             outcome.chain_valid = chain_validity(current, chain, now)
         acknowledge_renewal_request(outcome, spec, status, trigger)
         outcome.events = adopted + outcome.events
         return outcome
+
+    def _held(self, a: Attempt, trigger: Trigger, now: datetime.datetime) -> Rejected | datetime.datetime | None:
+        """Whether an issuance must not happen now: below the platform's floors (a refusal), or too soon after the
+        last ones (when it may) — policy.floors."""
+        below = below_floor(a.spec.duration, a.spec.renew_before, self.floors)
+        if below is not None:
+            return Rejected(below.reason, below.message, phase=phases.FAILED if a.live is None else None)
+        rapid = int(a.status.get("rapidIssuances") or 0)
+        last = parse_time(a.status.get("lastIssuedTime"))
+        not_before = issue_not_before(trigger.reason, last, rapid, self.floors)
+        return not_before if not_before is not None and now < not_before else None
 
     async def _claim_live_secret(
         self, body: Mapping[str, Any], spec: CertificateSpec
@@ -374,6 +399,9 @@ class Reconciler:
                 "lastRenewalRequest": spec.renewal_requested or status.get("lastRenewalRequest"),
                 "renewalRequest": None,
                 "issuedBy": {"issuer": issuer, "serialNumber": info.serial_number} if issuer else None,
+                "rapidIssuances": rapid_count(
+                    parse_time(status.get("lastIssuedTime")), int(status.get("rapidIssuances") or 0), now, self.floors
+                ),
             },
             events=[("Normal", "Renewed" if renewed else "Issued", message), *warnings],
             wake_at=after_issuance(spec, info, renew_at, now),

@@ -83,6 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="how often a token-held CA key is probed with one signature (30)",
     )
+    run.add_argument(
+        "--min-duration",
+        default="1h",
+        metavar="DURATION",
+        help="the smallest spec.duration served; below it nothing is issued (1h)",
+    )
+    run.add_argument(
+        "--min-renew-before",
+        default="1m",
+        metavar="DURATION",
+        help="the smallest spec.renewBefore served (1m)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging (never logs key material)")
     return parser
 

@@ -158,6 +158,7 @@ class Controller:
             kubernetes_signer=settings.kubernetes_signer,
             kubernetes_signer_names=settings.kubernetes_signer_names,
             tokens=tokens,
+            floors=settings.floors,
         )
         self.cache: dict[CertKey, CachedCertificate] = {}
         self._leadership = asyncio.Lock()

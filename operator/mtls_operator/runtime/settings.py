@@ -11,8 +11,10 @@ import argparse
 import socket
 from dataclasses import dataclass, field
 
+from mtls_operator.api.spec import parse_duration
 from mtls_operator.kube.client import REQUEST_TIMEOUT
 from mtls_operator.kube.health import ApiProbe
+from mtls_operator.lifecycle.policy.floors import Floors
 from mtls_operator.runtime.cpulimit import usable_cpus
 from mtls_operator.runtime.leader import default_namespace
 from mtls_operator.runtime.sharding import Shard
@@ -100,6 +102,9 @@ class Settings:
     # Where every ClusterMtlsIssuer's CA Secret lives: one namespace, so the CA key is never copied into the teams'
     # namespaces (cert-manager's cluster resource namespace). The chart passes the release namespace.
     cluster_issuer_namespace: str = "mtls-system"
+    # The smallest spec.duration and spec.renewBefore served (lifecycle.policy.floors): an hour, so no object can
+    # make the operator re-issue more than about once an hour by its spec; tests with 2-minute certificates lower it.
+    floors: Floors = field(default_factory=Floors)
     verbose: bool = False
     shard: Shard = field(default_factory=Shard)
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -135,6 +140,7 @@ class Settings:
             kubernetes_signer_names=tuple(args.kubernetes_signer_name),
             roll_workloads=args.roll_workloads,
             cluster_issuer_namespace=args.cluster_issuer_namespace or default_namespace(),
+            floors=Floors(parse_duration(args.min_duration), parse_duration(args.min_renew_before)),
             verbose=args.verbose,
             shard=Shard(index, args.shard_count),
             api=ApiSettings(threads=args.api_threads),
