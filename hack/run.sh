@@ -27,4 +27,4 @@ fi
 kubectl apply -f manifests/crd/
 kubectl wait --for condition=established --timeout=60s crd/mtlscertificates.mtls.dev >/dev/null
 # The operator itself waits until the new CRD's list endpoint answers (its storage initialises after Established).
-exec .venv/bin/mtls-operator run --all-namespaces --kubernetes-signer --metrics-port "${METRICS_PORT:-8080}"
+exec .venv/bin/mtls-operator run --all-namespaces --kubernetes-signer --metrics-port "${METRICS_PORT:-8080}" --insecure-metrics

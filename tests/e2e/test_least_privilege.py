@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,10 +115,11 @@ def test_the_chart_grants_exactly_what_the_operator_uses(
     args = ["--namespace", "a", "--kubernetes-signer", "--leader-elect", "--leader-election-namespace", "mtls-system",
             "--roll-workloads", "--cluster-issuer-namespace", "mtls-system",
             "--kubernetes-signer-name", "kubernetes.io/kube-apiserver-client"]  # fmt: skip
-    operator = OperatorProcess(sa_config, tmp_path / "logs", args)
+    operator = OperatorProcess(sa_config, tmp_path / "logs", args, secure_metrics=True)
     operator.start()
     try:
         exercise_everything(kube, tmp_path)
+        exercise_metrics(kube, operator)
     finally:
         operator.stop()
     permissions, denied = used(plane.directory / "audit.log")
@@ -172,6 +175,18 @@ def exercise_issuers(kube: Kubectl, partner: Partner) -> None:
     wait_for(lambda: kube.get("mtlsrevocation", f"deleted-{current.lower()}", "a"), timeout=60,
              what="the deleted certificate revoked")  # fmt: skip
     wait_for(lambda: kube.get("mtlscertificate", "via-team", "a") is None, timeout=60, what="deletion finished")
+
+
+def exercise_metrics(kube: Kubectl, operator: OperatorProcess) -> None:
+    """/metrics as the chart serves it: each scrape's token reviewed (a TokenReview and a SubjectAccessReview)."""
+    kube.run("create", "serviceaccount", "prometheus", "-n", "mtls-system")
+    kube.run("create", "clusterrolebinding", "prometheus-metrics", "--clusterrole=mtls-operator-metrics-reader",
+             "--serviceaccount=mtls-system:prometheus")  # fmt: skip
+    token = kube.run("create", "token", "prometheus", "-n", "mtls-system").stdout.strip()
+    request = urllib.request.Request(f"https://127.0.0.1:{operator.secure_metrics_port}/metrics",
+                                     headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    with urllib.request.urlopen(request, context=ssl._create_unverified_context(), timeout=10) as resp:
+        assert resp.status == 200 and b"mtls_operator_build_info" in resp.read()
 
 
 def exercise_everything(kube: Kubectl, tmp_path: Path) -> None:

@@ -109,6 +109,7 @@ class OperatorProcess:
         *,
         command: list[str] | None = None,
         env: dict[str, str] | None = None,
+        secure_metrics: bool = False,
     ) -> None:
         """`command`/`env`: another build of the operator (a previous release run from its source)."""
         self.kubeconfig = kubeconfig
@@ -116,6 +117,12 @@ class OperatorProcess:
         self.args = args or list(DEFAULT_ARGS)
         if command is None and "--min-duration" not in self.args:  # a previous release has no such flag
             self.args = [*self.args, *TEST_FLOORS]
+        # /metrics: HTTPS behind a TokenReview on its own port (the default), or plain on metrics_port as the
+        # tests and benchmarks read it (and as a previous release serves it).
+        self.secure_metrics_port = free_port() if secure_metrics else None
+        if command is None:
+            secure = ["--secure-metrics-port", str(self.secure_metrics_port)]
+            self.args = [*self.args, *(secure if secure_metrics else ["--insecure-metrics"])]
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0

@@ -26,6 +26,10 @@ BASE_VALUES = {
     "workloadRollout.enabled": "true",
     "certificates.minDuration": "1m",  # the rotation tests' certificates live 90 seconds
     "certificates.minRenewBefore": "30s",
+    # The operator's own ServiceAccount reads /metrics in these tests (pod_metrics); Prometheus' would in production.
+    "metrics.readers[0].kind": "ServiceAccount",
+    "metrics.readers[0].name": "mtls-operator",
+    "metrics.readers[0].namespace": SYSTEM,
 }
 
 
@@ -59,10 +63,19 @@ def pod_logs(kubectl: Kubectl, pod: str, namespace: str = SYSTEM) -> str:
     return kubectl.run("logs", "-n", namespace, pod, "--tail=-1").stdout
 
 
+# /metrics is HTTPS behind a TokenReview and a SubjectAccessReview (the chart's default): read inside the Pod with
+# the Pod's own ServiceAccount token, which BASE_VALUES binds to the metrics-reader ClusterRole, as Prometheus' is.
+METRICS_SCRIPT = """
+import ssl, urllib.request
+token = open('/var/run/secrets/kubernetes.io/serviceaccount/token').read().strip()
+request = urllib.request.Request('https://127.0.0.1:8443/metrics', headers={'Authorization': 'Bearer ' + token})
+print(urllib.request.urlopen(request, context=ssl._create_unverified_context()).read().decode())
+"""
+
+
 def pod_metrics(kubectl: Kubectl, pod: str) -> str:
     """/metrics read inside the Pod (its IP exists only in the node's network namespace)."""
-    script = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/metrics').read().decode())"
-    return kubectl.run("exec", "-n", SYSTEM, pod, "--", "python3", "-c", script).stdout
+    return kubectl.run("exec", "-n", SYSTEM, pod, "--", "python3", "-c", METRICS_SCRIPT).stdout
 
 
 def key_fingerprints(kubectl: Kubectl, namespace: str) -> dict[str, str]:

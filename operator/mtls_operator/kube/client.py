@@ -404,6 +404,25 @@ class KubeIO:
                 return None
             raise
 
+    async def review_token(self, token: str) -> dict[str, Any]:
+        """A TokenReview: who presents this bearer token (status.authenticated, status.user)."""
+        api = kubernetes.client.AuthenticationV1Api(self.api_client)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+        return dict((await self._run(api.create_token_review, body)).get("status") or {})
+
+    async def review_access(self, user: Mapping[str, Any], path: str, verb: str) -> bool:
+        """A SubjectAccessReview: may this user `verb` the non-resource URL `path`?"""
+        api = kubernetes.client.AuthorizationV1Api(self.api_client)
+        spec = {
+            "user": user.get("username"),
+            "groups": user.get("groups") or [],
+            "uid": user.get("uid"),
+            "extra": user.get("extra") or {},
+            "nonResourceAttributes": {"path": path, "verb": verb},
+        }
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+        return bool(((await self._run(api.create_subject_access_review, body)).get("status") or {}).get("allowed"))
+
     async def whoami(self) -> str:
         """The name the apiserver authenticates us as (a SelfSubjectReview: every authenticated user may ask)."""
         api = kubernetes.client.AuthenticationV1Api(self.api_client)

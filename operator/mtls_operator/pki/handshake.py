@@ -58,7 +58,7 @@ def openssl_server_verdict(
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())  # fmt: skip
     try:
-        with _memory_file(chain_pem) as chain_path, _memory_file(key_pem) as key_path:
+        with memory_file(chain_pem) as chain_path, memory_file(key_pem) as key_path:
             client.load_cert_chain(chain_path, key_path)
     except ssl.SSLError as exc:
         return ServerVerdict(False, -1, f"the client cannot present it: {exc.reason or exc}")
@@ -75,7 +75,7 @@ def _server_context(anchor_pem: str) -> ssl.SSLContext:
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | X509_V_FLAG_NO_CHECK_TIME
     context.load_verify_locations(cadata=anchor_pem)
     cert_pem, key_pem = _server_identity()
-    with _memory_file(cert_pem) as cert_path, _memory_file(key_pem) as key_path:
+    with memory_file(cert_pem) as cert_path, memory_file(key_pem) as key_path:
         context.load_cert_chain(cert_path, key_path)
     return context
 
@@ -114,7 +114,7 @@ def _handshake(client_context: ssl.SSLContext, server_context: ssl.SSLContext) -
 
 
 @contextlib.contextmanager
-def _memory_file(data: bytes) -> Iterator[str]:
+def memory_file(data: bytes) -> Iterator[str]:
     """A path OpenSSL can open whose bytes live only in memory (Linux memfd); a private temp file elsewhere."""
     if hasattr(os, "memfd_create"):
         fd = os.memfd_create("mtls-operator", 0)

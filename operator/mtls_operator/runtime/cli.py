@@ -17,7 +17,21 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("-n", "--namespace", action="append", help="watch this namespace (repeatable)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     run.add_argument("--metrics-address", default="0.0.0.0", help="listen address for /metrics and /healthz")
-    run.add_argument("--metrics-port", type=int, default=8080, help="port for /metrics and /healthz (8080)")
+    run.add_argument(
+        "--metrics-port", type=int, default=8080, help="plain HTTP port for /healthz, /readyz and the CRLs (8080)"
+    )
+    run.add_argument(
+        "--secure-metrics-port",
+        type=int,
+        default=8443,
+        help="HTTPS port for /metrics, for a bearer token RBAC allows to get /metrics (8443)",
+    )
+    run.add_argument(
+        "--insecure-metrics",
+        action="store_true",
+        help="serve /metrics on --metrics-port over plain HTTP without authentication (the pre-0.2.0 behaviour)",
+    )
+    run.add_argument("--metrics-cert-dir", help="tls.crt and tls.key for the HTTPS port (default: self-signed)")
     run.add_argument("--api-threads", type=int, default=8, help="concurrent Kubernetes API requests (8)")
     run.add_argument(
         "--cpu-threads", type=int, default=0, help="key generation threads (default: the CPUs the container may use)"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import ssl
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -21,8 +24,11 @@ from mtls_operator.api.names import (
     REVOCATION_PLURAL,
     VERSION,
 )
+from mtls_operator.api.status import utcnow
+from mtls_operator.pki.servingcert import from_directory, self_signed, server_context
 from mtls_operator.runtime.composition import Operator
-from mtls_operator.runtime.httpserver import start_http_server
+from mtls_operator.runtime.httpserver import start_http_server, start_secure_metrics_server
+from mtls_operator.runtime.metricsauth import MetricsAuthorizer
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,14 @@ class ForgetfulMemories(ResourceMemories):
         return await super().recall(raw_body, memobase=memobase, noticed_by_listing=noticed_by_listing, ephemeral=True)
 
 
+def serving_context(cert_dir: str | None) -> ssl.SSLContext:
+    """The HTTPS identity of /metrics: the mounted certificate, or a self-signed one made now."""
+    if cert_dir:
+        return server_context(*from_directory(Path(cert_dir)))
+    names = [socket.gethostname(), "localhost", "127.0.0.1"]
+    return server_context(*self_signed(names, utcnow()))
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Our own Events are posted by the reconciler; kopf's log-to-Event mirroring would duplicate them.
@@ -78,12 +92,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.diffbase_storage = NoDiffBase()
     operator: Operator = memo.operator
     controller = operator.controller
-    address, port = operator.settings.metrics_address, operator.settings.metrics_port
+    ours = operator.settings
+    address, port = ours.metrics_address, ours.metrics_port
     try:
-        memo.http_runner = await start_http_server(controller, address, port)
+        memo.http_runner = await start_http_server(controller, address, port, metrics=ours.insecure_metrics)
+        if not ours.insecure_metrics:
+            port = ours.secure_metrics_port
+            context, authorizer = serving_context(ours.metrics_cert_dir), MetricsAuthorizer(controller.kube)
+            memo.metrics_runner = await start_secure_metrics_server(controller, address, port, context, authorizer)
     except OSError as exc:
         # Fail fast (the pod restarts, the log says why) rather than run for a minute without reconciling.
-        raise kopf.PermanentError(f"cannot serve /metrics and /healthz on port {port}: {exc}") from exc
+        raise kopf.PermanentError(f"cannot serve HTTP on port {port}: {exc}") from exc
     await controller.prime_issuers()  # before any certificate is reconciled
     memo.revocations_task = asyncio.create_task(controller.prime_revocations(), name="prime-revocations")
     controller.start()
@@ -105,6 +124,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await operator.controller.stop()
     if memo.get("http_runner") is not None:
         await memo.http_runner.cleanup()
+    if memo.get("metrics_runner") is not None:
+        await memo.metrics_runner.cleanup()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

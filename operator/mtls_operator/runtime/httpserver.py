@@ -1,4 +1,6 @@
-"""One small HTTP server for /metrics (Prometheus), /healthz and /readyz, and the issuers' CRLs.
+"""The operator's HTTP endpoints: plain HTTP for /healthz and /readyz (the kubelet's probes, revealing nothing)
+and the issuers' CRLs (public by nature); /metrics over HTTPS behind a TokenReview and a SubjectAccessReview
+(runtime.metricsauth), or, only when asked (--insecure-metrics), on the plain port as before.
 
 /crl/clustermtlsissuer/<name>.crl and /crl/mtlsissuer/<namespace>/<name>.crl serve the CRL an issuer published
 (DER, application/pkix-crl), for servers that fetch it (an issuer's spec.crl.distributionPointURL). Only issuers
@@ -8,6 +10,7 @@ operator read an object it was not going to read anyway. Every replica serves it
 
 from __future__ import annotations
 
+import ssl
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -15,15 +18,44 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from mtls_operator.api.names import CLUSTER_ISSUER_KIND, ISSUER_KIND
 from mtls_operator.api.refs import IssuerKey
+from mtls_operator.runtime.metricsauth import MetricsAuthorizer
 
 if TYPE_CHECKING:
     from mtls_operator.runtime.controller import Controller
 
 
-async def start_http_server(controller: Controller, address: str, port: int) -> web.AppRunner:
-    async def metrics(_: web.Request) -> web.Response:
-        payload = controller.metrics.exposition()
-        return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+def _exposition(controller: Controller) -> web.Response:
+    return web.Response(body=controller.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def start_secure_metrics_server(
+    controller: Controller, address: str, port: int, context: ssl.SSLContext, authorizer: MetricsAuthorizer
+) -> web.AppRunner:
+    async def metrics(request: web.Request) -> web.Response:
+        status = await authorizer.status_for(request.headers.get("Authorization"))
+        if status == 200:
+            return _exposition(controller)
+        reasons = {
+            401: "a bearer token the Kubernetes API accepts is needed (a ServiceAccount token)\n",
+            403: "forbidden: RBAC must allow get on the non-resource URL /metrics "
+            "(ClusterRole <release>-metrics-reader)\n",
+            503: "the Kubernetes API could not review the token; try again\n",
+        }
+        return web.Response(status=status, text=reasons[status])
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, address, port, ssl_context=context).start()
+    return runner
+
+
+async def start_http_server(controller: Controller, address: str, port: int, *, metrics: bool) -> web.AppRunner:
+    """`metrics`: serve /metrics here without authentication (--insecure-metrics)."""
+
+    async def plain_metrics(_: web.Request) -> web.Response:
+        return _exposition(controller)
 
     async def healthz(_: web.Request) -> web.Response:
         """Liveness: the process works. An apiserver outage is not a reason to restart it (that cannot help)."""
@@ -59,7 +91,8 @@ async def start_http_server(controller: Controller, address: str, port: int) -> 
         return web.Response(body=published.der, headers=headers)
 
     app = web.Application()
-    app.router.add_get("/metrics", metrics)
+    if metrics:
+        app.router.add_get("/metrics", plain_metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/crl/{kind}/{name}.crl", crl)

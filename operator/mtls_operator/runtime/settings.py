@@ -91,7 +91,12 @@ class HsmSettings:
 class Settings:
     namespaces: list[str] | None  # None: every namespace
     metrics_address: str = "0.0.0.0"
-    metrics_port: int = 8080
+    metrics_port: int = 8080  # plain HTTP: /healthz, /readyz, the CRLs (and /metrics with insecure_metrics)
+    # /metrics over HTTPS for a bearer token RBAC allows (runtime.metricsauth): the series name every tenant's
+    # certificates and partners. Plain and open only when asked, as controller-runtime's secure metrics do.
+    secure_metrics_port: int = 8443
+    insecure_metrics: bool = False
+    metrics_cert_dir: str | None = None  # tls.crt/tls.key of a mounted Secret; None: self-signed at start
     kubernetes_signer: bool = False  # its RBAC (cluster-scoped CertificateSigningRequests) is opt-in
     # Signer names a certificate may ask for (globs). Empty: any outside kubernetes.io/, whose built-in signers issue
     # credentials the cluster trusts and must each be listed (lifecycle.policy.signernames).
@@ -136,6 +141,9 @@ class Settings:
             namespaces=None if args.all_namespaces else list(args.namespace),
             metrics_address=args.metrics_address,
             metrics_port=args.metrics_port,
+            secure_metrics_port=args.secure_metrics_port,
+            insecure_metrics=args.insecure_metrics,
+            metrics_cert_dir=args.metrics_cert_dir,
             kubernetes_signer=args.kubernetes_signer,
             kubernetes_signer_names=tuple(args.kubernetes_signer_name),
             roll_workloads=args.roll_workloads,
