@@ -148,3 +148,57 @@ def test_two_shards_split_the_certificates(plane: tuple[controlplane.ControlPlan
     finally:
         for op in shards:
             op.stop()
+
+
+def rss_bytes(op: OperatorProcess) -> int:
+    assert op.proc is not None
+    with open(f"/proc/{op.proc.pid}/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+
+
+FOREIGN = 100  # 1 MiB each, labelled as ours: 100 MiB the operator must not hold
+
+
+def test_labelled_foreign_secrets_cost_a_name_not_their_bytes_and_certificates_keep_being_issued(
+    plane: tuple[controlplane.ControlPlane, Kubectl], tmp_path: Path
+) -> None:
+    """Anyone may put `app.kubernetes.io/managed-by=mtls-operator` on a Secret: the operator keeps data only for
+    Secrets a certificate of its own names, so labelled junk costs it a name and a version (also after a restart,
+    which lists them all again), and the other tenants' certificates are issued meanwhile."""
+    cluster, kubectl = plane
+    ns, hostile = "mem", "mem-hostile"
+    for name in (ns, hostile):
+        kubectl.run("create", "namespace", name)
+    create_ca_secret(kubectl, ns, Partner(tmp_path / "partner"))
+    (tmp_path / "logs").mkdir()
+    op = OperatorProcess(cluster.kubeconfig, tmp_path / "logs", ["-A"])
+    op.start()
+    try:
+        kubectl.apply(certificate_manifest("before", spec=CA_SIGNER), ns)
+        wait_ready(kubectl, ns, "before", timeout=60)
+        baseline = rss_bytes(op)
+        blob = tmp_path / "blob"
+        blob.write_bytes(os.urandom(1024 * 1024 * 3 // 4))  # 1 MiB once base64-encoded
+        for i in range(FOREIGN):
+            kubectl.run("create", "secret", "generic", f"junk-{i}", "-n", hostile, f"--from-file=tls.crt={blob}")
+            kubectl.run("label", "secret", f"junk-{i}", "-n", hostile, "app.kubernetes.io/managed-by=mtls-operator",
+                        "mtls.dev/certificate=junk")  # fmt: skip
+        kubectl.apply(certificate_manifest("during", spec=CA_SIGNER), ns)
+        wait_ready(kubectl, ns, "during", timeout=60)
+        time.sleep(12)  # a sweep of the cache has run (every 10 s)
+        grown = rss_bytes(op) - baseline
+        cached = {line.split()[0]: float(line.split()[1]) for line in op.metrics().splitlines()
+                  if line.startswith("mtls_operator_cached_secrets{")}  # fmt: skip
+        whole = next(v for k, v in cached.items() if 'kind="object"' in k)
+        assert whole < 10, cached  # ours (a few), not the hundred
+        assert grown < 40 * 1024 * 1024, f"RSS grew {grown / 2**20:.0f} MiB for {FOREIGN} MiB of labelled junk"
+        # A restart lists them all again: still names only, and the certificates are served.
+        op.stop()
+        op.start()
+        kubectl.apply(certificate_manifest("after", spec=CA_SIGNER), ns)
+        wait_ready(kubectl, ns, "after", timeout=60)
+        time.sleep(12)
+        assert rss_bytes(op) < baseline + 40 * 1024 * 1024
+    finally:
+        op.stop()
+        kubectl.run("delete", "namespace", hostile, "--wait=false")

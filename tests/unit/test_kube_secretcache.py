@@ -105,17 +105,35 @@ async def test_after_a_conflict_the_next_read_is_a_get():
     assert (await informer.get("ns", "b", fetch)) is not None and fetch.calls == 2
 
 
-async def test_secrets_of_another_shard_are_kept_as_a_version_only():
-    informer = SecretInformer(None, None, owns=lambda ns, cert: cert == "mine")  # type: ignore[arg-type]
-    mine = informer._change(OURS, "put", {"metadata": {"name": "a", "namespace": "ns", "resourceVersion": "3",
-        "labels": {MANAGED_BY: MANAGER, CERTIFICATE_LABEL: "mine"}}, "data": {}})  # fmt: skip
-    theirs = informer._change(OURS, "put", {"metadata": {"name": "b", "namespace": "ns", "resourceVersion": "4",
-        "labels": {MANAGED_BY: MANAGER, CERTIFICATE_LABEL: "theirs"}}, "data": {}})  # fmt: skip
-    assert mine.view is not None and theirs.view is None
+async def test_only_secrets_a_certificate_of_this_shard_names_are_kept_whole_whatever_their_labels_say():
+    named = {("ns", "a")}
+    informer = SecretInformer(None, None, wanted=lambda ns, name: (ns, name) in named)  # type: ignore[arg-type]
+
+    def labelled(name: str, size: int, certificate: str = "mine") -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": "3",
+                             "labels": {MANAGED_BY: MANAGER, CERTIFICATE_LABEL: certificate}},
+                "data": {"tls.crt": base64.b64encode(b"x" * size).decode()}}  # fmt: skip
+
+    assert informer._change(OURS, "put", labelled("a", 10)).view is not None  # named by a certificate
+    # Not named (yet): a small one is kept until the sweep (a restart lists Secrets before certificates) ...
+    assert informer._change(OURS, "put", labelled("b", 10)).view is not None
+    # ... a big one never, whatever label it carries (anyone may set the labels)
+    assert informer._change(OURS, "put", labelled("junk", 1024 * 1024)).view is None
+    # ... and small ones only within the budget.
+    informer.unknown_budget = 15
+    assert informer._change(OURS, "put", labelled("c", 10)).view is not None
+    assert informer._change(OURS, "put", labelled("d", 10)).view is None
     assert (
         informer._change(OTHERS, "put", {"metadata": {"name": "u", "namespace": "ns", "resourceVersion": "5"}}).view
         is None
     )
+    # The sweep drops what nobody named, and the budget starts again.
+    informer.synced.set()
+    informer.unknown_budget = 1000
+    informer._apply(OURS, [informer._change(OURS, "put", labelled(n, 10)) for n in ("a", "b")])
+    assert informer.sweep() == 1
+    assert informer.entries[("ns", "a")].packed is not None and informer.entries[("ns", "b")].packed is None
+    assert informer.unknown_budget > 1024 * 1024
 
 
 def test_a_cached_secret_is_one_bytes_object_that_reads_back_whole() -> None:

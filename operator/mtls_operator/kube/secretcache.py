@@ -4,7 +4,11 @@ kopf lists and watches a resource without a server-side selector, unpaginated, f
 scope, data included, parsed on every (re)start. This informer runs two streams per scope instead:
 
 - **ours** (`app.kubernetes.io/managed-by=mtls-operator`): full objects, paginated list + watch, kept decoded in
-  memory for the certificates of this shard; those of other shards are kept as a resourceVersion only.
+  memory only when a certificate of this shard (or an issuer) names the Secret — by its name, not by a label
+  anyone can set; the rest as a resourceVersion only. Until the certificates are known (a restart lists Secrets
+  and certificates at once), a Secret nobody named yet is kept whole only if it is small (UNKNOWN_ENTRY_BYTES) and
+  within a budget (UNKNOWN_BUDGET_BYTES); `sweep()` drops the data of whatever is still not named. A namespace
+  full of labelled 1 MiB Secrets costs their names, not their bytes.
 - **others** (`...managed-by!=mtls-operator`, which also matches Secrets without the label): metadata only
   (PartialObjectMetadata), so an unrelated Secret costs a name and a resourceVersion. A Secret a certificate
   references (the partner's signed certificate, a CA) is fetched by GET on first read and again only when its
@@ -34,7 +38,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from mtls_operator.api.names import CERTIFICATE_LABEL, MANAGED_BY, MANAGER
+from mtls_operator.api.names import MANAGED_BY, MANAGER
 from mtls_operator.kube.health import is_outage
 from mtls_operator.kube.objects import SecretView, secret_from_json
 from mtls_operator.kube.secretcodec import pack_view, unpack_view
@@ -48,6 +52,11 @@ METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
 METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 SecretKey = tuple[str, str]  # (namespace, name)
+# A labelled Secret no certificate names (yet) is kept whole only below this size and within this total, until the
+# next sweep: ours are a few KB (key, chain, CA), so a restart keeps them all without a GET each, and labelled junk
+# cannot grow the heap by more than the budget.
+UNKNOWN_ENTRY_BYTES = 64 * 1024
+UNKNOWN_BUDGET_BYTES = 16 * 1024 * 1024
 
 
 class Gone(Exception):
@@ -94,16 +103,18 @@ class SecretInformer:
         api_client: kubernetes.client.ApiClient,
         namespaces: list[str] | None,
         *,
-        owns: Callable[[str, str], bool] = lambda namespace, certificate: True,
+        wanted: Callable[[str, str], bool] | None = None,
         on_change: Callable[[str, str], None] | None = None,
         on_relist: Callable[[], None] | None = None,
         page_size: int = PAGE_SIZE,
         watch_seconds: int = WATCH_SECONDS,
     ) -> None:
-        """`namespaces` None: cluster-wide. `owns(namespace, certificate)`: this shard caches that one's Secrets."""
+        """`namespaces` None: cluster-wide. `wanted(namespace, name)`: a certificate of this shard or an issuer names
+        that Secret (None: every labelled Secret is kept whole)."""
         self.api_client = api_client
         self.scopes: list[str | None] = list(namespaces) if namespaces else [None]
-        self.owns = owns
+        self.wanted = wanted
+        self.unknown_budget = UNKNOWN_BUDGET_BYTES  # bytes left for Secrets kept before anyone named them
         self.on_change = on_change
         self.on_relist = on_relist
         self.page_size = page_size
@@ -123,11 +134,14 @@ class SecretInformer:
         self,
         on_change: Callable[[str, str], None] | None = None,
         on_relist: Callable[[], None] | None = None,
+        wanted: Callable[[str, str], bool] | None = None,
     ) -> None:
-        """Starts the streams; `on_change`/`on_relist` (when given) are who hears of them from now on. Given here,
-        not at construction, because the client is built with this cache and the controller with that client."""
+        """Starts the streams; `on_change`/`on_relist`/`wanted` (when given) are who hears of them and who decides
+        from now on. Given here, not at construction, because the client is built with this cache and the
+        controller with that client."""
         self.on_change = on_change or self.on_change
         self.on_relist = on_relist or self.on_relist
+        self.wanted = wanted or self.wanted
         self._loop = asyncio.get_running_loop()
         for scope in self.scopes:
             for stream in (OURS, OTHERS):
@@ -306,9 +320,26 @@ class SecretInformer:
         view = None
         if kind == "put" and stream == OURS:
             view = secret_from_json(obj)
-            if not self.owns(view.namespace, view.labels.get(CERTIFICATE_LABEL, "")):
-                view = None  # another shard's: a version is enough
+            if self.wanted is not None and not self.wanted(*key):
+                size = sum(len(v) for v in view.data.values())
+                if size > UNKNOWN_ENTRY_BYTES or size > self.unknown_budget:
+                    view = None  # nobody of this shard names it: a version is enough
+                else:
+                    self.unknown_budget -= size  # kept until the next sweep: a certificate may name it soon
         return Change(kind, key, rv, view)
+
+    def sweep(self) -> int:
+        """On the loop: drops the data of every Secret nobody of this shard names (another shard's, one whose
+        certificate is gone, labelled junk); returns how many. The budget for unnamed Secrets starts again."""
+        if self.wanted is None:
+            return 0
+        dropped = 0
+        for key, entry in self.entries.items():
+            if entry.packed is not None and entry.source == OURS and not self.wanted(*key):
+                entry.packed = None
+                dropped += 1
+        self.unknown_budget = UNKNOWN_BUDGET_BYTES
+        return dropped
 
     def _list(self, stream: str, scope: str | None) -> str:
         listed: dict[SecretKey, Change] = {}

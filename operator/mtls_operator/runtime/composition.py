@@ -38,7 +38,6 @@ def build(settings: Settings) -> Operator:
     secret_cache = SecretInformer(
         kubernetes.client.ApiClient(kubernetes.client.Configuration.get_default_copy()),
         settings.secret_namespaces,
-        owns=settings.shard.owns,
         page_size=settings.secret_cache.page_size,
         watch_seconds=settings.secret_cache.watch_seconds,
     )
@@ -61,6 +60,7 @@ def build(settings: Settings) -> Operator:
         secret_changes=lambda: secret_cache.changes,
         roller=roller,
         tokens=TokenKeys(settings.hsm.modules),
+        sweep=secret_cache.sweep,
     )
     elector = None
     if settings.leader.enabled:

@@ -119,8 +119,11 @@ class Controller:
         secret_changes: Callable[[], int] = lambda: 0,
         roller: WorkloadRoller | None = None,
         tokens: TokenKeys | None = None,
+        sweep: Callable[[], int] | None = None,
     ) -> None:
-        """Built by runtime.composition. `secret_changes`: how many Secret events the cache applied so far."""
+        """Built by runtime.composition. `secret_changes`: how many Secret events the cache applied so far;
+        `sweep`: the Secret cache's, run every few seconds."""
+        self.sweep = sweep
         settings = settings or Settings(namespaces=None)
         self.kube = kube
         self.probe = probe
@@ -208,6 +211,8 @@ class Controller:
 
         while True:
             await asyncio.sleep(interval)
+            if self.sweep is not None:
+                self.sweep()  # the data of Secrets no certificate of ours names goes (kube.secretcache)
             if self.queue.in_flight() == 0 and work_done() - settled_at >= batch:
                 settled_at = work_done()
                 settle_heap()
@@ -266,6 +271,10 @@ class Controller:
             return
         self._store(key, body)
         self.queue.add(key)
+
+    def secret_wanted(self, namespace: str, name: str) -> bool:
+        """The Secret informer keeps a Secret's data only for this (runtime.secretindex, runtime.issuerbook)."""
+        return self._secrets.named(namespace, name) or self.issuers.reads(namespace, name)
 
     def secret_changed(self, namespace: str, name: str) -> None:
         """The informer saw a version of this Secret newer than any we read or wrote."""

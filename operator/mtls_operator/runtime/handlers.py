@@ -108,7 +108,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     controller.start()
     # Secrets are watched by our own cache (kube.secretcache), not by kopf: server-side selectors, pagination,
     # metadata only for Secrets that are not ours.
-    operator.secret_cache.start(on_change=controller.secret_changed, on_relist=controller.metrics.secret_relists.inc)
+    operator.secret_cache.start(
+        on_change=controller.secret_changed,
+        on_relist=controller.metrics.secret_relists.inc,
+        wanted=controller.secret_wanted,
+    )
     if operator.elector is not None:
         memo.elector_task = asyncio.create_task(operator.elector.run(), name="leader-election")
 

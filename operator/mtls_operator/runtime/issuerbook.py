@@ -109,6 +109,10 @@ class IssuerBook:
     def users(self, key: IssuerKey) -> set[CertKey]:
         return set(self._users.get(key, ()))
 
+    def reads(self, namespace: str, name: str) -> bool:
+        """Whether an issuer reads this Secret (one dict lookup: safe from the informer's threads)."""
+        return (namespace, name) in self._ca_readers
+
     def readers_of(self, namespace: str, name: str) -> set[IssuerKey]:
         """The issuers whose CA Secret this is."""
         return set(self._ca_readers.get((namespace, name), ()))

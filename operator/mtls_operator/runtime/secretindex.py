@@ -38,6 +38,10 @@ class SecretIndex:
         for secret in self._refs.pop(key, ()):
             self._remove(key, secret)
 
+    def named(self, namespace: str, name: str) -> bool:
+        """Whether a certificate names this Secret: one dict lookup, safe to ask from the informer's threads."""
+        return (namespace, name) in self._holders
+
     def holders(self, namespace: str, name: str) -> tuple[CertKey, ...]:
         found = self._holders.get((namespace, name))
         if found is None:
