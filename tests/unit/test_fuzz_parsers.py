@@ -29,7 +29,15 @@ from mtls_operator.pki.keys import KeySpec, load_private_key, private_key_to_pem
 from mtls_operator.pki.signing import load_ca
 from mtls_operator.pki.verify import Rejection, Verified, verify_signed_certificate
 
-FUZZ = settings(max_examples=2000, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+# A time budget per input: a parser that backtracks or builds paths pair by pair shows as one slow input (the
+# quadratic PEM scanner took 5.7 s on 128 KiB), and a slow input is a failure. A second is a hundred times what any
+# of these parsers needs (a 1 MiB hostile file: 14 ms), so machine noise does not fail it.
+FUZZ = settings(
+    max_examples=2000,
+    derandomize=True,
+    deadline=datetime.timedelta(seconds=1),
+    suppress_health_check=list(HealthCheck),
+)
 
 CA = make_ca("Fuzz CA")
 KEY = rsa.generate_private_key(65537, 2048)
