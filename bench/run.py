@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -34,8 +35,10 @@ from mtls_operator.runtime.sharding import shard_of
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP, VERSION, PLURAL = "mtls.dev", "v1alpha1", "mtlscertificates"
-FULL = {"p1": 1000, "p2": 1000, "p3": 10000, "unrelated": 20000, "runs": 3, "idle_seconds": 60, "v1": 300}
-QUICK = {"p1": 20, "p2": 20, "p3": 200, "unrelated": 200, "runs": 1, "idle_seconds": 5, "v1": 20}
+FULL = {"p1": 1000, "p2": 1000, "p3": 10000, "unrelated": 20000, "runs": 3, "idle_seconds": 60, "v1": 300,
+        "hostile": 1000, "hostile_namespaces": 10}  # fmt: skip
+QUICK = {"p1": 20, "p2": 20, "p3": 200, "unrelated": 200, "runs": 1, "idle_seconds": 5, "v1": 20,
+         "hostile": 20, "hostile_namespaces": 2}  # fmt: skip
 
 
 def stats(values: list[float]) -> dict[str, float]:
@@ -404,6 +407,127 @@ def p6_shards(cluster: Cluster, operator: OperatorProcess, logs: Path, namespace
         time.sleep(15)  # and after the heap settled (memory.settle_heap, every 10 s once idle)
 
 
+def hostile_inputs(namespace: str, round_: int) -> list[dict[str, Any]]:
+    """One round of what a careless or hostile tenant uploads: a 1 MiB `-signed` file of unmatched BEGIN lines, a
+    600-certificate chain, a certificate asking for `duration: 1s`, a foreign `-next` Secret in a certificate's way,
+    and 1 MiB Secrets labelled as ours."""
+    junk = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n" * (1024 * 1024 // 40)).decode()
+    chain = base64.b64encode(CHAIN_600).decode()
+    secret: Callable[..., dict[str, Any]] = lambda name, data, labels=None: {  # noqa: E731
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "labels": labels or {}}, "data": data,
+    }  # fmt: skip
+    ours = {"app.kubernetes.io/managed-by": "mtls-operator", "mtls.dev/certificate": "junk"}
+    bodies = [
+        secret(f"stall-{round_}-signed", {"tls.crt": junk}),
+        secret(f"deep-{round_}-signed", {"tls.crt": chain}),
+        secret(f"blocked-{round_}-tls-next", {"tls.key": junk}),
+        secret(f"junk-{round_}", {"tls.crt": junk}, ours),
+        certificate(f"stall-{round_}", {"manual": {}}),
+        certificate(f"deep-{round_}", {"manual": {}}),
+        certificate(f"blocked-{round_}", {"ca": {"secretName": "ca"}}),
+    ]
+    storm = certificate(f"storm-{round_}", {"ca": {"secretName": "ca"}})
+    storm["spec"] |= {"duration": "1s", "renewBefore": "0s"}
+    return [*bodies, storm]
+
+
+def _chain_of(depth: int) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    pems, issuer = [], x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CA 0")])
+    for i in range(depth):
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"CA {i + 1}")])
+        cert = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+            .serial_number(i + 1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )  # fmt: skip
+        pems.append(cert.public_bytes(serialization.Encoding.PEM))
+        issuer = subject
+    return b"".join(reversed(pems))
+
+
+CHAIN_600 = b""  # made once, on first use (600 signatures)
+ATTACK_ROUNDS = 2
+
+
+def h1_hostile(
+    cluster: Cluster, operator: OperatorProcess, partner: Partner, count: int, tenants: int
+) -> dict[str, Any]:
+    """Ordinary certificates issued while `tenants` namespaces upload worst-case inputs, against a quiet run."""
+    global CHAIN_600
+    if not CHAIN_600:
+        CHAIN_600 = _chain_of(600)
+
+    def issue(name: str) -> tuple[float, dict[str, float]]:
+        ns = cluster.namespace(name)
+        cluster.kubectl.run("create", "secret", "tls", "ca", "-n", ns, f"--cert={partner.ca_crt}",
+                            f"--key={partner.ca_key}")  # fmt: skip
+        before = scrape(operator)
+        start = time.perf_counter()
+        cluster.create_many(ns, [certificate(f"c{i}", {"ca": {"secretName": "ca"}}) for i in range(count)])
+        cluster.wait_all(ns, count, ready, timeout=900)
+        elapsed = time.perf_counter() - start
+        return count / elapsed, lag_quantiles(before, scrape(operator))
+
+    quiet_rate, quiet_lag = issue("h1-quiet")
+    hostile = [cluster.namespace(f"h1-tenant-{i}") for i in range(tenants)]
+    for ns in hostile:
+        cluster.kubectl.run("create", "secret", "tls", "ca", "-n", ns, f"--cert={partner.ca_crt}",
+                            f"--key={partner.ca_key}")  # fmt: skip
+    stop = threading.Event()
+    health: list[float] = []
+
+    def attack() -> None:
+        round_ = 0
+        while not stop.is_set():
+            for ns in hostile:
+                try:
+                    cluster.create_many(ns, hostile_inputs(ns, round_), threads=4)
+                except Exception as exc:
+                    print(f"hostile upload refused: {str(exc)[:120]}", flush=True)
+            round_ += 1
+
+    def probe() -> None:
+        url = f"http://127.0.0.1:{operator.metrics_port}/healthz"
+        while not stop.is_set():
+            start = time.perf_counter()
+            try:
+                with urllib.request.urlopen(url, timeout=10) as resp:
+                    resp.read()
+            except OSError:
+                pass
+            health.append(time.perf_counter() - start)
+            time.sleep(0.1)
+
+    threads = [threading.Thread(target=attack, daemon=True), threading.Thread(target=probe, daemon=True)]
+    for thread in threads:
+        thread.start()
+    time.sleep(3)  # the attack under way before the measurement
+    try:
+        hostile_rate, hostile_lag = issue("h1-loud")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    return {
+        "count": count,
+        "tenants": tenants,
+        "quiet_certs_per_second": quiet_rate,
+        "hostile_certs_per_second": hostile_rate,
+        "ratio": hostile_rate / quiet_rate,
+        "quiet_lag_p99": quiet_lag.get("p99", 0.0),
+        "hostile_lag_p99": hostile_lag.get("p99", 0.0),
+        "longest_healthz_seconds": max(health, default=0.0),
+    }
+
+
 def baseline(operator: OperatorProcess) -> dict[str, float]:
     """RSS of a started operator with nothing to watch: imports, threads, the HTTP server."""
     time.sleep(5)
@@ -483,6 +607,13 @@ def markdown(result: dict[str, Any]) -> str:
             f"{v1['handshake_ms_median']:.1f} ms); a hostile 1 MiB file: {v1['hostile_megabyte_ms']:.0f} ms",
             "≤ 10 ms", v1["verify_ms_p99"] <= 10) if v1 else
         row("V1 verifying a partner's answer", "not measured in this run", "≤ 10 ms", None),
+        row(f"H1 {h1['count']} certificates while {h1['tenants']} namespaces upload worst-case inputs: "
+            "throughput / quiet, loop lag p99, longest /healthz",
+            f"{h1['ratio']:.2f} ({h1['hostile_certs_per_second']:.1f} vs {h1['quiet_certs_per_second']:.1f}/s), "
+            f"{h1['hostile_lag_p99'] * 1000:.0f} ms, {h1['longest_healthz_seconds'] * 1000:.0f} ms",
+            "≥ 0.9, ≤ 50 ms, ≤ 1 s",
+            h1["ratio"] >= 0.9 and h1["hostile_lag_p99"] <= 0.05 and h1["longest_healthz_seconds"] <= 1)
+        if (h1 := s.get("h1_hostile")) else row("H1 hostile tenants", "not measured in this run", "-", None),
         row("API requests per CA-issued certificate (operator / apiserver total)",
             f"{p2['operator_requests_per_cert']['median']:.1f} / {p2['apiserver_requests_per_cert']['median']:.1f}",
             "-", None),
@@ -555,6 +686,7 @@ def main() -> int:
         help="only the baseline, P3 with N certificates and P5 with 2N unrelated Secrets, printed (not written)",
     )
     parser.add_argument("--runs", type=int, help="repetitions of P1 and P2 (default 3, quick 1)")
+    parser.add_argument("--hostile-only", action="store_true", help="only H1 (hostile tenants), printed")
     args = parser.parse_args()
     sizes = dict(QUICK if args.quick else FULL)
     if args.runs:
@@ -567,6 +699,9 @@ def main() -> int:
         limit = statistics.median(limits)
         if args.burst_only:
             return burst_only(cluster, operator, partner, sizes, limit)
+        if args.hostile_only:
+            print(json.dumps(h1_hostile(cluster, operator, partner, sizes["hostile"], sizes["hostile_namespaces"])))
+            return 0
         print("baseline", flush=True)
         base = baseline(operator)
         if args.memory_only:
@@ -590,6 +725,8 @@ def main() -> int:
             p2_runs.append(p2_ca(cluster, operator, partner, sizes["p2"], run))
         print("V1 verification cost", flush=True)
         v1 = verification_cost(sizes["v1"])
+        print("H1 hostile tenants", flush=True)
+        h1 = h1_hostile(cluster, operator, partner, sizes["hostile"], sizes["hostile_namespaces"])
         ideal = sizes["p1"] / limit
         result = {
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -613,6 +750,7 @@ def main() -> int:
                 "p5_unrelated_secrets": p5,
                 "p6_shards": p6,
                 "v1_verification": v1,
+                "h1_hostile": h1,
             },
         }
         out = Path(args.out)

@@ -88,8 +88,12 @@ def test_sharded_chart_runs_one_pod_per_shard(
 ) -> None:
     """sharding.shards=2: the controller manager's StatefulSet controller creates pods -0 and -1, whose hostnames
     give the operator its shard index."""
+    # Without the chart's cluster-wide admission policies: applied here they would outlive the test and judge the
+    # session's other certificates (2-minute ones against the 1h floor).
+    no_policies = [arg for kind in ("issuers", "certificates", "revocations")
+                   for arg in ("--set", f"{kind}.admissionPolicy.enabled=false")]  # fmt: skip
     rendered = helm(cluster.kubeconfig, "template", "sh", str(CHART), "-n", namespace, "--set", "sharding.shards=2",
-                    "--set", f"watchNamespaces={{{namespace}}}").stdout  # fmt: skip
+                    "--set", f"watchNamespaces={{{namespace}}}", *no_policies).stdout  # fmt: skip
     kubectl.run("apply", "-f", "-", input=rendered)
 
     def shard_pods() -> list[dict]:
@@ -118,8 +122,27 @@ def test_kubectl_manifests_equal_helm_template_defaults(cluster: controlplane.Co
     }  # fmt: skip
     # The README's install command, for real.
     kubectl.run("apply", "-k", str(ROOT / "manifests"))
-    assert kubectl.get("deployment", "mtls-operator", "mtls-system") is not None
-    assert kubectl.get("clusterrole", "mtls-operator", "") is not None
+    try:
+        assert kubectl.get("deployment", "mtls-operator", "mtls-system") is not None
+        assert kubectl.get("clusterrole", "mtls-operator", "") is not None
+    finally:
+        remove_admission_policies(kubectl)
+
+
+def remove_admission_policies(kubectl: Kubectl) -> None:
+    """The install's cluster-wide admission policies would judge every later test's certificates (the 1h floor):
+    removed, and waited for until the apiserver stops applying them."""
+    for policy in ("cluster-issuer-use", "certificate-floors", "revocation-requester"):
+        name = f"mtls-operator-{policy}"
+        kubectl.run("delete", "validatingadmissionpolicybinding", name, "--ignore-not-found")
+        kubectl.run("delete", "validatingadmissionpolicy", name, "--ignore-not-found")
+    probe = certificate_manifest("floor-probe", spec={"duration": "2m", "renewBefore": "60s"})
+
+    def lifted() -> bool:
+        proc = kubectl.run("apply", "--dry-run=server", "-n", "default", "-f", "-", input=probe, check=False)
+        return proc.returncode == 0
+
+    wait_for(lifted, timeout=30, what="the floors policy no longer applied")
 
 
 def test_helm_install_and_uninstall(cluster: controlplane.ControlPlane, kubectl: Kubectl, namespace: str) -> None:
@@ -296,12 +319,12 @@ def test_kubernetes_signer_rbac_only_when_enabled_and_never_approve(cluster: con
         return [rule for d in docs for rule in d["rules"]]
 
     def csr_rules(found: list[dict]) -> list[dict]:
-        return [r for r in found if "certificatesigningrequests" in r["resources"]]
+        return [r for r in found if "certificatesigningrequests" in r.get("resources", [])]  # not nonResourceURLs
 
     assert csr_rules(rules()) == []
     enabled = rules("--set", "signers.kubernetes.enabled=true", "--set", "watchNamespaces={a}")
     assert [sorted(r["verbs"]) for r in csr_rules(enabled)] == [["create", "get", "list", "watch"]]
-    assert not [r for r in enabled if "approve" in r["verbs"] or "signers" in r["resources"]]
+    assert not [r for r in enabled if "approve" in r["verbs"] or "signers" in r.get("resources", [])]
     deployment = helm(
         cluster.kubeconfig, "template", "x", str(CHART), "--set", "signers.kubernetes.enabled=true"
     ).stdout
