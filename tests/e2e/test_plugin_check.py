@@ -97,7 +97,7 @@ def test_good_handshake_passes_and_reports_the_tls_version(kubectl: Kubectl, set
     assert code == 0 and report["ok"], report
     assert [c["status"] for c in report["checks"]] == ["pass"] * len(report["checks"])
     assert [c["name"] for c in report["checks"]] == [
-        "validity", "common name", "key", "client auth", "chain", "handshake"
+        "validity", "common name", "key", "client auth", "chain", "revocation", "handshake"
     ]  # fmt: skip
     assert report["tls"]["version"] in ("TLSv1.3", "TLSv1.2") and report["tls"]["cipher"]
     assert "CN=localhost" in report["tls"]["serverCertificate"]["subject"]

@@ -301,6 +301,10 @@ def test_who_may_revoke_is_rbac_and_the_record_names_who_did(
     assert proc.returncode == 0, proc.stderr
     record = published(kubectl, namespace, "r2")
     assert record["spec"]["requestedBy"] == "erin"
+    # The partner's side of it: kubectl mtls check fetches the CRL the certificate names and says it is revoked.
+    wait_reason(kubectl, namespace, "svc", "Revoked")
+    checked = kubectl.plugin("check", "svc", "-n", namespace, check=False)
+    assert checked.returncode == 1 and "REVOKED (superseded)" in checked.stdout, checked.stdout
     # A revocation is final: its spec cannot be changed, even by an administrator.
     proc = kubectl.run("patch", "mtlsrevocation", "r2", "-n", namespace, "--type=merge", "-p",
                        '{"spec":{"reason":"unspecified"}}', check=False)  # fmt: skip

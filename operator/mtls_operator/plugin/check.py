@@ -1,7 +1,8 @@
 """`kubectl mtls check NAME [--endpoint HOST:PORT]`: the partner guide's troubleshooting list, run for you.
 
-In order: dates; the CN equals the host you connect to (the partner's rule); key, clientAuth and chain; then,
-with --endpoint, a real TLS handshake presenting the certificate, saying which side refused it and why.
+In order: dates; the CN equals the host you connect to (the partner's rule); key, clientAuth and chain; whether
+the certificate is revoked according to the CRL it names (fetched, bounded; offline is a warning); then, with
+--endpoint, a real TLS handshake presenting the certificate, saying which side refused it and why.
 Exit 0 when everything passes (warnings allowed), 1 when a check fails, 2 for usage errors.
 """
 
@@ -27,6 +28,7 @@ from mtls_operator.pki.keys import load_private_key, same_public_key
 from mtls_operator.pki.verify import in_service_problem
 from mtls_operator.plugin import tlsprobe
 from mtls_operator.plugin.common import PluginError, UsageError, get_certificate, get_secret
+from mtls_operator.plugin.revocationcheck import revocation_status
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 
@@ -153,6 +155,9 @@ def run_checks(
     check_validity(report, leaf, cert, moment)
     check_names(report, leaf, host)
     check_material(report, chain, secret.get(TLS_KEY), secret.get(CA_CRT), moment)
+    issuers = chain[1:] + (load_pem_bundle(secret.data[CA_CRT]) if secret.get(CA_CRT) else [])
+    status, message = revocation_status(leaf, issuers, moment)
+    report.add("revocation", status, message, tlsprobe.CLIENT)
     if host is not None and cert_pem and secret.get(TLS_KEY):
         check_handshake(report, host, port, cert_pem, secret.data[TLS_KEY], server_ca or secret.get(CA_CRT))
     return report
