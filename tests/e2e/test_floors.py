@@ -10,14 +10,13 @@ import pytest
 
 from harness.cluster import (
     CA_SIGNER,
-    ROOT,
     Kubectl,
     OperatorProcess,
     Partner,
     certificate_manifest,
+    chart_template_applied,
     condition,
     create_ca_secret,
-    helm,
     wait_for,
     wait_ready,
     wait_reason,
@@ -42,15 +41,9 @@ def test_the_operator_enforces_the_floor_itself_and_other_certificates_are_serve
 @pytest.fixture
 def floors_policy(kubectl: Kubectl, tmp_path: Path) -> Iterator[None]:
     """The chart's policy rendered with the floors the session operator runs with (1m, 30s)."""
-    rendered = helm(kubectl.kubeconfig, "template", "mtls-operator", str(ROOT / "charts" / "mtls-operator"),
-                    "--set", "certificates.minDuration=1m", "--set", "certificates.minRenewBefore=30s",
-                    "--show-only", "templates/certificate-floors-policy.yaml").stdout  # fmt: skip
-    (tmp_path / "vap.yaml").write_text(rendered)
-    kubectl.run("apply", "-f", str(tmp_path / "vap.yaml"))
-    try:
+    floors = ("--set", "certificates.minDuration=1m", "--set", "certificates.minRenewBefore=30s")
+    with chart_template_applied(kubectl, tmp_path, "certificate-floors-policy.yaml", *floors):
         yield
-    finally:
-        kubectl.run("delete", "-f", str(tmp_path / "vap.yaml"), "--ignore-not-found")
 
 
 def test_a_duration_below_the_floor_is_refused_at_apply(

@@ -17,13 +17,12 @@ import yaml
 
 from harness.cluster import (
     CLUSTER_ISSUER_NAMESPACE,
-    ROOT,
     Kubectl,
     OperatorProcess,
     Partner,
     certificate_manifest,
+    chart_template_applied,
     condition,
-    helm,
     wait_for,
     wait_ready,
     wait_reason,
@@ -243,20 +242,8 @@ def test_namespaced_issuer_serves_its_own_namespace_only(
 @pytest.fixture
 def admission_policy(kubectl: Kubectl, tmp_path: Path) -> Iterator[None]:
     """The chart's ValidatingAdmissionPolicy and binding, rendered by helm and applied."""
-    rendered = helm(
-        kubectl.kubeconfig,
-        "template",
-        "mtls-operator",
-        str(ROOT / "charts" / "mtls-operator"),
-        "--show-only",
-        "templates/admission-policy.yaml",
-    ).stdout
-    (tmp_path / "vap.yaml").write_text(rendered)
-    kubectl.run("apply", "-f", str(tmp_path / "vap.yaml"))
-    try:
+    with chart_template_applied(kubectl, tmp_path, "admission-policy.yaml"):
         yield
-    finally:
-        kubectl.run("delete", "-f", str(tmp_path / "vap.yaml"), "--ignore-not-found")
 
 
 def test_use_of_a_cluster_issuer_is_decided_by_rbac_at_admission(

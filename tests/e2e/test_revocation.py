@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from harness.cluster import (
     OperatorProcess,
     Partner,
     certificate_manifest,
+    chart_template_applied,
     condition,
     helm,
     wait_certificate,
@@ -251,15 +253,9 @@ def test_a_tenant_revokes_only_its_own_certificates(
 
 
 @pytest.fixture
-def revocation_policy(kubectl: Kubectl, tmp_path: Path):
-    rendered = helm(kubectl.kubeconfig, "template", "mtls-operator", str(ROOT / "charts" / "mtls-operator"),
-                    "--show-only", "templates/revocation-policy.yaml").stdout  # fmt: skip
-    (tmp_path / "vap.yaml").write_text(rendered)
-    kubectl.run("apply", "-f", str(tmp_path / "vap.yaml"))
-    try:
+def revocation_policy(kubectl: Kubectl, tmp_path: Path) -> Iterator[None]:
+    with chart_template_applied(kubectl, tmp_path, "revocation-policy.yaml"):
         yield
-    finally:
-        kubectl.run("delete", "-f", str(tmp_path / "vap.yaml"), "--ignore-not-found")
 
 
 def test_who_may_revoke_is_rbac_and_the_record_names_who_did(

@@ -430,6 +430,21 @@ def own_control_plane(directory: Path, *, crd: bool = True, **options: Any) -> I
         controlplane.stop(plane.directory)
 
 
+@contextlib.contextmanager
+def chart_template_applied(kubectl: Kubectl, workdir: Path, template: str, *values: str) -> Iterator[None]:
+    """One template of the chart (e.g. an admission policy) rendered by helm with `values` (--set a=b ...) and
+    applied to the cluster, deleted again afterwards."""
+    rendered = helm(kubectl.kubeconfig, "template", "mtls-operator", str(ROOT / "charts" / "mtls-operator"),
+                    *values, "--show-only", f"templates/{template}").stdout  # fmt: skip
+    path = workdir / f"applied-{template}"
+    path.write_text(rendered)
+    kubectl.run("apply", "-f", str(path))
+    try:
+        yield
+    finally:
+        kubectl.run("delete", "-f", str(path), "--ignore-not-found")
+
+
 def helm(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HELM_CACHE_HOME": "/tmp/mtls-helm-cache",
            "HELM_CONFIG_HOME": "/tmp/mtls-helm-config", "HELM_DATA_HOME": "/tmp/mtls-helm-data"}  # fmt: skip
