@@ -289,6 +289,8 @@ class Controller:
         if event_type == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
             key = self.issuers.forget_issuer(kind, body)
             self.metrics.remove_issuer(key)
+            self.issuer_status.crls.forget(key)  # its CRL's ConfigMap stays (the record of what it revoked)
+            self.issuer_status.crl_refresh.pop(key, None)
             self.queue.forget(_issuer_queue_key(key))
             changed = True
         else:
