@@ -326,20 +326,36 @@ def test_ca_rotation_reissues_every_certificate_over_the_spread(
     moved: dict[str, dict[str, Any]] = {}
 
     def all_moved() -> bool:
-        bundle = _bundle(kubectl, namespace)
-        bundle_counts.add(bundle.count("BEGIN CERTIFICATE"))
-        (tmp_path / "trust.pem").write_text(bundle)
+        # Clients keep verifying throughout: every certificate in service chains to the published bundle. The
+        # reads are not one instant: the bundle read before the Secrets may predate a new CA that a certificate read
+        # after it already uses, and the one read after may have dropped an old CA that a certificate read before
+        # it still used. What was in service at the Secret's read lies between the two, so one of them must trust it.
+        bundles = [_bundle(kubectl, namespace)]
+        certificates: dict[str, bytes] = {}
         for name in names:
             # The status first: the operator writes the Secret before the status, so a Secret read after a status
             # that shows the new serial holds the new certificate (read the other way round, it may not).
             status = (kubectl.get("mtlscertificate", name, namespace) or {}).get("status") or {}
-            # Clients keep verifying throughout: every certificate in service chains to the published bundle.
             data = kubectl.secret_data(f"{name}-tls", namespace)
             assert data is not None
-            (tmp_path / f"{name}.crt").write_bytes(data["tls.crt"])
-            old_ca.openssl("verify", "-CAfile", str(tmp_path / "trust.pem"), str(tmp_path / f"{name}.crt"))
+            certificates[name] = data["tls.crt"]
             if status.get("serialNumber") != before[name]["serialNumber"]:
                 moved[name] = status
+        bundles.append(_bundle(kubectl, namespace))
+        for bundle in bundles:
+            bundle_counts.add(bundle.count("BEGIN CERTIFICATE"))
+        for name, crt in certificates.items():
+            (tmp_path / f"{name}.crt").write_bytes(crt)
+            problems = []
+            for bundle in bundles:
+                (tmp_path / "trust.pem").write_text(bundle)
+                try:
+                    old_ca.openssl("verify", "-CAfile", str(tmp_path / "trust.pem"), str(tmp_path / f"{name}.crt"))
+                    break
+                except AssertionError as problem:
+                    problems.append(str(problem))
+            else:
+                raise AssertionError(f"{name} chains to neither bundle read around it: {problems}")
         return len(moved) == len(names)
 
     wait_for(all_moved, timeout=spread + 40, interval=1.0, what="every certificate re-issued by the new CA")
