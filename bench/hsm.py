@@ -80,7 +80,7 @@ def through_operator(module: str, count: int) -> dict[str, dict[str, float]]:
         hsm.make_ca("bench", PIN, "ca", root / "token-ca.crt")
         plane = controlplane.start(root / "cluster")
         (root / "logs").mkdir()
-        args = [*DEFAULT_ARGS[:1], "--pkcs11-module", module]
+        args = [*DEFAULT_ARGS[:1], "--pkcs11-module", module, "--pkcs11-namespaced-token", f"bench={NAMESPACE}"]
         operator = OperatorProcess(plane.kubeconfig, root / "logs", args, env={"SOFTHSM2_CONF": str(hsm.conf)})
         try:
             kubectl = Kubectl(plane.kubeconfig)

@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import ssl
 import statistics
 import subprocess
@@ -220,6 +221,28 @@ def wait_resynced(operator: OperatorProcess, namespace: str, count: int) -> None
     wait_for(rebuilt, timeout=600, interval=0.5, what="gauges rebuilt")
 
 
+@contextlib.contextmanager
+def profiled(pid: int, name: str) -> Iterator[None]:
+    """With MTLS_BENCH_PROFILE=DIR: py-spy samples the operator meanwhile into DIR/<name>.txt (collapsed stacks,
+    `py-spy record --format raw`; `hack/profile_summary.py` sums them by function). py-spy attaches from outside,
+    without pausing the process (--nonblocking): the measured code is unchanged, only slowed by the sampling."""
+    directory = os.environ.get("MTLS_BENCH_PROFILE")
+    if not directory:
+        yield
+        return
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "-o", f"{directory}/{name}.txt", "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled on SIGINT
+        spy.wait(timeout=60)
+
+
 def pid_of(operator: OperatorProcess) -> int:
     assert operator.proc is not None
     return operator.proc.pid
@@ -309,18 +332,19 @@ def p3_steady(cluster: Cluster, operator: OperatorProcess, partner: Partner, cou
     time.sleep(idle)
     idle_cpu_percent = 100 * (cpu_seconds(pid) - cpu_before) / idle
     scrape_times, size = [], 0
-    for _ in range(5):
-        t = time.perf_counter()
-        size = len(operator.metrics().encode())
-        scrape_times.append(time.perf_counter() - t)
+    with profiled(pid, "scrape"):
+        for _ in range(5):
+            t = time.perf_counter()
+            size = len(operator.metrics().encode())
+            scrape_times.append(time.perf_counter() - t)
     total_ready = sum(1 for _ in cluster.certificates(ns))
     rss = rss_mb(pid)
     keys_before_restart = scrape(operator).get("mtls_operator_private_keys_generated_total", 0)
     operator.stop()
     restart = time.perf_counter()
     operator.start()
-
-    wait_resynced(operator, ns, total_ready)
+    with profiled(pid_of(operator), "resync"):
+        wait_resynced(operator, ns, total_ready)
     resync = time.perf_counter() - restart
     time.sleep(15)  # RSS after the heap settled (memory.settle_heap, every 10 s once idle), as P6 measures its shards
     after = scrape_labelled(operator)

@@ -294,6 +294,15 @@ def status() -> dict[str, Any]:
                 "type": "integer",
                 "description": "Of those, in service but not signed by the current CA (during a rotation: not moved).",
             },
+            "pinRefused": {
+                "type": "object",
+                "description": (
+                    "spec.ca.pkcs11: the PIN Secret version whose PIN the token refused. That PIN is not presented "
+                    "again, by this process or the next, until the Secret changes (a token locks its PIN after a "
+                    "few refusals)."
+                ),
+                "properties": {"secretName": {"type": "string"}, "resourceVersion": {"type": "string"}},
+            },
         },
     }
 

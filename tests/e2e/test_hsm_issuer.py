@@ -1,15 +1,20 @@
 """An issuer whose CA key lives in a PKCS#11 token (SoftHSM2), on the real apiserver with the operator running:
 leaves and partners' CSRs signed through the token verify with openssl; every way the token can fail is named on
-the issuer (HSMUnavailable) with nothing signed, and the issuer recovers by itself when the cause goes away."""
+the issuer (HSMUnavailable, PINRefused, TokenNotAllowed) with nothing signed, and the issuer recovers by itself when
+the cause goes away. The session operator gives its tokens to the namespaces of harness.softhsm.TOKEN_NAMESPACES
+only: each test here takes one (the `namespace` fixture below); any other namespace is refused them."""
 
 from __future__ import annotations
 
 import base64
+import itertools
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from harness.cluster import (
@@ -22,9 +27,18 @@ from harness.cluster import (
     wait_ready,
     wait_reason,
 )
-from harness.softhsm import ABSENT_MODULE, PIN, SessionHSM
+from harness.softhsm import ABSENT_MODULE, PIN, PROBE_SECONDS, TOKEN_NAMESPACES, SessionHSM
 
 DAY = 2160
+_token_namespaces = itertools.count()
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> str:
+    """A namespace the session operator gives its tokens to (a fresh one per test)."""
+    name = TOKEN_NAMESPACES[next(_token_namespaces)]
+    kubectl.run("create", "namespace", name)
+    return name
 
 
 def token_issuer(
@@ -166,7 +180,8 @@ def test_each_token_problem_is_named_nothing_is_signed_and_the_fix_is_picked_up(
     cases = {
         # name: (issuer manifest, reason, words of the message)
         "no-pin": (token_issuer("no-pin", softhsm.module, pin_secret="absent"), "PINNotFound", "absent does not exist"),
-        "wrong-pin": (token_issuer("wrong-pin", softhsm.module), "HSMUnavailable", "the token refused the PIN"),
+        # The token is logged in with the right PIN (by an issuer of an earlier test): another is not presented.
+        "wrong-pin": (token_issuer("wrong-pin", softhsm.module), "PINRefused", "the PIN differs from the one"),
         "no-token": (token_issuer("no-token", softhsm.module, token="absent"), "HSMUnavailable", "no token with label"),
         "no-key": (
             token_issuer("no-key", softhsm.module, key="absent", pin_secret="good"),
@@ -202,7 +217,7 @@ def test_each_token_problem_is_named_nothing_is_signed_and_the_fix_is_picked_up(
 
     kubectl.apply(certificate_manifest("waits", spec=issued("wrong-pin")), namespace)
     message = condition(wait_reason(kubectl, namespace, "waits", "IssuerNotReady"))["message"]
-    assert "the token refused the PIN" in message
+    assert "the PIN differs from the one" in message
     assert kubectl.secret_data("waits-tls", namespace) is None  # nothing signed, nothing written
 
     # The fixes: the right PIN in the Secret (its change reaches the issuer at once), the right token label.
@@ -285,3 +300,60 @@ def test_a_token_held_ca_key_signs_the_issuers_crl(
     status = issuer(kubectl, namespace, "hsm-crl")["status"]
     assert status["crl"]["revokedCertificates"] == 1
     no_pin_anywhere(kubectl, namespace, operator)
+
+
+def test_a_pin_the_token_refused_is_not_presented_again_after_a_restart(
+    kubectl: Kubectl, operator: OperatorProcess, softhsm: SessionHSM, namespace: str
+) -> None:
+    """A token counts refused PINs and locks after a few: the refusal is kept in the issuer's status
+    (status.pinRefused: the PIN Secret's version, never the PIN), so the next process does not present it again."""
+    kubectl.run("create", "configmap", "pin-ca", "-n", namespace, f"--from-file=ca.crt={softhsm.certificate('pin-ca')}")
+    put_pin(kubectl, namespace, "not-the-pin")
+    issuer_body = token_issuer("guarded", softhsm.module, token="e2e-pin", key="pin-ca",
+                               certificate={"configMapName": "pin-ca"})  # fmt: skip
+    kubectl.apply(issuer_body, namespace)
+    refused = wait_issuer(kubectl, namespace, "guarded", "False", "PINRefused")
+    assert "the token refused the PIN" in condition(refused)["message"]
+    version = (kubectl.get("secret", "hsm-pin", namespace) or {})["metadata"]["resourceVersion"]
+    assert refused["status"]["pinRefused"] == {"secretName": "hsm-pin", "resourceVersion": version}
+    before = condition(refused)
+    operator.stop()
+    operator.start()
+    # The new process reads the record (tests/unit/test_lifecycle_signers_issuerca.py shows it then makes no token
+    # call): re-probed every 2 s here, the issuer stays refused, its condition unchanged, the record kept.
+    time.sleep(3 * PROBE_SECONDS)
+    after = issuer(kubectl, namespace, "guarded")
+    assert condition(after) == before
+    assert after["status"]["pinRefused"] == {"secretName": "hsm-pin", "resourceVersion": version}
+    # The PIN Secret changes: presented once, and the right one is taken.
+    put_pin(kubectl, namespace, PIN)
+    ready = wait_issuer(kubectl, namespace, "guarded", "True")
+    assert "pinRefused" not in ready["status"]
+    no_pin_anywhere(kubectl, namespace, operator)
+
+
+def test_a_tenant_cannot_reach_a_token_not_given_to_its_namespace(
+    kubectl: Kubectl, operator: OperatorProcess, softhsm: SessionHSM, namespace: str
+) -> None:
+    """The token's owner keeps signing while another namespace names its token, with its PIN or a guess: refused
+    before any PIN reaches the token (a guess would otherwise count towards locking the owner's PIN)."""
+    ready_token_issuer(kubectl, namespace, softhsm, "owner")
+    tenant = f"tenant-{uuid.uuid4().hex[:6]}"
+    kubectl.run("create", "namespace", tenant)
+    put_ca_configmap(kubectl, tenant, softhsm)
+    put_pin(kubectl, tenant, PIN)  # even the right PIN, leaked to the tenant
+    put_pin(kubectl, tenant, "a-guess", name="guess")
+    kubectl.apply(token_issuer("borrow", softhsm.module), tenant)
+    kubectl.apply(token_issuer("guess", softhsm.module, pin_secret="guess"), tenant)
+    for name in ("borrow", "guess"):
+        message = condition(wait_issuer(kubectl, tenant, name, "False", "TokenNotAllowed"))["message"]
+        assert f"token 'e2e-rsa' is not given to namespace {tenant}" in message, message
+    assert "TokenNotAllowed" in {e["reason"] for e in kubectl.events(tenant) if e.get("type") == "Warning"}
+    kubectl.apply(certificate_manifest("stolen", spec=issued("borrow")), tenant)
+    wait_reason(kubectl, tenant, "stolen", "IssuerNotReady")
+    assert kubectl.secret_data("stolen-tls", tenant) is None
+    # The owner is untouched: still Ready, still signing.
+    kubectl.apply(certificate_manifest("after", spec=issued("owner")), namespace)
+    wait_ready(kubectl, namespace, "after")
+    assert condition(issuer(kubectl, namespace, "owner"))["status"] == "True"
+    kubectl.run("delete", "namespace", tenant, "--wait=false")

@@ -302,6 +302,7 @@ def test_the_hsm_example_mounts_the_library_and_allows_only_it(cluster: controlp
     assert [a for a in container["args"] if a.startswith("--pkcs11")] == [
         "--pkcs11-module=/usr/lib/softhsm/libsofthsm2.so",
         "--pkcs11-probe-seconds=30",
+        "--pkcs11-namespaced-token=team-a-ca=team-a",  # hsm.namespacedTokens: one flag per token and namespace
     ]
     assert {"name": "SOFTHSM2_CONF", "value": "/etc/softhsm/softhsm2.conf"} in container["env"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}

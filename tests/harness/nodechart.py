@@ -59,6 +59,12 @@ def wait_pods_ready(
     return wait_for(check, timeout=timeout, interval=0.5, what=f"{count} operator Pod(s) Ready")
 
 
+def metrics_status(kubectl: Kubectl, pod: str, token: str | None) -> int:
+    """The HTTP status of GET /metrics inside the Pod with `token` ("own": the Pod's ServiceAccount; None: none)."""
+    argv = [] if token is None else [token]
+    return int(kubectl.run("exec", "-n", SYSTEM, pod, "--", "python3", "-c", METRICS_STATUS_SCRIPT, *argv).stdout)
+
+
 def pod_logs(kubectl: Kubectl, pod: str, namespace: str = SYSTEM) -> str:
     return kubectl.run("logs", "-n", namespace, pod, "--tail=-1").stdout
 
@@ -94,3 +100,19 @@ def parse_time(text: str) -> datetime.datetime:
 
 def seconds_between(start: str, end: str) -> float:
     return (parse_time(end) - parse_time(start)).total_seconds()
+
+
+METRICS_STATUS_SCRIPT = """
+import ssl, sys, urllib.error, urllib.request
+headers = {}
+if len(sys.argv) > 1:
+    token = sys.argv[1]
+    if token == 'own':
+        token = open('/var/run/secrets/kubernetes.io/serviceaccount/token').read().strip()
+    headers['Authorization'] = 'Bearer ' + token
+request = urllib.request.Request('https://127.0.0.1:8443/metrics', headers=headers)
+try:
+    print(urllib.request.urlopen(request, context=ssl._create_unverified_context()).status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+"""

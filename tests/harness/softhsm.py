@@ -126,6 +126,9 @@ PIN = "pin-31415"  # not a substring of anything else a test reads: a leak would
 # On the operator's --pkcs11-module list, but not on disk: an allowed library that cannot be loaded.
 ABSENT_MODULE = "/opt/hsm-vendor/lib/libabsent-pkcs11.so"
 PROBE_SECONDS = 2  # the session operator probes token keys this often (production: 30)
+# The namespaces whose MtlsIssuers the session operator lets use its tokens (--pkcs11-namespaced-token), one per
+# test that needs one (tests/e2e/test_hsm_issuer.py's token_namespace); every other namespace is refused them.
+TOKEN_NAMESPACES = tuple(f"hsm-team-{i}" for i in range(10))
 
 
 @dataclass
@@ -140,8 +143,10 @@ class SessionHSM:
         hsm = SoftHSM.create(root, module)
         hsm.init_token("e2e-rsa", PIN)
         hsm.init_token("e2e-ec", PIN)
+        hsm.init_token("e2e-pin", PIN)  # only the refused-PIN test logs in here: its first login is a real one
         hsm.make_ca("e2e-rsa", PIN, "rsa-ca", root / "rsa-ca.crt")
         hsm.make_ca("e2e-ec", PIN, "ec-ca", root / "ec-ca.crt", kind="ECDSA")
+        hsm.make_ca("e2e-pin", PIN, "pin-ca", root / "pin-ca.crt")
         return cls(hsm)
 
     @property
@@ -155,4 +160,6 @@ class SessionHSM:
         return [
             "--pkcs11-module", self.module, "--pkcs11-module", ABSENT_MODULE,
             "--pkcs11-probe-seconds", str(PROBE_SECONDS),
+            *(arg for ns in TOKEN_NAMESPACES for token in ("e2e-rsa", "e2e-ec", "e2e-pin")
+              for arg in ("--pkcs11-namespaced-token", f"{token}={ns}")),
         ]  # fmt: skip

@@ -28,6 +28,7 @@ from harness.nodechart import (
     SYSTEM,
     install,
     key_fingerprints,
+    metrics_status,
     operator_pods,
     pod_logs,
     pod_metrics,
@@ -75,6 +76,21 @@ def test_operator_pod_runs_ready_under_restricted_pod_security(release: None, no
     logs = pod_logs(node_kubectl, pod["metadata"]["name"])
     assert "key generation threads: 1 (CPU limit 1," in logs, logs[-2000:]
     assert "ERROR" not in logs, logs[-3000:]
+
+
+def test_metrics_answer_only_a_token_allowed_to_get_them(release: None, node_kubectl: Kubectl) -> None:
+    """The chart's metrics path as Prometheus meets it: HTTPS on 8443, a TokenReview and a SubjectAccessReview."""
+    [pod] = wait_pods_ready(node_kubectl, 1)
+    name = pod["metadata"]["name"]
+    node_kubectl.run("create", "serviceaccount", "not-a-metrics-reader", "-n", SYSTEM)
+    try:
+        stranger = node_kubectl.run("create", "token", "not-a-metrics-reader", "-n", SYSTEM).stdout.strip()
+        assert metrics_status(node_kubectl, name, None) == 401
+        assert metrics_status(node_kubectl, name, "not-a-token") == 401
+        assert metrics_status(node_kubectl, name, stranger) == 403  # authenticated, but not bound to the reader role
+        assert metrics_status(node_kubectl, name, "own") == 200  # bound by the chart's metrics.readers
+    finally:
+        node_kubectl.run("delete", "serviceaccount", "not-a-metrics-reader", "-n", SYSTEM)
 
 
 def test_every_sample_reaches_its_documented_phase_through_the_pod(

@@ -49,14 +49,19 @@ def token(tmp_path: Path) -> Iterator[tuple[SoftHSM, Path]]:
     hsm.remove()
 
 
-def hsm_values(token_dir: Path, files: list[str], tag: str) -> dict[str, Any]:
+def hsm_values(token_dir: Path, files: list[str], tag: str, namespace: str) -> dict[str, Any]:
     mounts = [
         {"name": "softhsm-token", "mountPath": f"{TOKENS_IN_POD}/{token_dir.name}/{f}", "subPath": f, "readOnly": True}
         for f in files
     ]
     return {
         "image": {"tag": tag},
-        "hsm": {"modules": [MODULE_IN_IMAGE], "probeSeconds": 5},
+        # The token is the tenant's: given to its namespace, so its MtlsIssuer may use it.
+        "hsm": {
+            "modules": [MODULE_IN_IMAGE],
+            "probeSeconds": 5,
+            "namespacedTokens": [{"token": "pod-ca", "namespaces": [namespace]}],
+        },
         "extraVolumes": [
             {"name": "softhsm-token", "secret": {"secretName": "softhsm-token"}},
             {"name": "softhsm-conf", "configMap": {"name": "softhsm-conf"}},
@@ -83,7 +88,7 @@ def test_an_issuer_signs_through_a_pkcs11_library_mounted_into_the_operator_pod(
     conf = f"directories.tokendir = {TOKENS_IN_POD}\nobjectstore.backend = file\nlog.level = ERROR\n"
     node_kubectl.run("create", "configmap", "softhsm-conf", "-n", SYSTEM, f"--from-literal=softhsm2.conf={conf}")
     values = tmp_path / "hsm-values.yaml"
-    values.write_text(yaml.safe_dump(hsm_values(token_dir, files, softhsm_image)))
+    values.write_text(yaml.safe_dump(hsm_values(token_dir, files, softhsm_image, namespace)))
     before = {p["metadata"]["name"] for p in operator_pods(node_kubectl)}
     pod: dict[str, Any] = {"metadata": {"name": ""}}
     sets = [arg for key, value in BASE_VALUES.items() if key != "image.tag" for arg in ("--set", f"{key}={value}")]

@@ -22,11 +22,14 @@ from harness.cluster import (
     helm,
     put_signed,
     wait_certificate,
+    wait_for,
     wait_ready,
 )
 from harness.images import OPERATOR_IMAGE, OPERATOR_TAG, BuiltImages, build_release_image
 from harness.nodechart import CHART, RELEASE, SYSTEM, key_fingerprints, operator_pods, pod_logs, wait_pods_ready
 from harness.releases import checkout, previous_release
+from harness.servicemonitor import prometheus_in_netns, scrape_config, servicemonitor_crd
+from mtls_operator import __version__ as HEAD_VERSION
 
 NS = "apps"
 
@@ -41,6 +44,28 @@ def upgrade_plane(node_images: BuiltImages, tmp_path_factory: pytest.TempPathFac
     finally:
         nodeplane.stop(plane.directory)
         assert not nodeplane.leftovers(plane.directory, state["netns"], state["cgroup_root"])
+
+
+def scraped_by_its_servicemonitor(
+    plane: nodeplane.NodePlane, kubectl: Kubectl, token_file: Path, workdir: Path, version: str
+) -> bool:
+    """A real Prometheus, configured from the live ServiceMonitor, scrapes the operator's Pod: `up` is 1 and the
+    operator's build_info names `version`."""
+    config = scrape_config(kubectl, SYSTEM, RELEASE, token_file)
+    assert config["scrape_configs"][0]["static_configs"][0]["targets"], "the ServiceMonitor matches no endpoint"
+    with prometheus_in_netns(plane, config, workdir) as query:
+
+        def scraping() -> bool:
+            up = query("up")
+            info = query("mtls_operator_build_info")
+            return (
+                bool(up)
+                and all(s["value"][1] == "1" for s in up)
+                and any(s["metric"].get("version") == version for s in info)
+            )
+
+        wait_for(scraping, timeout=60, interval=1, what=f"Prometheus scrapes {version} through its ServiceMonitor")
+    return True
 
 
 def csr_of(kubectl: Kubectl, name: str) -> str:
@@ -60,11 +85,20 @@ def test_helm_upgrade_from_the_previous_release_replaces_the_pod_and_keeps_every
     kubectl = Kubectl(upgrade_plane.kubeconfig)
     kubectl.run("create", "namespace", SYSTEM)
     kubectl.run("label", "namespace", SYSTEM, "pod-security.kubernetes.io/enforce=restricted")
+    # prometheus-operator's real ServiceMonitor CRD: the chart's ServiceMonitor is created and validated by it.
+    kubectl.run("create", "-f", str(servicemonitor_crd()))
+    kubectl.run("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=60s")
     helm(upgrade_plane.kubeconfig, "install", RELEASE, str(old / "charts" / "mtls-operator"), "-n", SYSTEM,
          "--set", f"image.repository={OPERATOR_IMAGE}", "--set", f"image.tag={release.version}",
-         "--set", "image.pullPolicy=Never")  # fmt: skip
+         "--set", "image.pullPolicy=Never", "--set", "serviceMonitor.enabled=true")  # fmt: skip
     [previous_pod] = wait_pods_ready(kubectl, 1)
     assert previous_pod["spec"]["containers"][0]["image"] == f"{OPERATOR_IMAGE}:{release.version}"
+    # Prometheus' own ServiceAccount: its token is what a ServiceMonitor's bearerTokenFile presents.
+    kubectl.run("create", "namespace", "monitoring")
+    kubectl.run("create", "serviceaccount", "prometheus", "-n", "monitoring")
+    token_file = tmp_path / "prometheus-token"
+    token_file.write_text(kubectl.run("create", "token", "prometheus", "-n", "monitoring", "--duration=1h").stdout)
+    assert scraped_by_its_servicemonitor(upgrade_plane, kubectl, token_file, tmp_path / "before", release.version)
 
     # --- the previous release at work, in its Pod --------------------------------------------------------------
     kubectl.run("create", "namespace", NS)
@@ -81,10 +115,13 @@ def test_helm_upgrade_from_the_previous_release_replaces_the_pod_and_keeps_every
     certificates = {n: kubectl.secret_data(f"{n}-tls", NS)["tls.crt"] for n in ("internal", "signed")}
 
     # --- helm upgrade to HEAD's chart and image ------------------------------------------------------------------
+    # As the CHANGELOG's upgrade notes say: /metrics moved behind RBAC, so Prometheus is named a metrics reader.
     helm(
         upgrade_plane.kubeconfig, "upgrade", RELEASE, str(CHART), "-n", SYSTEM, "--take-ownership",
         "--set", f"image.repository={OPERATOR_IMAGE}", "--set", f"image.tag={OPERATOR_TAG}",
-        "--set", "image.pullPolicy=Never",
+        "--set", "image.pullPolicy=Never", "--set", "serviceMonitor.enabled=true",
+        "--set", "metrics.readers[0].kind=ServiceAccount", "--set", "metrics.readers[0].name=prometheus",
+        "--set", "metrics.readers[0].namespace=monitoring",
     )  # fmt: skip
     [pod] = wait_pods_ready(kubectl, 1, exclude={previous_pod["metadata"]["name"]}, timeout=180)
     assert pod["spec"]["containers"][0]["image"] == f"{OPERATOR_IMAGE}:{OPERATOR_TAG}"
@@ -99,3 +136,7 @@ def test_helm_upgrade_from_the_previous_release_replaces_the_pod_and_keeps_every
     assert {name: now[name] for name in keys} == keys, "a key changed across the upgrade"
     assert "ERROR" not in pod_logs(kubectl, pod["metadata"]["name"])
     assert [p["metadata"]["name"] for p in operator_pods(kubectl)] == [pod["metadata"]["name"]]
+    # The ServiceMonitor, as upgraded (https, bearer token, TLS settings), still gets Prometheus its metrics.
+    monitor = kubectl.get("servicemonitor", RELEASE, SYSTEM)
+    assert monitor is not None and monitor["spec"]["endpoints"][0]["scheme"] == "https"
+    assert scraped_by_its_servicemonitor(upgrade_plane, kubectl, token_file, tmp_path / "after", HEAD_VERSION)

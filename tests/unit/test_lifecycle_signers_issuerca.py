@@ -27,6 +27,8 @@ from mtls_operator.pki.certificates import to_pem
 from mtls_operator.runtime.issuerbook import IssuerBook
 
 NS = "team"
+# The unit tests' namespaced issuers may use these tokens (settings.hsm.namespaced_tokens).
+GIVEN = {"ca-token": [NS, NAMESPACE], "ec-token": [NS, NAMESPACE]}
 ECDSA_TOO = {"keys": {"allowedAlgorithms": ["RSA", "ECDSA"]}}  # the harness's certificates have ECDSA keys
 
 
@@ -51,9 +53,9 @@ class Tick(Clock):
         return self.now
 
 
-def loader(hsm: SoftHSM) -> tuple[IssuerCALoader, FakeKube, CountingTokens]:
-    kube = FakeKube()
-    tokens = CountingTokens((hsm.module,))
+def loader(hsm: SoftHSM, kube: FakeKube | None = None) -> tuple[IssuerCALoader, FakeKube, CountingTokens]:
+    kube = kube or FakeKube()
+    tokens = CountingTokens((hsm.module,), GIVEN)
     reconciler = Reconciler(kube, cpu_threads=1, clock=Tick(), tokens=tokens)  # type: ignore[arg-type]
     return reconciler.issuer_cas, kube, tokens
 
@@ -131,6 +133,43 @@ async def test_every_problem_is_a_named_refusal(hsm: SoftHSM) -> None:
     cas.close()
 
 
+async def test_a_pin_the_token_refused_is_not_presented_again_even_by_the_next_process(hsm: SoftHSM) -> None:
+    cas, kube, _ = loader(hsm)
+    put(kube, hsm, pin=b"0000")
+    refused(await cas.load(spec(hsm), NS, now()), "PINRefused", "the token refused the PIN")
+    issuer = spec(hsm)
+    assert issuer.pkcs11 is not None
+    record = cas.refused_pin(NS, issuer.pkcs11)  # what the issuer's status.pinRefused keeps
+    assert record == {"secretName": "pin", "resourceVersion": kube.secrets[(NS, "pin")].resource_version}
+    cas.close()
+    # The next process (a restart, a new leader) reads the record: with the token away, an attempt would say so.
+    following, _, tokens = loader(hsm, kube)  # a new loader and token sessions, the same cluster
+    hsm.take_away()
+    try:
+        refused(await following.load(issuer, NS, now(), refused_pin=record), "PINRefused", "not tried again until")
+    finally:
+        hsm.bring_back()
+    assert tokens.built == 0, "the refused PIN reached the token"
+    assert following.refused_pin(NS, issuer.pkcs11) == record  # and it keeps the record
+    # The PIN Secret changes: presented (once), and the record goes.
+    put(kube, hsm)
+    assert isinstance(await following.load(issuer, NS, now(), refused_pin=record), IssuerCA)
+    assert following.refused_pin(NS, issuer.pkcs11) is None
+    following.close()
+
+
+async def test_a_namespaced_issuer_naming_a_token_not_given_to_it_is_refused_for_good(hsm: SoftHSM) -> None:
+    cas, kube, _ = loader(hsm)
+    put(kube, hsm, namespace="elsewhere")
+    pkcs11 = {"module": hsm.module, "tokenLabel": "ca-token", "keyLabel": "rsa-ca", "pinSecretRef": {"name": "pin"}}
+    ca = {"pkcs11": pkcs11, "certificate": {"configMapName": "ca"}}
+    body = {"metadata": {"name": "hsm", "namespace": "elsewhere"}, "spec": {"ca": ca}}
+    found = refused(await cas.load(parse_issuer("MtlsIssuer", body), "elsewhere", now()), "TokenNotAllowed",
+                    "token 'ca-token' is not given to namespace elsewhere")  # fmt: skip
+    assert found.phase == "Failed"
+    cas.close()
+
+
 async def test_a_probe_finds_the_token_gone_and_back(hsm: SoftHSM) -> None:
     cas, kube, _ = loader(hsm)
     put(kube, hsm)
@@ -148,7 +187,7 @@ async def test_a_probe_finds_the_token_gone_and_back(hsm: SoftHSM) -> None:
 async def test_a_configmap_is_read_once_per_few_seconds_for_all_certificates(hsm: SoftHSM) -> None:
     kube = FakeKube()
     clock = Clock(now())
-    cas = Reconciler(kube, cpu_threads=1, clock=clock, tokens=TokenKeys((hsm.module,))).issuer_cas  # type: ignore[arg-type]
+    cas = Reconciler(kube, cpu_threads=1, clock=clock, tokens=TokenKeys((hsm.module,), GIVEN)).issuer_cas  # type: ignore[arg-type]
     put(kube, hsm)
     reads = 0
     read = kube.get_configmap
@@ -222,7 +261,9 @@ async def test_a_token_gone_between_resolving_and_signing_signs_nothing(hsm: Sof
     kube, book, issuer = token_issuer(hsm)
     clock = Clock(now())
     ref = {"signer": {"issuerRef": {"kind": "MtlsIssuer", "name": "hsm"}}}
-    lc = Lifecycle(certificate_body("late", spec=ref), kube, issuers=book, clock=clock, tokens=TokenKeys((hsm.module,)))
+    lc = Lifecycle(
+        certificate_body("late", spec=ref), kube, issuers=book, clock=clock, tokens=TokenKeys((hsm.module,), GIVEN)
+    )
     cas = lc.reconciler.issuer_cas
     assert isinstance(await cas.load(parse_issuer("MtlsIssuer", issuer), NAMESPACE, clock.now), IssuerCA)  # Ready
     hsm.take_away()
@@ -244,7 +285,7 @@ async def test_while_the_issuer_reports_its_token_down_no_key_is_generated(hsm: 
     down = {"type": "Ready", "status": "False", "reason": "HSMUnavailable", "message": "the token stopped answering"}
     kube, book, _ = token_issuer(hsm, {"conditions": [down]})
     ref = {"signer": {"issuerRef": {"kind": "MtlsIssuer", "name": "hsm"}}}
-    tokens = CountingTokens((hsm.module,))
+    tokens = CountingTokens((hsm.module,), GIVEN)
     lc = Lifecycle(certificate_body("waits", spec=ref), kube, issuers=book, clock=Clock(now()), tokens=tokens)
     await lc.settle()
     assert lc.ready["reason"] == "IssuerNotReady" and "the token stopped answering" in lc.ready["message"]

@@ -8,7 +8,13 @@ re-initialised at the next use, so a token that comes back is used again without
 PINs: a PIN the token refused is never tried again until it changes (real HSMs lock the user PIN after a few
 failures; a retry loop would lock the CA out), and a token this process is logged in to is used only by callers
 presenting the same PIN (login state is shared, so without this check a second issuer could sign with a key whose
-PIN it does not know).
+PIN it does not know). Another issuer's different PIN is refused without a C_Login while the session works: trying
+it would log the working issuer out and count a failure against the token's PIN.
+
+Tokens are partitioned: a ClusterMtlsIssuer (made by cluster administrators) may use any token of an allowed
+library; a namespaced MtlsIssuer only a token the operator's configuration gives to its namespace
+(`namespaced_tokens`, by the label the token reports, so naming it by serial changes nothing). The check runs
+before any login: a tenant cannot make the operator present a PIN to, or log out of, the cluster CA's token.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import hashlib
 import os
 import secrets
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,20 +84,47 @@ class TokenKeyRef:
         return f"PKCS#11 key {self.key} on token {self.token} ({self.module})"
 
 
+@dataclass(frozen=True)
+class TokenUser:
+    """Who asks: the issuer (its name, for messages) and its namespace (None: a ClusterMtlsIssuer)."""
+
+    issuer: str
+    namespace: str | None
+
+
 class HsmUnavailable(Exception):
     """The token cannot sign now; the message names why (never the PIN)."""
+
+
+class PinRefused(HsmUnavailable):
+    """The token refused this PIN: it is not presented again until it changes."""
+
+
+class PinDiffers(HsmUnavailable):
+    """Another PIN than the one the token is logged in with: not presented (a token has one user PIN). Not
+    remembered beyond the process: after a PIN change on the token, the new PIN is the right one."""
+
+
+class TokenNotAllowed(HsmUnavailable):
+    """The token is not given to the issuer's namespace; nothing was presented to it."""
 
 
 @dataclass
 class _Session:
     session: Any
     pin_digest: bytes
+    token_label: str  # as the token reports it: what the partition is decided by
+    owner: str  # the issuer that logged in: only it may replace the PIN
     keys: dict[tuple[str | None, bytes | None], Any] = field(default_factory=dict)
 
 
 class TokenKeys:
-    def __init__(self, allowed_modules: tuple[str, ...]) -> None:
+    def __init__(
+        self, allowed_modules: tuple[str, ...], namespaced_tokens: Mapping[str, Iterable[str]] | None = None
+    ) -> None:
         self.allowed_modules = frozenset(allowed_modules)
+        # token label -> the namespaces whose MtlsIssuers may use it (settings.hsm.namespaced_tokens)
+        self.namespaced_tokens = {label: frozenset(ns) for label, ns in (namespaced_tokens or {}).items()}
         self._lock = threading.Lock()  # the maps below
         self._module_locks: dict[str, threading.Lock] = {}
         self._sessions: dict[tuple[str, str], _Session] = {}
@@ -99,16 +133,16 @@ class TokenKeys:
         self._salt = secrets.token_bytes(16)  # PIN digests are compared, never stored beyond this process
 
     def signing_key(
-        self, ref: TokenKeyRef, pin: bytes, public_key: Any
+        self, ref: TokenKeyRef, pin: bytes, public_key: Any, user: TokenUser
     ) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
         """The token-held key matching `public_key` (the CA certificate's), proven by a signature it makes now.
         Raises HsmUnavailable naming the problem."""
         if isinstance(public_key, rsa.RSAPublicKey):
             key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = TokenRSAPrivateKey(
-                public_key, lambda data, mech: self._sign(ref, pin, data, mech), str(ref)
+                public_key, lambda data, mech: self._sign(ref, pin, data, mech, user), str(ref)
             )
         elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            key = TokenECPrivateKey(public_key, lambda data, mech: self._sign(ref, pin, data, mech), str(ref))
+            key = TokenECPrivateKey(public_key, lambda data, mech: self._sign(ref, pin, data, mech, user), str(ref))
         else:
             raise HsmUnavailable(f"{ref}: the CA certificate's key is neither RSA nor ECDSA")
         self.probe(key)
@@ -131,10 +165,10 @@ class TokenKeys:
                 "(its signature does not verify with the certificate's public key)"
             ) from None
 
-    def _sign(self, ref: TokenKeyRef, pin: bytes, data: bytes, mechanism: str) -> bytes:
+    def _sign(self, ref: TokenKeyRef, pin: bytes, data: bytes, mechanism: str, user: TokenUser) -> bytes:
         where = (ref.module, ref.token)
         with self._module_lock(ref.module):
-            session = self._session(ref, pin)
+            session = self._session(ref, pin, user)
             try:
                 key = session.keys.get((ref.key_label, ref.key_id))
                 if key is None:
@@ -159,15 +193,23 @@ class TokenKeys:
         with self._lock:
             return self._module_locks.setdefault(module, threading.Lock())
 
-    def _session(self, ref: TokenKeyRef, pin: bytes) -> _Session:
+    def _session(self, ref: TokenKeyRef, pin: bytes, user: TokenUser) -> _Session:
         where = (ref.module, ref.token)
         digest = hashlib.sha256(self._salt + pin).digest()
         current = self._sessions.get(where)
-        if current is not None and current.pin_digest == digest:
-            return current
+        if current is not None:
+            self._check_partition(ref, current.token_label, user)
+            if current.pin_digest == digest:
+                return current
+            if current.owner != user.issuer:
+                raise PinDiffers(
+                    f"{ref}: the PIN differs from the one the token is logged in with (for {current.owner}); a "
+                    "token has one user PIN, so this one is not presented while that session works (it would log "
+                    "that issuer out, and the token counts every refused PIN)"
+                )
         if (ref.module, ref.token, digest) in self._refused_pins:
-            raise HsmUnavailable(_pin_refused(ref))
-        if current is not None:  # another PIN for the same token: log out, try the new one once
+            raise PinRefused(pin_refused_message(ref))
+        if current is not None:  # its own issuer's PIN changed: log out, try the new one once
             self._drop(where, None)
         lib = self._library(ref)
         try:
@@ -182,11 +224,13 @@ class TokenKeys:
         except GONE as exc:
             self._stale_modules.add(ref.module)
             raise HsmUnavailable(f"{ref}: the library cannot list its tokens ({_name(exc)})") from None
+        label = str(token.label or "").strip()  # PKCS#11 pads labels with blanks
+        self._check_partition(ref, label, user)  # before any PIN reaches the token
         try:
             session = token.open(user_pin=pin.decode())
         except (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange, UnicodeDecodeError):
             self._refused_pins.add((ref.module, ref.token, digest))
-            raise HsmUnavailable(_pin_refused(ref)) from None
+            raise PinRefused(pin_refused_message(ref)) from None
         except (p11.PinLocked, p11.PinExpired) as exc:
             raise HsmUnavailable(
                 f"{ref}: the user PIN is {_name(exc)}; the token's security officer must reset it"
@@ -194,9 +238,18 @@ class TokenKeys:
         except p11.PKCS11Error as exc:
             self._stale_modules.add(ref.module)
             raise HsmUnavailable(f"{ref}: cannot open a session ({_name(exc)})") from None
-        opened = _Session(session, digest)
+        opened = _Session(session, digest, label, user.issuer)
         self._sessions[where] = opened
         return opened
+
+    def _check_partition(self, ref: TokenKeyRef, label: str, user: TokenUser) -> None:
+        if user.namespace is None or user.namespace in self.namespaced_tokens.get(label, ()):
+            return
+        raise TokenNotAllowed(
+            f"{ref}: token {label!r} is not given to namespace {user.namespace}; an MtlsIssuer may use a token only "
+            "when the operator's configuration gives it to the issuer's namespace (chart value "
+            "hsm.namespacedTokens, flag --pkcs11-namespaced-token LABEL=NAMESPACE); nothing was presented to it"
+        )
 
     def _library(self, ref: TokenKeyRef) -> Any:
         if ref.module not in self.allowed_modules:
@@ -249,7 +302,7 @@ class TokenKeys:
             self._drop(where, None)
 
 
-def _pin_refused(ref: TokenKeyRef) -> str:
+def pin_refused_message(ref: TokenKeyRef) -> str:
     """The same words at the refusal and at each later check, so the issuer's condition stays put."""
     return (
         f"{ref}: the token refused the PIN; it is not tried again until the PIN Secret changes "

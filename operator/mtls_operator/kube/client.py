@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -332,21 +332,26 @@ class KubeIO:
         return resp
 
     async def list_issuers(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        """Every MtlsIssuer (of `namespace`, or all) or ClusterMtlsIssuer, one page of 500 at a time."""
-        plural, token = ISSUER_PLURALS[kind], None
-        items: list[dict[str, Any]] = []
+        """Every MtlsIssuer (of `namespace`, or all) or ClusterMtlsIssuer."""
+        scope = namespace if kind == ISSUER_KIND else None
+        return [item async for page in self.pages(ISSUER_PLURALS[kind], scope) for item in page]
+
+    async def pages(self, plural: str, namespace: str | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """The objects of one of our resources (of `namespace`, or all), one page of 500 at a time: a caller that
+        handles a page before asking for the next never holds more than one parsed page."""
+        token = None
         while True:
             paging = {"limit": 500, **({"_continue": token} if token else {})}
-            if namespace is not None and kind == ISSUER_KIND:
+            if namespace is not None:
                 page = await self._run(
                     self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, **paging
                 )
             else:
                 page = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural, **paging)
-            items += page.get("items") or []
+            yield page.get("items") or []
             token = (page.get("metadata") or {}).get("continue")
             if not token:
-                return items
+                return
 
     async def get_certificate(self, namespace: str, name: str) -> dict[str, Any] | None:
         """An MtlsCertificate read from the API (not this shard's cache: a revocation may name any certificate)."""
@@ -358,23 +363,8 @@ class KubeIO:
             raise
 
     async def list_revocations(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        """Every MtlsRevocation (of `namespace`, or all), one page of 500 at a time."""
-        items: list[dict[str, Any]] = []
-        token = None
-        while True:
-            paging = {"limit": 500, **({"_continue": token} if token else {})}
-            if namespace is not None:
-                page = await self._run(
-                    self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, REVOCATION_PLURAL, **paging
-                )
-            else:
-                page = await self._run(
-                    self.custom.list_cluster_custom_object, GROUP, VERSION, REVOCATION_PLURAL, **paging
-                )
-            items += page.get("items") or []
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return items
+        """Every MtlsRevocation (of `namespace`, or all)."""
+        return [item async for page in self.pages(REVOCATION_PLURAL, namespace) for item in page]
 
     async def annotate_revocation(
         self, namespace: str, name: str, uid: str, annotations: Mapping[str, str]

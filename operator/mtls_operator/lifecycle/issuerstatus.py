@@ -81,7 +81,11 @@ class IssuerStatusReconciler:
         except ValueError as exc:
             ready = Condition(ConditionType.READY, "False", "InvalidSpec", str(exc))
         else:
-            loaded = await self.cas.load(spec, self.directory.ca_namespace(key), now, probe=True)
+            ca_namespace = self.directory.ca_namespace(key)
+            loaded = await self.cas.load(spec, ca_namespace, now, probe=True, refused_pin=old.get("pinRefused"))
+            # Kept across restarts and leaders: a token counts every refused PIN, so a PIN it refused is not
+            # presented again by the next process either, until the PIN Secret changes.
+            status["pinRefused"] = self.cas.refused_pin(ca_namespace, spec.pkcs11) if spec.pkcs11 else None
             if not isinstance(loaded, Rejected):
                 ca = loaded.ca
                 info = describe_certificate(ca.certificate)

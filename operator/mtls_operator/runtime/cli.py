@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a PKCS#11 library issuers may name in spec.ca.pkcs11.module (repeatable; no other is ever loaded)",
     )
     run.add_argument(
+        "--pkcs11-namespaced-token",
+        action="append",
+        default=[],
+        metavar="LABEL=NAMESPACE",
+        help="lets the MtlsIssuers of NAMESPACE use the token labelled LABEL (repeatable); without it a token is "
+        "for ClusterMtlsIssuers only",
+    )
+    run.add_argument(
         "--pkcs11-probe-seconds",
         type=float,
         default=30.0,

@@ -59,7 +59,7 @@ def build(settings: Settings) -> Operator:
         settings=settings,
         secret_changes=lambda: secret_cache.changes,
         roller=roller,
-        tokens=TokenKeys(settings.hsm.modules),
+        tokens=TokenKeys(settings.hsm.modules, settings.hsm.namespaced_tokens),
         sweep=secret_cache.sweep,
     )
     elector = None

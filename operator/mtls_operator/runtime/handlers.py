@@ -106,6 +106,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     await controller.prime_issuers()  # before any certificate is reconciled
     memo.revocations_task = asyncio.create_task(controller.prime_revocations(), name="prime-revocations")
     controller.start()
+    await controller.prime_secret_index()  # before the Secret informer decides which Secrets it keeps whole
     # Secrets are watched by our own cache (kube.secretcache), not by kopf: server-side selectors, pagination,
     # metadata only for Secrets that are not ours.
     operator.secret_cache.start(

@@ -85,6 +85,21 @@ class HsmSettings:
     # changes the issuer's Ready without any Kubernetes event. 30 s is one cheap signature per issuer, and well
     # inside the time a renewal can wait.
     probe_seconds: float = 30.0
+    # Token label -> the namespaces whose MtlsIssuers may use that token. Empty: tokens are for ClusterMtlsIssuers
+    # only (made by cluster administrators); a tenant naming the cluster CA's token gets TokenNotAllowed before any
+    # PIN reaches it, so it can neither lock that token's PIN nor log the cluster CA out.
+    namespaced_tokens: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def parse_namespaced_tokens(values: list[str]) -> dict[str, tuple[str, ...]]:
+    """`LABEL=NAMESPACE` flags (repeatable) -> label -> namespaces. Raises ValueError naming a malformed one."""
+    tokens: dict[str, tuple[str, ...]] = {}
+    for value in values:
+        label, sep, namespace = value.partition("=")
+        if not sep or not label.strip() or not namespace.strip():
+            raise ValueError(f"--pkcs11-namespaced-token {value!r}: expected TOKEN_LABEL=NAMESPACE")
+        tokens[label.strip()] = (*tokens.get(label.strip(), ()), namespace.strip())
+    return tokens
 
 
 @dataclass(frozen=True)
@@ -156,7 +171,11 @@ class Settings:
             leader=LeaderSettings(
                 enabled=args.leader_elect, namespace=args.leader_election_namespace, name=args.leader_election_id
             ),
-            hsm=HsmSettings(modules=tuple(args.pkcs11_module), probe_seconds=args.pkcs11_probe_seconds),
+            hsm=HsmSettings(
+                modules=tuple(args.pkcs11_module),
+                probe_seconds=args.pkcs11_probe_seconds,
+                namespaced_tokens=parse_namespaced_tokens(args.pkcs11_namespaced_token),
+            ),
         )
 
 

@@ -28,7 +28,13 @@ from mtls_operator.lifecycle.policy.revocation import KEY_REVOKED, REVOKED, Revo
 from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
 from mtls_operator.lifecycle.signers.base import SignerBase, SignerContext
 from mtls_operator.lifecycle.signers.ca import sign_with
-from mtls_operator.lifecycle.signers.issuerca import HSM_UNAVAILABLE, PIN_NOT_FOUND, IssuerCALoader
+from mtls_operator.lifecycle.signers.issuerca import (
+    HSM_UNAVAILABLE,
+    PIN_NOT_FOUND,
+    PIN_REFUSED,
+    TOKEN_NOT_ALLOWED,
+    IssuerCALoader,
+)
 from mtls_operator.pki.certificates import describe_certificate, first_certificate, issued_by, load_pem_bundle
 from mtls_operator.pki.csr import CsrPolicy, build_csr, check_partner_csr, csr_dns_names, subject_fields
 from mtls_operator.pki.keys import key_spec_of, same_public_key
@@ -36,7 +42,7 @@ from mtls_operator.pki.keys import key_spec_of, same_public_key
 # Format checks of a partner CSR before the issuer's key policy (which names its own rule) applies: any key the
 # policy could allow passes this floor; the partner guide's RSA >= 2048 stays the floor.
 CSR_FORMAT_FLOOR = CsrPolicy(algorithms=("RSA", "ECDSA"))
-TOKEN_DOWN = (HSM_UNAVAILABLE, PIN_NOT_FOUND)
+TOKEN_DOWN = (HSM_UNAVAILABLE, PIN_NOT_FOUND, PIN_REFUSED, TOKEN_NOT_ALLOWED)
 
 
 class IssuerSigner(SignerBase):
@@ -61,7 +67,8 @@ class IssuerSigner(SignerBase):
             # The issuer's probe found the token unable to sign: wait for it to say otherwise (its Ready change
             # re-queues this certificate) instead of generating a key for a signature that cannot be made.
             return Rejected("IssuerNotReady", f"{key}: {ready.get('message')}", phase=phases.PENDING)
-        loaded = await self.cas.load(spec, directory.ca_namespace(key), a.now)
+        refused_pin = (body.get("status") or {}).get("pinRefused")
+        loaded = await self.cas.load(spec, directory.ca_namespace(key), a.now, refused_pin=refused_pin)
         if isinstance(loaded, Rejected):
             return Rejected("IssuerNotReady", f"{key}: {loaded.message}", phase=phases.PENDING)
         fingerprint = describe_certificate(loaded.ca.certificate).fingerprint_sha256

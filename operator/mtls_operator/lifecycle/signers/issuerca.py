@@ -23,7 +23,16 @@ from typing import Any
 
 from mtls_operator.aio.offload import CpuPool
 from mtls_operator.api.issuer import CertificateSource, IssuerSpec, Pkcs11Source
-from mtls_operator.hsm.token import HsmUnavailable, TokenKeyRef, TokenKeys
+from mtls_operator.hsm.token import (
+    HsmUnavailable,
+    PinDiffers,
+    PinRefused,
+    TokenKeyRef,
+    TokenKeys,
+    TokenNotAllowed,
+    TokenUser,
+    pin_refused_message,
+)
 from mtls_operator.lifecycle.attempt import Rejected
 from mtls_operator.lifecycle.policy import readiness as phases
 from mtls_operator.lifecycle.signers.ca import CALoader
@@ -34,6 +43,8 @@ from mtls_operator.pki.signing import CertificateAuthority, ca_validity_problem,
 
 HSM_UNAVAILABLE = "HSMUnavailable"
 PIN_NOT_FOUND = "PINNotFound"
+PIN_REFUSED = "PINRefused"
+TOKEN_NOT_ALLOWED = "TokenNotAllowed"
 TOKEN_KEY_CACHE_SIZE = 64
 # Token calls at once: one library serialises its sessions anyway (hsm.token); two let a second module's issuers go
 # on while one token hangs.
@@ -56,22 +67,44 @@ class IssuerCALoader:
         self.ctx = cas.ctx
         self.tokens = tokens
         self.token_pool = CpuPool(TOKEN_THREADS, self.ctx.cpu.released_slot)
-        self._keys: OrderedDict[tuple[TokenKeyRef, bytes, str], PrivateKey] = OrderedDict()
+        self._keys: OrderedDict[tuple[TokenKeyRef, bytes, str, TokenUser], PrivateKey] = OrderedDict()
         self._configmaps: dict[tuple[str, str], tuple[datetime.datetime, Mapping[str, Any]]] = {}
+        # (namespace, PIN Secret) -> the resourceVersion whose PIN the token refused (the issuer's status keeps it
+        # across restarts: status.pinRefused)
+        self._refused_pins: dict[tuple[str, str], str] = {}
 
     async def load(
-        self, spec: IssuerSpec, namespace: str, now: datetime.datetime, *, probe: bool = False
+        self,
+        spec: IssuerSpec,
+        namespace: str,
+        now: datetime.datetime,
+        *,
+        probe: bool = False,
+        refused_pin: Mapping[str, Any] | None = None,
     ) -> IssuerCA | Rejected:
-        """The issuer's CA, usable at `now`; `probe`: prove a cached token key signs now (the status reconcile)."""
+        """The issuer's CA, usable at `now`; `probe`: prove a cached token key signs now (the status reconcile).
+        `refused_pin`: the issuer's status.pinRefused: that version of the PIN Secret is not presented again."""
         if spec.pkcs11 is None:
             assert spec.ca_secret_name is not None
             where = f"CA Secret {namespace}/{spec.ca_secret_name}"
             loaded = await self.cas.load_from(namespace, spec.ca_secret_name, now, where)
             return loaded if isinstance(loaded, Rejected) else IssuerCA(*loaded, where, self.ctx.cpu)
-        return await self._from_token(spec.pkcs11, namespace, now, probe)
+        user = TokenUser(str(spec.key), spec.key.namespace or None)
+        return await self._from_token(spec.pkcs11, namespace, now, probe, user, refused_pin or {})
+
+    def refused_pin(self, namespace: str, token: Pkcs11Source) -> dict[str, str] | None:
+        """What the issuer's status.pinRefused records: the PIN Secret and the version the token refused."""
+        version = self._refused_pins.get((namespace, token.pin_secret_name))
+        return None if version is None else {"secretName": token.pin_secret_name, "resourceVersion": version}
 
     async def _from_token(
-        self, token: Pkcs11Source, namespace: str, now: datetime.datetime, probe: bool
+        self,
+        token: Pkcs11Source,
+        namespace: str,
+        now: datetime.datetime,
+        probe: bool,
+        user: TokenUser,
+        refused_pin: Mapping[str, Any],
     ) -> IssuerCA | Rejected:
         source = f"CA certificate {token.certificate.describe(namespace)}"
         data = await self._certificate_bytes(namespace, token.certificate)
@@ -93,15 +126,25 @@ class IssuerCALoader:
         certificate = found.certificates[0]
         if not is_ca(certificate):
             return Rejected("CAInvalid", f"{source} is not a CA certificate (basicConstraints CA:FALSE)", phases.FAILED)
-        pin = await self._pin(namespace, token)
-        if isinstance(pin, Rejected):
-            return pin
+        found_pin = await self._pin(namespace, token)
+        if isinstance(found_pin, Rejected):
+            return found_pin
+        pin, pin_version = found_pin
         ref = token_key_ref(token)
-        cache_key = (ref, hashlib.sha256(pin).digest(), describe_certificate(certificate).fingerprint_sha256)
+        where = (namespace, token.pin_secret_name)
+        if self._refused_pins.get(where, pin_version) != pin_version:
+            del self._refused_pins[where]  # the Secret changed: its PIN is presented (once)
+        if (refused_pin.get("secretName"), refused_pin.get("resourceVersion")) == (token.pin_secret_name, pin_version):
+            # Refused by an earlier process (a restart, another leader): the token would count a second failure.
+            self._refused_pins[where] = pin_version
+            return Rejected(PIN_REFUSED, pin_refused_message(ref), phases.PENDING)
+        # The user is part of the key: a key object signs as the issuer it was made for (the token's partition
+        # check runs with it), so another issuer presenting the same PIN never borrows it.
+        cache_key = (ref, hashlib.sha256(pin).digest(), describe_certificate(certificate).fingerprint_sha256, user)
         try:
             key = self._keys.get(cache_key)
             if key is None:
-                key = await self.token_pool.run(self.tokens.signing_key, ref, pin, certificate.public_key())
+                key = await self.token_pool.run(self.tokens.signing_key, ref, pin, certificate.public_key(), user)
                 # Held to the rules servers apply to an issuer before it signs anything (one token signature).
                 refused = await self.token_pool.run(issuer_problem, CertificateAuthority(certificate, key))
                 if refused is not None:
@@ -111,6 +154,13 @@ class IssuerCALoader:
                     self._keys.popitem(last=False)
             elif probe:
                 await self.token_pool.run(self.tokens.probe, key)
+        except TokenNotAllowed as exc:
+            return Rejected(TOKEN_NOT_ALLOWED, str(exc), phases.FAILED)
+        except PinRefused as exc:
+            self._refused_pins[where] = pin_version
+            return Rejected(PIN_REFUSED, str(exc), phases.PENDING)
+        except PinDiffers as exc:
+            return Rejected(PIN_REFUSED, str(exc), phases.PENDING)
         except HsmUnavailable as exc:
             return Rejected(HSM_UNAVAILABLE, str(exc), phases.PENDING)
         ca = CertificateAuthority(certificate=certificate, key=key)
@@ -145,14 +195,16 @@ class IssuerCALoader:
         self._configmaps[(namespace, name)] = (now, configmap)
         return configmap
 
-    async def _pin(self, namespace: str, token: Pkcs11Source) -> bytes | Rejected:
+    async def _pin(self, namespace: str, token: Pkcs11Source) -> tuple[bytes, str] | Rejected:
         where = f"PIN Secret {namespace}/{token.pin_secret_name}"
         secret = await self.ctx.kube.get_secret(namespace, token.pin_secret_name)
         pin = None if secret is None else secret.get(token.pin_secret_key)
         if not pin:
             what = "does not exist" if secret is None else f"has no key {token.pin_secret_key}"
             return Rejected(PIN_NOT_FOUND, f"{where} {what} (spec.ca.pkcs11.pinSecretRef)", phases.PENDING)
-        return pin.rstrip(b"\r\n")  # `echo PIN > file` or a here-doc leaves a newline the token would refuse
+        assert secret is not None
+        # `echo PIN > file` or a here-doc leaves a newline the token would refuse
+        return pin.rstrip(b"\r\n"), secret.resource_version
 
     def close(self) -> None:
         self.token_pool.executor.shutdown(wait=False, cancel_futures=True)
