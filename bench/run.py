@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import signal
 import ssl
 import statistics
@@ -232,7 +233,17 @@ def profiled(pid: int, name: str) -> Iterator[None]:
         return
     Path(directory).mkdir(parents=True, exist_ok=True)
     spy = subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "-o", f"{directory}/{name}.txt", "--nonblocking"],
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "-o",
+            f"{directory}/{name}.txt",
+            "--nonblocking",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -350,6 +361,9 @@ def p3_steady(cluster: Cluster, operator: OperatorProcess, partner: Partner, cou
     after = scrape_labelled(operator)
     keys_after_restart = after.get("mtls_operator_private_keys_generated_total", 0)  # a new process
     secret_gets = after.get('mtls_operator_api_requests_total{verb="read",resource="secret"}', 0)
+    requests = {
+        k.split("{", 1)[1].rstrip("}"): v for k, v in after.items() if k.startswith("mtls_operator_api_requests_total{")
+    }
     return {
         "count": count,
         "fill_seconds": fill_seconds,
@@ -361,6 +375,7 @@ def p3_steady(cluster: Cluster, operator: OperatorProcess, partner: Partner, cou
         "keys_generated_before_restart": keys_before_restart,
         "keys_generated_by_restart": keys_after_restart,
         "secret_gets_by_restart": secret_gets,
+        "api_requests_by_restart": requests,  # every request the new process made, by verb and resource
         "rss_after_restart_mb": rss_mb(pid_of(operator)),
     }
 

@@ -76,11 +76,11 @@ from mtls_operator.lifecycle.signers.issuerca import IssuerCALoader
 from mtls_operator.pki.certificates import (
     CertificateInfo,
     describe_certificate,
-    first_certificate,
+    pem_certificates,
     to_pem,
 )
 from mtls_operator.pki.csr import certifies_csr
-from mtls_operator.pki.expiry import chain_expiry
+from mtls_operator.pki.expiry import chain_expiry, chain_expiry_of
 from mtls_operator.pki.keys import key_spec_of
 from mtls_operator.pki.verify import Verified, verify_signed_certificate
 
@@ -169,7 +169,8 @@ class Reconciler:
         if problem is not None:
             return Outcome(phases.FAILED, Condition(ConditionType.READY, "False", "SecretConflict", problem))
         a = Attempt(body=body, spec=spec, status=status, live=live, now=now)
-        leaf = first_certificate(live.get(TLS_CRT) if live else None)
+        in_service = pem_certificates(live.get(TLS_CRT) if live else None)  # parsed once for all below
+        leaf = in_service[0] if in_service else None
         current = describe_certificate(leaf) if leaf else None
         trigger = issuance_trigger(
             current,
@@ -190,7 +191,7 @@ class Reconciler:
             asked = requested_renewal(spec.renewal_requested, status.get("lastRenewalRequest"), current.not_before)
             trigger = asked or trigger
         renew_at = renewal_time(current.not_before, current.not_after, spec.renew_before, spec.uid) if current else None
-        chain = chain_expiry(live.get(TLS_CRT), live.get(CA_CRT)) if live is not None and current else None
+        chain = chain_expiry_of(in_service, live.get(CA_CRT)) if live is not None and current else None
         base = certificate_status(current, renew_at, chain) if current is not None else {}
         not_before = None
         if trigger is None:

@@ -158,12 +158,18 @@ def allows_client_auth(cert: x509.Certificate) -> bool:
 
 def first_certificate(data: bytes | None) -> x509.Certificate | None:
     """The leaf of a PEM bundle, or None when there is none or it does not parse."""
+    certificates = pem_certificates(data)
+    return certificates[0] if certificates else None
+
+
+def pem_certificates(data: bytes | None) -> list[x509.Certificate]:
+    """The certificates of a PEM bundle, or [] when there is none or one does not parse."""
     if not data or not data.strip():
-        return None
+        return []
     try:
-        return load_pem_bundle(data)[0]
-    except (ValueError, IndexError):
-        return None
+        return load_pem_bundle(data)
+    except ValueError:
+        return []
 
 
 def dns_names_of(cert: x509.Certificate) -> list[str]:
