@@ -23,6 +23,7 @@ from harness.cluster import (
     certificate_manifest,
     chart_template_applied,
     condition,
+    own_control_plane,
     wait_for,
     wait_ready,
     wait_reason,
@@ -442,3 +443,58 @@ def test_a_restart_finds_the_issuers_before_any_certificate_looks_for_them(
         assert condition(kubectl.get("mtlscertificate", name, team))["status"] == "True"
     warnings = [e["reason"] for e in kubectl.events(team) if e["type"] == "Warning"]
     assert warnings == [], warnings
+
+
+USE_POLICY = "mtls-operator-cluster-issuer-use"  # the chart's (release mtls-operator)
+
+
+def test_cluster_issuers_sign_only_while_their_use_policy_is_in_force(tmp_path: Path) -> None:
+    """The operator cannot tell who created a certificate, so `use` of a cluster issuer is checked at admission;
+    an operator told the policy's name signs with cluster issuers only while that policy denies. On a control plane
+    of its own: the session's operator (without the flag) would sign the same certificates."""
+    with own_control_plane(tmp_path / "plane") as (plane, kubectl):
+        for ns in ("mtls-system", "apps"):
+            kubectl.run("create", "namespace", ns)
+        ca = Partner(tmp_path / "ca", name="Platform CA")
+        ca_secret(kubectl, "mtls-system", "platform-ca", ca)
+        kubectl.run("apply", "-f", "-", input=cluster_issuer("platform", "platform-ca"))
+        (tmp_path / "logs").mkdir()
+        args = ["-A", "--cluster-issuer-namespace", "mtls-system", "--cluster-issuer-use-policy", USE_POLICY,
+                "--use-policy-check-seconds", "1"]  # fmt: skip
+        operator = OperatorProcess(plane.kubeconfig, tmp_path / "logs", args)
+        try:
+            with chart_template_applied(kubectl, tmp_path, "admission-policy.yaml"):
+                operator.start()
+                wait_issuer_ready(kubectl, "platform")
+                kubectl.apply(certificate_manifest("before", spec=issued("platform")), "apps")
+                wait_ready(kubectl, "apps", "before", timeout=60)
+                verify_leaf(kubectl, "apps", "before-tls", ca)
+                # The binding deleted (someone "fixing" a denial): nothing more is signed by a cluster issuer.
+                kubectl.run("delete", "validatingadmissionpolicybinding", USE_POLICY)
+                time.sleep(2)  # the operator looks every second here (every 30 s by default)
+                kubectl.apply(certificate_manifest("during", spec=issued("platform")), "apps")
+                held = condition(wait_reason(kubectl, "apps", "during", "UsePolicyMissing", timeout=30))
+                assert f"({USE_POLICY}) has no ValidatingAdmissionPolicyBinding" in held["message"], held
+                assert "tls.crt" not in (kubectl.secret_data("during-tls", "apps") or {})  # nothing signed
+                warnings = {e["reason"] for e in kubectl.events("apps") if e.get("type") == "Warning"}
+                assert "UsePolicyMissing" in warnings, warnings
+                # A namespaced issuer is none of this policy's business.
+                ca_secret(kubectl, "apps", "team-ca", ca)
+                team = {"apiVersion": "mtls.dev/v1alpha1", "kind": "MtlsIssuer", "metadata": {"name": "team"},
+                        "spec": {"ca": {"secretName": "team-ca"}}}  # fmt: skip
+                kubectl.apply(yaml.safe_dump(team), "apps")
+                kubectl.apply(certificate_manifest("own", spec=issued("team", kind="MtlsIssuer")), "apps")
+                wait_ready(kubectl, "apps", "own", timeout=60)
+            # The policy back (helm upgrade would do this): the certificate that waited is signed, without an edit.
+            with chart_template_applied(kubectl, tmp_path, "admission-policy.yaml"):
+                wait_ready(kubectl, "apps", "during", timeout=30)
+                verify_leaf(kubectl, "apps", "during-tls", ca)
+                # A binding that only warns lets anyone through: the same as none.
+                kubectl.run("patch", "validatingadmissionpolicybinding", USE_POLICY, "--type=merge",
+                            "-p", '{"spec": {"validationActions": ["Warn"]}}')  # fmt: skip
+                kubectl.apply(certificate_manifest("warned", spec=issued("platform")), "apps")
+                held = condition(wait_reason(kubectl, "apps", "warned", "UsePolicyMissing", timeout=30))
+                assert "its binding does not deny (validationActions: Warn)" in held["message"], held
+        finally:
+            operator.stop()
+        assert "Traceback" not in operator.logs()

@@ -114,6 +114,7 @@ def test_the_chart_grants_exactly_what_the_operator_uses(
     (tmp_path / "logs").mkdir()
     args = ["--namespace", "a", "--kubernetes-signer", "--leader-elect", "--leader-election-namespace", "mtls-system",
             "--roll-workloads", "--cluster-issuer-namespace", "mtls-system",
+            "--cluster-issuer-use-policy", "mtls-operator-cluster-issuer-use",
             "--kubernetes-signer-name", "kubernetes.io/kube-apiserver-client"]  # fmt: skip
     operator = OperatorProcess(sa_config, tmp_path / "logs", args, secure_metrics=True)
     operator.start()

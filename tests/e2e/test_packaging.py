@@ -166,7 +166,8 @@ def test_helm_install_and_uninstall(cluster: controlplane.ControlPlane, kubectl:
     }
     assert container["args"] == [
         f"--namespace={namespace}", "--metrics-port=8080", "--secure-metrics-port=8443",
-        f"--cluster-issuer-namespace={namespace}", "--min-duration=1h", "--min-renew-before=1m",
+        f"--cluster-issuer-namespace={namespace}", "--cluster-issuer-use-policy=inst-mtls-operator-cluster-issuer-use",
+        "--min-duration=1h", "--min-renew-before=1m",
     ]  # fmt: skip
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert kubectl.get("role", "inst-mtls-operator", namespace) is not None

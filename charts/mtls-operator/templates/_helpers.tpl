@@ -78,4 +78,15 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - apiGroups: ["authentication.k8s.io"]
   resources: ["selfsubjectreviews"]
   verbs: ["create"]  # our own name, the requestedBy of the revocations we make (also in system:basic-user)
+{{- if .Values.issuers.admissionPolicy.enabled }}
+- apiGroups: ["admissionregistration.k8s.io"]
+  resources: ["validatingadmissionpolicies", "validatingadmissionpolicybindings"]
+  resourceNames: [{{ include "mtls-operator.usePolicyName" . | quote }}]
+  verbs: ["get"]  # cluster issuers sign only while their `use` policy is in force (--cluster-issuer-use-policy)
+{{- end }}
+{{- end -}}
+
+{{- /* The ValidatingAdmissionPolicy (and binding) that checks RBAC verb `use` on ClusterMtlsIssuers. */ -}}
+{{- define "mtls-operator.usePolicyName" -}}
+{{ include "mtls-operator.fullname" . }}-cluster-issuer-use
 {{- end -}}

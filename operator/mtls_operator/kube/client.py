@@ -80,6 +80,7 @@ class KubeIO:
         self.core = kubernetes.client.CoreV1Api(self.api_client)
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self.certificates = kubernetes.client.CertificatesV1Api(self.api_client)
+        self.admission = kubernetes.client.AdmissionregistrationV1Api(self.api_client)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-io")
         self.health = ApiHealth()
         self.instance = socket.gethostname()
@@ -126,6 +127,21 @@ class KubeIO:
                 return None
             raise
         return secret_from_json(resp)
+
+    async def get_admission_policy(self, name: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(ValidatingAdmissionPolicy `name`, ValidatingAdmissionPolicyBinding `name`), each None when absent."""
+        found: list[dict[str, Any] | None] = []
+        for read in (
+            self.admission.read_validating_admission_policy,
+            self.admission.read_validating_admission_policy_binding,
+        ):
+            try:
+                found.append(await self._run(read, name))
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                found.append(None)
+        return found[0], found[1]
 
     async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

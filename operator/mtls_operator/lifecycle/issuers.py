@@ -32,6 +32,10 @@ class IssuerDirectory(Protocol):
         """The issuer's revocation of this serial (from the MtlsRevocations resolved so far), or None."""
         ...
 
+    def use_policy_problem(self) -> str | None:
+        """Why cluster issuers may not sign now (their `use` admission policy is not in force), or None."""
+        ...
+
 
 @dataclass(frozen=True)
 class ResolvedIssuer:

@@ -72,6 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
         "outside a cluster)",
     )
     run.add_argument(
+        "--cluster-issuer-use-policy",
+        metavar="NAME",
+        help="the ValidatingAdmissionPolicy (and its binding, of the same name) that checks RBAC verb use on "
+        "ClusterMtlsIssuers: cluster issuers sign only while it is in force (default: none)",
+    )
+    run.add_argument(
+        "--use-policy-check-seconds",
+        type=float,
+        default=30.0,
+        help="how often that policy is looked at (30)",
+    )
+    run.add_argument(
         "--shard-count",
         type=int,
         default=1,

@@ -33,6 +33,7 @@ from mtls_operator.kube.health import ApiProbe, is_outage
 from mtls_operator.kube.objects import Conflict, Owner
 from mtls_operator.lifecycle.autorevoke import AutoRevoker
 from mtls_operator.lifecycle.issuerstatus import IssuerStatusReconciler, IssuerUser
+from mtls_operator.lifecycle.policy.usepolicy import use_policy_problem
 from mtls_operator.lifecycle.publisher import CAPublisher
 from mtls_operator.lifecycle.reconciler import Outcome, Reconciler
 from mtls_operator.lifecycle.revocations import RevocationReconciler
@@ -193,11 +194,13 @@ class Controller:
         self._lag_task = asyncio.create_task(self._sample_loop_lag(), name="loop-lag")
         self._probe_task = asyncio.create_task(self._probe_api(), name="api-probe")
         self._heap_task = asyncio.create_task(self._settle_heap(), name="heap")
+        self._use_policy_task = asyncio.create_task(self._watch_use_policy(), name="use-policy")
 
     async def stop(self) -> None:
         self._lag_task.cancel()
         self._probe_task.cancel()
         self._heap_task.cancel()
+        self._use_policy_task.cancel()
         await self.queue.stop()
         self.reconciler.close()  # queued key generation dropped; logs out of every token
 
@@ -324,6 +327,38 @@ class Controller:
         for kind, body in bodies:
             self.issuer_changed(kind, "ADDED", body)
         log.info("issuers at start: %d, namespaces: %d", len(bodies), len(namespaces))
+
+    async def check_use_policy(self) -> None:
+        """settings.cluster_issuer_use_policy: is the admission policy that checks `use` on cluster issuers in
+        force (lifecycle.policy.usepolicy)? Cluster-issuer issuance waits while it is not, or cannot be read; when it
+        is back, the certificates that waited are reconciled at once."""
+        name = self.settings.cluster_issuer_use_policy
+        if not name:
+            return
+        try:
+            policy, binding = await self.kube.get_admission_policy(name)
+            problem = use_policy_problem(name, policy, binding)
+        except Exception as exc:  # fail closed: an unreadable policy is not a policy in force
+            problem = (
+                f"the admission policy {name} that checks RBAC verb use on ClusterMtlsIssuers cannot be read ({exc})"
+            )
+        previous, self.issuers.use_policy = self.issuers.use_policy, problem
+        if problem == previous:
+            return
+        if problem is not None:
+            log.warning("cluster issuers do not sign: %s", problem)
+        else:
+            log.info("the admission policy %s checks use on cluster issuers: they sign", name)
+        for key, _ in self.issuers.issuers():
+            if key.kind == CLUSTER_ISSUER_KIND:
+                for cert in self.issuers.users(key):
+                    if cert in self.cache:
+                        self.queue.add(cert)
+
+    async def _watch_use_policy(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.use_policy_check_seconds)
+            await self.check_use_policy()
 
     async def prime_secret_index(self) -> None:
         """Before the Secret informer lists: which Secrets this shard's certificates name, from one paged list of

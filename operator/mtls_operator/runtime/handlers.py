@@ -104,6 +104,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         # Fail fast (the pod restarts, the log says why) rather than run for a minute without reconciling.
         raise kopf.PermanentError(f"cannot serve HTTP on port {port}: {exc}") from exc
     await controller.prime_issuers()  # before any certificate is reconciled
+    await controller.check_use_policy()  # cluster issuers sign only once their `use` policy is known to be in force
     memo.revocations_task = asyncio.create_task(controller.prime_revocations(), name="prime-revocations")
     controller.start()
     await controller.prime_secret_index()  # before the Secret informer decides which Secrets it keeps whole

@@ -29,6 +29,7 @@ class IssuerBook:
         self._ca_readers: dict[SecretKey, set[IssuerKey]] = {}
         self._ca_of: dict[IssuerKey, set[SecretKey]] = {}  # the CA Secret, or the PIN's and the certificate's
         self.revocations = RevocationBook()
+        self.use_policy: str | None = None  # set by the controller's check (lifecycle.policy.usepolicy)
 
     # --- lifecycle.issuers.IssuerDirectory ------------------------------------------------------------------
 
@@ -43,6 +44,9 @@ class IssuerBook:
 
     def revoked(self, key: IssuerKey, serial_number: int) -> RevokedEntry | None:
         return self.revocations.revoked(key, serial_number)
+
+    def use_policy_problem(self) -> str | None:
+        return self.use_policy
 
     # --- fed by watch events ----------------------------------------------------------------------------------
 

@@ -122,6 +122,12 @@ class Settings:
     # Where every ClusterMtlsIssuer's CA Secret lives: one namespace, so the CA key is never copied into the teams'
     # namespaces (cert-manager's cluster resource namespace). The chart passes the release namespace.
     cluster_issuer_namespace: str = "mtls-system"
+    # The ValidatingAdmissionPolicy (and binding, same name) that checks RBAC verb `use` on ClusterMtlsIssuers:
+    # cluster issuers sign only while it is in force (lifecycle.policy.usepolicy). None: no such check (the chart
+    # passes its policy's name when issuers.admissionPolicy.enabled). Looked at every 30 s: a deleted policy stops
+    # cluster-issuer issuance within that, for two cheap GETs per replica.
+    cluster_issuer_use_policy: str | None = None
+    use_policy_check_seconds: float = 30.0
     # The smallest spec.duration and spec.renewBefore served (lifecycle.policy.floors): an hour, so no object can
     # make the operator re-issue more than about once an hour by its spec; tests with 2-minute certificates lower it.
     floors: Floors = field(default_factory=Floors)
@@ -163,6 +169,8 @@ class Settings:
             kubernetes_signer_names=tuple(args.kubernetes_signer_name),
             roll_workloads=args.roll_workloads,
             cluster_issuer_namespace=args.cluster_issuer_namespace or default_namespace(),
+            cluster_issuer_use_policy=args.cluster_issuer_use_policy or None,
+            use_policy_check_seconds=args.use_policy_check_seconds,
             floors=Floors(parse_duration(args.min_duration), parse_duration(args.min_renew_before)),
             verbose=args.verbose,
             shard=Shard(index, args.shard_count),

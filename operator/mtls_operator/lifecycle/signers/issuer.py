@@ -16,7 +16,7 @@ from __future__ import annotations
 from cryptography import x509
 
 from mtls_operator.api.issuer import parse_issuer
-from mtls_operator.api.names import CA_CRT, TLS_CRT
+from mtls_operator.api.names import CA_CRT, CLUSTER_ISSUER_KIND, TLS_CRT
 from mtls_operator.api.status import find_condition, parse_time
 from mtls_operator.hsm.token import HsmUnavailable
 from mtls_operator.lifecycle.attempt import Attempt, Deferred, Issued, Rejected, SignResult
@@ -26,6 +26,7 @@ from mtls_operator.lifecycle.policy.carotation import PUBLISHED_RETRY, ca_move
 from mtls_operator.lifecycle.policy.issuance import IssuanceRequest, Violation, narrowed, violations
 from mtls_operator.lifecycle.policy.revocation import KEY_REVOKED, REVOKED, RevocationVerdict, after_revocation
 from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
+from mtls_operator.lifecycle.policy.usepolicy import USE_POLICY_MISSING, refusal_message
 from mtls_operator.lifecycle.signers.base import SignerBase, SignerContext
 from mtls_operator.lifecycle.signers.ca import sign_with
 from mtls_operator.lifecycle.signers.issuerca import (
@@ -58,6 +59,9 @@ class IssuerSigner(SignerBase):
         body = directory.find(key) if directory is not None else None
         if directory is None or body is None:
             return Rejected("IssuerNotFound", f"{key} does not exist (spec.signer.issuerRef)", phase=phases.PENDING)
+        use_problem = directory.use_policy_problem() if key.kind == CLUSTER_ISSUER_KIND else None
+        if use_problem is not None:
+            return Rejected(USE_POLICY_MISSING, refusal_message(str(key), use_problem), phase=phases.PENDING)
         try:
             spec = parse_issuer(key.kind, body)
         except ValueError as exc:
