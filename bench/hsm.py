@@ -35,7 +35,7 @@ from harness.cluster import DEFAULT_ARGS, Kubectl, OperatorProcess, Partner, cer
 from harness.pki import make_ca
 from harness.softhsm import SoftHSM, find_module
 from mtls_operator.api.spec import Subject
-from mtls_operator.hsm.token import TokenKeyRef, TokenKeys
+from mtls_operator.hsm.token import TokenKeyRef, TokenKeys, TokenUser
 from mtls_operator.pki.csr import build_csr
 from mtls_operator.pki.signing import CertificateAuthority, sign_csr
 
@@ -161,9 +161,8 @@ def main() -> int:
         hsm.init_token("bench", "1234")
         cert = x509.load_pem_x509_certificate(hsm.make_ca("bench", "1234", "ca", Path(tmp) / "ca.crt"))
         keys = TokenKeys((module,))
-        token_ca = CertificateAuthority(
-            cert, keys.signing_key(TokenKeyRef(module, token_label="bench", key_label="ca"), b"1234", cert.public_key())
-        )
+        ref, user = TokenKeyRef(module, token_label="bench", key_label="ca"), TokenUser("ClusterMtlsIssuer bench", None)
+        token_ca = CertificateAuthority(cert, keys.signing_key(ref, b"1234", cert.public_key(), user))
         memory_cert, memory_key = make_ca("Bench CA")
         memory_ca = CertificateAuthority(memory_cert, memory_key)
         csrs = _csrs(args.count)
