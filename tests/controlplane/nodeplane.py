@@ -589,9 +589,21 @@ def stop(directory: Path, timeout: float = 20.0) -> None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             _wait_gone(list(leftovers), 5)
-        for cgroup in _cgroup_dirs(state["cgroup_root"]):
-            with contextlib.suppress(OSError):
-                cgroup.rmdir()
+        # A cgroup whose last process was just killed can stay busy for a moment (EBUSY): retry for a few seconds
+        # (a teardown once left a container's cgroup behind).
+        deadline = time.monotonic() + 5
+        while True:
+            busy = []
+            for cgroup in _cgroup_dirs(state["cgroup_root"]):
+                try:
+                    cgroup.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    busy.append(cgroup)
+            if not busy or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         if holder:  # the last process of the mount namespace: its tmpfs and bind mounts go with it
             with contextlib.suppress(ProcessLookupError):
                 os.kill(holder, signal.SIGKILL)
