@@ -339,8 +339,12 @@ class Controller:
             policy, binding = await self.kube.get_admission_policy(name)
             problem = use_policy_problem(name, policy, binding)
         except Exception as exc:  # fail closed: an unreadable policy is not a policy in force
+            # The same words for the same failure (an ApiException's text carries headers and body, different every
+            # time): a changed message would re-queue every user of a cluster issuer at each look.
+            status = getattr(exc, "status", None)
+            cause = f"HTTP {status}" if status else type(exc).__name__
             problem = (
-                f"the admission policy {name} that checks RBAC verb use on ClusterMtlsIssuers cannot be read ({exc})"
+                f"the admission policy {name} that checks RBAC verb use on ClusterMtlsIssuers cannot be read ({cause})"
             )
         previous, self.issuers.use_policy = self.issuers.use_policy, problem
         if problem == previous:
