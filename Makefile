@@ -9,7 +9,7 @@ NODE_DIR    := .cluster-node
 # The node suite needs root on Linux (network namespaces, mounts, cgroups); elsewhere it is skipped, and says so.
 NODE_OK     := $(shell [ "$$(uname -s)" = Linux ] && [ "$$(id -u)" = 0 ] && echo yes)
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack buildah skopeo mmdebstrap gcc libc6-dev
-# The oldest Kubernetes we support (README "Supported Kubernetes versions"), and the suites that run against it in CI:
+# The oldest Kubernetes we support (docs/getting-started/supported-versions.md), and the suites that run against it in CI:
 # those whose outcome depends on the apiserver. The newest (tests/controlplane/go.mod) runs everything.
 OLDEST_K8S  := 1.30.14
 OLDEST_SUITE := tests/e2e/test_crd_validation.py tests/e2e/test_packaging.py tests/e2e/test_issuers.py \
@@ -20,7 +20,7 @@ OLDEST_SUITE := tests/e2e/test_crd_validation.py tests/e2e/test_packaging.py tes
 TOOLS_BIN   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mtls-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: help deps venv tools controlplane node cluster-up cluster-down node-up node-down image run test unit e2e e2e-oldest node-e2e lint fmt manifests check-manifests bench bench-quick bench-hsm soak chaos chaos-quick clean
+.PHONY: docs docs-reference docs-serve docs-screenshots help deps venv tools controlplane node cluster-up cluster-down node-up node-down image run test unit e2e e2e-oldest node-e2e lint fmt manifests check-manifests bench bench-quick bench-hsm soak chaos chaos-quick clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,10 +30,10 @@ venv: $(VENV)/.installed ## create .venv with the operator and test tools
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e '.[test,docs]'
 	touch $@
 
-deps: ## system packages the tests use: openssl, prometheus + promtool, a JRE and Node.js (the real clients), SoftHSM2 (the PKCS#11 token the HSM tests sign with), nginx (a real server enforcing our CRLs), and for the node suite containerd, runc, CNI plugins, buildah, skopeo, mmdebstrap; installed when missing
+deps: ## system packages the tests use: openssl, graphviz (the manual's diagrams), prometheus + promtool, a JRE and Node.js (the real clients), SoftHSM2 (the PKCS#11 token the HSM tests sign with), nginx (a real server enforcing our CRLs), and for the node suite containerd, runc, CNI plugins, buildah, skopeo, mmdebstrap; installed when missing
 	@missing=""; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
@@ -41,6 +41,7 @@ deps: ## system packages the tests use: openssl, prometheus + promtool, a JRE an
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v softhsm2-util >/dev/null || missing="$$missing softhsm2"; \
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
+	command -v dot >/dev/null || missing="$$missing graphviz"; \
 	if [ "$(NODE_OK)" = yes ]; then \
 	  for pkg in $(NODE_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	fi; \
@@ -97,15 +98,15 @@ node-e2e: deps venv tools node ## the node suite only: the image, the chart on a
 	$(PY) -m pytest -ra tests/node
 
 lint: venv ## ruff, mypy, the import layers (import-linter) and hadolint
-	$(VENV)/bin/ruff check operator tests hack bench
-	$(VENV)/bin/ruff format --check operator tests hack bench
+	$(VENV)/bin/ruff check operator tests hack bench docs/hooks
+	$(VENV)/bin/ruff format --check operator tests hack bench docs/hooks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache  # the layer rule: ARCHITECTURE.md
 	$(VENV)/bin/hadolint Dockerfile
 
 fmt: venv
-	$(VENV)/bin/ruff check --fix operator tests hack bench
-	$(VENV)/bin/ruff format operator tests hack bench
+	$(VENV)/bin/ruff check --fix operator tests hack bench docs/hooks
+	$(VENV)/bin/ruff format operator tests hack bench docs/hooks
 
 manifests: tools ## regenerate manifests/ from the Helm chart (and the issuer CRDs from hack/gen_issuer_crds.py)
 	$(PY) hack/gen_issuer_crds.py
@@ -133,5 +134,19 @@ chaos: deps venv tools controlplane ## faults under load (kill -9 x50, apiserver
 chaos-quick: deps venv tools controlplane ## the same with fewer certificates and kills (CI)
 	PYTHONPATH=tests:tests/controlplane $(PY) bench/chaos.py --quick
 
+# The manual (docs/, mkdocs.yml). Material for MkDocs prints a banner about its successor on every build: silenced.
+docs: deps venv ## the manual: check the generated reference pages are current, then build site/ in strict mode
+	$(PY) hack/gen_docs.py --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+docs-reference: venv ## rewrite the generated pages (docs/reference/, the runbooks' index) from their sources
+	$(PY) hack/gen_docs.py
+
+docs-serve: venv ## a live preview of the manual on http://127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve -a 127.0.0.1:8000
+
+docs-screenshots: docs ## headless Chromium pictures of the built manual into site-screenshots/ (installs chromium)
+	hack/docs_screenshots.sh
+
 clean: cluster-down node-down
-	rm -rf $(VENV) $(CLUSTER_DIR) $(NODE_DIR)
+	rm -rf $(VENV) $(CLUSTER_DIR) $(NODE_DIR) site site-screenshots

@@ -344,3 +344,28 @@ def test_replicas_compete_for_a_lease_with_least_privilege(cluster: controlplane
     named = next(r for r in role["rules"] if r.get("resourceNames"))
     assert named["resourceNames"] == ["mtls-operator"] and sorted(named["verbs"]) == ["get", "update"]
     assert "kopf.dev" not in rendered  # kopf peering is gone: it paused kopf, not our work queue
+
+
+def test_prometheus_rule_points_every_alert_at_its_runbook_page(cluster: controlplane.ControlPlane) -> None:
+    """The rules are the shipped file's, except each runbook_url, which follows prometheusRule.runbookURLTemplate:
+    the default is the manual's page of that alert, and a team hosting the manual elsewhere points it there."""
+    shipped = yaml.safe_load((ROOT / "manifests" / "prometheus" / "alerts.yaml").read_text())
+
+    def rules(*values: str) -> list[dict]:
+        rendered = helm(cluster.kubeconfig, "template", "x", str(CHART), "--set", "prometheusRule.enabled=true",
+                        *values, "--show-only", "templates/prometheusrule.yaml").stdout  # fmt: skip
+        groups = yaml.safe_load(rendered)["spec"]["groups"]
+        return [rule for group in groups for rule in group["rules"]]
+
+    default = rules()
+    expected = [rule for group in shipped["groups"] for rule in group["rules"]]
+    assert default == expected, "by default the PrometheusRule is the shipped file, runbook URLs included"
+    moved = rules("--set", "prometheusRule.runbookURLTemplate=https://docs.example.com/rb/{alert}/")
+    for rule, original in zip(moved, expected, strict=True):
+        assert rule["annotations"]["runbook_url"] == f"https://docs.example.com/rb/{rule['alert'].lower()}/"
+        assert {k: v for k, v in rule["annotations"].items() if k != "runbook_url"} == {
+            k: v for k, v in original["annotations"].items() if k != "runbook_url"
+        }
+        assert rule["expr"] == original["expr"]
+        page = ROOT / "docs" / "operations" / "runbooks" / f"{rule['alert'].lower()}.md"
+        assert page.exists(), page

@@ -1,5 +1,5 @@
 -- Argo CD health check for mtls.dev/MtlsCertificate (mtls-operator).
--- Install: resource.customizations.health.mtls.dev_MtlsCertificate in argocd-cm (README, "Argo CD").
+-- Install: resource.customizations.health.mtls.dev_MtlsCertificate in argocd-cm (docs/operations/argocd.md).
 --
 -- Decisions read conditions by type, never by position (argo-cd#16523), and a certificate that is in service
 -- stays Healthy while its renewal waits for the partner's signature (argo-cd#18597: cert-manager Certificates
