@@ -50,7 +50,7 @@ def test_the_readme_walkthrough_runs_as_written(kubectl: Kubectl, operator: Oper
         ["openssl", "x509", "-in", str(tmp_path / "client.crt"), "-noout", "-serial"], capture_output=True, text=True
     ).stdout
     in_service = kubectl.run(
-        "get", "secret", "apata-client", "-n", namespace, "-o", "jsonpath={.data.tls\\.crt}"
+        "get", "secret", "apata-client-tls", "-n", namespace, "-o", "jsonpath={.data.tls\\.crt}"
     ).stdout
     served = subprocess.run(
         ["bash", "-c", "base64 -d | openssl x509 -noout -serial"], input=in_service, capture_output=True, text=True
