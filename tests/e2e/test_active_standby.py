@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from cryptography import x509
 
 from harness.cluster import (
     CA_SIGNER,
@@ -119,6 +121,63 @@ def test_only_the_lease_holder_writes_and_failover_keeps_every_key(plane: Kubect
     finally:
         second.stop()
         first.stop()
+
+
+def crl_status(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    return ((kubectl.get("mtlsissuer", name, NS) or {}).get("status") or {}).get("crl") or {}
+
+
+def crl_listing(kubectl: Kubectl, revoked: int) -> dict[str, Any] | None:
+    crl = crl_status(kubectl, "failover")
+    return crl if crl.get("revokedCertificates") == revoked else None
+
+
+def test_the_crl_number_only_grows_across_a_leader_change(plane: Kubectl, tmp_path: Path) -> None:
+    """Revocation's promise across failover: the new leader signs the next CRL with a larger number (servers keep the
+    CRL with the largest), lists what the old leader listed plus what came after, and nothing is lost with the kill."""
+    from mtls_operator.pki.crl import read_crl, revocation_in
+
+    kubectl = plane
+    kubectl.run("create", "namespace", NS, check=False)
+    ca = Partner(tmp_path / "crl-ca", name="Failover CRL CA")
+    kubectl.run("create", "secret", "tls", "failover-ca", "-n", NS, f"--cert={ca.ca_crt}", f"--key={ca.ca_key}")
+    issuer = {"apiVersion": "mtls.dev/v1alpha1", "kind": "MtlsIssuer", "metadata": {"name": "failover"},
+              "spec": {"ca": {"secretName": "failover-ca"}, "crl": {"lifetime": "1m"}}}  # fmt: skip
+    first = replica(kubectl, tmp_path, "crl-a")
+    second = replica(kubectl, tmp_path, "crl-b")
+    try:
+        wait_for(
+            lambda: metric_sum(first, "mtls_operator_leader") + metric_sum(second, "mtls_operator_leader") == 1,
+            timeout=30,
+            what="one leader",
+        )
+        active, standby = (first, second) if metric_sum(first, "mtls_operator_leader") == 1 else (second, first)
+        kubectl.apply(yaml.safe_dump(issuer), NS)
+        spec = {"duration": "2160h", "signer": {"issuerRef": {"kind": "MtlsIssuer", "name": "failover"}}}
+        for name in ("f1", "f2"):
+            kubectl.apply(certificate_manifest(name, spec=spec), NS)
+        serials = {name: wait_ready(kubectl, NS, name)["status"]["issuedBy"]["serialNumber"] for name in ("f1", "f2")}
+        kubectl.plugin("revoke", "f1", "-n", NS, "--reason", "cessationOfOperation", "--timeout", "60")
+        before = wait_for(lambda: crl_listing(kubectl, 1), timeout=30, what="the old leader's CRL lists f1")
+
+        assert active.proc is not None
+        os.killpg(active.proc.pid, signal.SIGKILL)
+        active.proc.wait()
+        wait_for(lambda: metric_sum(standby, "mtls_operator_leader") == 1, timeout=60, interval=0.5, what="takeover")
+        kubectl.plugin("revoke", "f2", "-n", NS, "--reason", "superseded", "--timeout", "90")
+        after = wait_for(lambda: crl_listing(kubectl, 2), timeout=30, what="the new leader's CRL lists f1 and f2")
+        assert int(after["number"]) > int(before["number"])
+        text = (kubectl.get("configmap", "mtlsissuer-failover-crl", NS) or {})["data"]["ca.crl"]
+        crl = read_crl(text.encode())
+        assert all(revocation_in(crl, int(serial, 16)) is not None for serial in serials.values())
+        assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == int(after["number"])
+        # The new leader keeps signing at half the lifetime, numbers still growing.
+        wait_for(lambda: int(crl_status(kubectl, "failover").get("number") or 0) > int(after["number"]),
+                 timeout=60, interval=1, what="re-signed by the new leader")  # fmt: skip
+        assert writes(standby) > 0
+    finally:
+        first.stop()
+        second.stop()
 
 
 def test_graceful_stop_hands_the_lease_over_at_once(plane: Kubectl, tmp_path: Path) -> None:
