@@ -97,6 +97,18 @@ def policy(cluster: bool) -> dict[str, Any]:
         },
     }
     if cluster:
+        properties["openToSelectedNamespaces"] = {
+            "type": "boolean",
+            "default": False,
+            "description": (
+                "false (default): the operator signs a certificate only if the user recorded as its requester "
+                "(annotation mtls.dev/requested-by, written at admission) holds the RBAC verb `use` on this issuer, "
+                "asked with a SubjectAccessReview at every issuance and renewal; a certificate with no recorded "
+                "requester is refused (RequesterUnknown). true: every certificate of a namespace the "
+                "namespaceSelector admits may use it, whoever asked: choose it only for an issuer meant for all of "
+                "them."
+            ),
+        }
         properties["namespaceSelector"] = {
             "type": "object",
             "description": (

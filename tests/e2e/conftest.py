@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 import controlplane
-from harness.cluster import DEFAULT_ARGS, ROOT, Kubectl, OperatorProcess, Partner, running_prometheus
+from harness.cluster import (
+    DEFAULT_ARGS,
+    ROOT,
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    install_session_admission,
+    running_prometheus,
+)
 from harness.softhsm import SessionHSM, find_module
 
 
@@ -27,6 +35,8 @@ def kubectl(cluster: controlplane.ControlPlane) -> Kubectl:
     kube = Kubectl(cluster.kubeconfig)
     kube.run("apply", "-f", str(ROOT / "manifests" / "crd"))
     kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+    # As `helm install` does where the cluster serves it: requesters recorded at admission (cluster issuers need one).
+    install_session_admission(kube)
     return kube
 
 

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
 from harness.cluster import (
+    ADMIN,
     CLUSTER_ISSUER_NAMESPACE,
     Kubectl,
     OperatorProcess,
@@ -24,6 +26,7 @@ from harness.cluster import (
     chart_template_applied,
     condition,
     own_control_plane,
+    serves_mutating_policies,
     wait_for,
     wait_ready,
     wait_reason,
@@ -281,8 +284,8 @@ def test_use_of_a_cluster_issuer_is_decided_by_rbac_at_admission(
     kubectl.run("create", "clusterrolebinding", f"use-{issuer}-alice", f"--clusterrole=use-{issuer}", "--user=alice")
 
     def as_user(user: str, name: str) -> subprocess.CompletedProcess[str]:
-        return kubectl.run("apply", "--as", user, "-n", namespace, "-f", "-",
-                           input=certificate_manifest(name, spec=issued(issuer)), check=False)  # fmt: skip
+        manifest = certificate_manifest(name, spec=issued(issuer), requester=(user, AUTHENTICATED))
+        return kubectl.run("apply", "--as", user, "-n", namespace, "-f", "-", input=manifest, check=False)
 
     # The policy is live once the apiserver has compiled it: bob's first attempts may still pass; retry until not.
     def rejected() -> str | None:
@@ -297,10 +300,115 @@ def test_use_of_a_cluster_issuer_is_decided_by_rbac_at_admission(
     wait_ready(kubectl, namespace, "alice-cert")
     verify_leaf(kubectl, namespace, "alice-cert-tls", ca)
     # A certificate that names no cluster issuer is none of the policy's business.
-    plain = certificate_manifest("bob-manual")
+    plain = certificate_manifest("bob-manual", requester=("bob", AUTHENTICATED))
     proc = kubectl.run("apply", "--as", "bob", "-n", namespace, "-f", "-", input=plain, check=False)
     assert proc.returncode == 0, proc.stderr
     kubectl.run("delete", "clusterrolebinding", f"use-{issuer}-alice")
+    kubectl.run("delete", "clusterrole", f"use-{issuer}")
+
+
+AUTHENTICATED = ("system:authenticated",)  # the groups of an impersonated user (`--as NAME`)
+
+
+def use_clusterrole(issuer: str) -> str:
+    rule = {"apiGroups": ["mtls.dev"], "resources": ["clustermtlsissuers"], "verbs": ["use"], "resourceNames": [issuer]}
+    body = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": f"use-{issuer}"},
+            "rules": [rule]}  # fmt: skip
+    return yaml.safe_dump(body)
+
+
+def annotations_of(kubectl: Kubectl, namespace: str, name: str) -> dict[str, str]:
+    return ((kubectl.get("mtlscertificate", name, namespace) or {}).get("metadata") or {}).get("annotations") or {}
+
+
+def test_the_operator_asks_rbac_for_the_recorded_requester_at_every_issuance(
+    kubectl: Kubectl, operator: OperatorProcess, issuer_namespace: str, namespace: str, tmp_path: Path,
+    admission_policy: None,
+) -> None:  # fmt: skip
+    """Who asked is recorded at admission (the chart's MutatingAdmissionPolicy where the cluster serves one; else by
+    the user, the ValidatingAdmissionPolicy checking it names them), and the operator checks `use` for that user
+    before a cluster issuer signs, at the first issuance and at every renewal: taking `use` away stops the next."""
+    recorded_by_admission = serves_mutating_policies(kubectl)
+    ca = Partner(tmp_path / "ca", name="Requester CA")
+    suffix = uuid.uuid4().hex[:6]
+    issuer, secret = f"asked-{suffix}", f"asked-ca-{suffix}"
+    ca_secret(kubectl, issuer_namespace, secret, ca)
+    kubectl.run("apply", "-f", "-", input=cluster_issuer(issuer, secret))
+    wait_issuer_ready(kubectl, issuer)
+    kubectl.run("create", "role", "certificates", "-n", namespace, "--verb=get,list,create,update,patch",
+                "--resource=mtlscertificates.mtls.dev")  # fmt: skip
+    kubectl.run("create", "rolebinding", "certificates-carol", "-n", namespace, "--role=certificates", "--user=carol")
+    kubectl.run("apply", "-f", "-", input=use_clusterrole(issuer))
+    grant = ("create", "clusterrolebinding", f"use-{issuer}-carol", f"--clusterrole=use-{issuer}", "--user=carol")
+    kubectl.run(*grant)
+    carol = ("carol", AUTHENTICATED)
+
+    def apply_as_carol(name: str, requester: tuple[str, tuple[str, ...]] | None) -> subprocess.CompletedProcess[str]:
+        manifest = certificate_manifest(name, spec=issued(issuer), requester=requester)
+        return kubectl.run("apply", "--as", "carol", "-n", namespace, "-f", "-", input=manifest, check=False)
+
+    # A record naming someone else is refused (below MutatingAdmissionPolicy) or overwritten by the truth.
+    def judged() -> tuple[str, subprocess.CompletedProcess[str]] | None:
+        name = f"forged-{uuid.uuid4().hex[:4]}"
+        proc = apply_as_carol(name, ADMIN)
+        rewritten = annotations_of(kubectl, namespace, name).get("mtls.dev/requested-by") == "carol"
+        if proc.returncode != 0 or (recorded_by_admission and rewritten):
+            return name, proc
+        return None  # the policies are not live yet
+
+    name, forged = wait_for(judged, timeout=30, what="the admission policies judge the record")
+    if recorded_by_admission:
+        assert forged.returncode == 0 and annotations_of(kubectl, namespace, name)["mtls.dev/requested-by"] == "carol"
+    else:
+        assert "may only name the user who writes the spec, carol" in forged.stderr, forged.stderr
+    proc = apply_as_carol("carols", None if recorded_by_admission else carol)
+    assert proc.returncode == 0, proc.stderr
+    first = wait_ready(kubectl, namespace, "carols")["status"]
+    recorded = annotations_of(kubectl, namespace, "carols")
+    assert recorded["mtls.dev/requested-by"] == "carol"
+    assert recorded["mtls.dev/requested-by-groups"] == '["system:authenticated"]'
+    # Someone else's metadata-only change (a label, a renew request) does not make them the requester.
+    kubectl.run("label", "mtlscertificate", "carols", "-n", namespace, "team=payments")
+    assert annotations_of(kubectl, namespace, "carols")["mtls.dev/requested-by"] == "carol"
+
+    # `use` taken away: the next renewal is refused, the certificate in service stays.
+    kubectl.run("delete", "clusterrolebinding", f"use-{issuer}-carol")
+    time.sleep(3)  # RBAC's answer is remembered 2 s here (--use-review-seconds; 60 s by default)
+    kubectl.plugin("renew", "carols", "-n", namespace)
+    refused = condition(wait_reason(kubectl, namespace, "carols", "UseNotAllowed", timeout=30))
+    assert "carol, recorded as this certificate's requester, does not hold the RBAC verb use" in refused["message"]
+    status = (kubectl.get("mtlscertificate", "carols", namespace) or {})["status"]
+    assert status["serialNumber"] == first["serialNumber"]  # nothing signed, and nothing taken out of service
+    served = x509.load_pem_x509_certificate(kubectl.secret_data("carols-tls", namespace)["tls.crt"])
+    assert f"{served.serial_number:X}" == first["serialNumber"].lstrip("0")
+    assert "UseNotAllowed" in {e["reason"] for e in kubectl.events(namespace) if e.get("type") == "Warning"}
+    # Given back: the renewal that waited goes through.
+    kubectl.run(*grant)
+    renewed = wait_for(
+        lambda: (
+            (o := kubectl.get("mtlscertificate", "carols", namespace) or {}).get("status", {}).get("serialNumber")
+            not in (None, first["serialNumber"])
+            and o
+        ),
+        timeout=60,
+        what="renewed once use is back",
+    )
+    assert condition(renewed)["reason"] == "Ready"
+
+    # The record removed (metadata only): nobody to ask about, so nothing more is signed by the cluster issuer.
+    kubectl.run("annotate", "mtlscertificate", "carols", "-n", namespace,
+                "mtls.dev/requested-by-", "mtls.dev/requested-by-groups-")  # fmt: skip
+    kubectl.plugin("renew", "carols", "-n", namespace)
+    unknown = condition(wait_reason(kubectl, namespace, "carols", "RequesterUnknown", timeout=30))
+    assert "nobody is recorded as this certificate's requester" in unknown["message"]
+
+    # An issuer its owner opened to its selected namespaces asks nobody.
+    kubectl.run("patch", "clustermtlsissuer", issuer, "--type=merge",
+                "-p", '{"spec": {"policy": {"openToSelectedNamespaces": true}}}')  # fmt: skip
+    wait_for(lambda: (o := kubectl.get("mtlscertificate", "carols", namespace) or {}) and
+             condition(o).get("reason") == "Ready" and o["status"]["serialNumber"] != renewed["status"]["serialNumber"],
+             timeout=60, what="signed once the issuer is open")  # fmt: skip
+    kubectl.run("delete", "clusterrolebinding", f"use-{issuer}-carol")
     kubectl.run("delete", "clusterrole", f"use-{issuer}")
 
 

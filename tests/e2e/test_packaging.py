@@ -21,6 +21,7 @@ import yaml
 import controlplane
 from harness.cluster import (
     CA_SIGNER,
+    MUTATING_POLICY_API,
     ROOT,
     Kubectl,
     OperatorProcess,
@@ -120,6 +121,13 @@ def test_kubectl_manifests_equal_helm_template_defaults(cluster: controlplane.Co
         "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment",
         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
     }  # fmt: skip
+    # The requester policy, apart (a kind clusters below it do not serve), as helm renders it where they do.
+    from_folder = objects(kubectl.run("kustomize", str(ROOT / "manifests" / "admission-requester")).stdout)
+    rendered = helm(cluster.kubeconfig, "template", "mtls-operator", str(CHART), "-n", "mtls-system",
+                    "--api-versions", MUTATING_POLICY_API).stdout  # fmt: skip
+    with_mutating = objects(rendered)
+    assert from_folder == {k: v for k, v in with_mutating.items() if k[0].startswith("MutatingAdmissionPolicy")}
+    assert {k for k, _ in from_folder} == {"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"}
     # The README's install command, for real.
     kubectl.run("apply", "-k", str(ROOT / "manifests"))
     try:

@@ -14,7 +14,7 @@ import sys
 import textwrap
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +23,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 TOOLS_BIN = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mtls-operator" / "bin"
+
+REQUESTED_BY = "mtls.dev/requested-by"
+REQUESTED_BY_GROUPS = "mtls.dev/requested-by-groups"
+# The tests' kubeconfig user (tests/controlplane: a client certificate CN=admin, O=system:masters), as the apiserver
+# authenticates it: what a MutatingAdmissionPolicy records for certificates the tests apply.
+ADMIN = ("admin", ("system:masters", "system:authenticated"))
 
 T = TypeVar("T")
 
@@ -92,9 +98,16 @@ CLUSTER_ISSUER_NAMESPACE = "mtls-system"  # the session operator's --cluster-iss
 # The tests' certificates live minutes (2m/1m50s, 90s/60s): the platform floors are lowered for them (policy.floors);
 # every HEAD operator the harness starts gets them unless its arguments say otherwise.
 TEST_FLOORS = ("--min-duration", "1m", "--min-renew-before", "30s")
+# RBAC's answer on a requester's `use` remembered 2 s instead of a minute: a test revokes a grant and renews.
+TEST_USE_REVIEW = ("--use-review-seconds", "2")
+# The e2e session's admission policies, as `helm install` of release "session" makes them (install_session_admission):
+# cluster issuers sign only while the `use` policy is in force, and believe requester records only because of it.
+SESSION_RELEASE = "session"
+SESSION_USE_POLICY = f"{SESSION_RELEASE}-mtls-operator-cluster-issuer-use"
 DEFAULT_ARGS = (
     "--all-namespaces", "--kubernetes-signer", "--kubernetes-signer-name", "kubernetes.io/kube-apiserver-client",
     "--kubernetes-signer-name", "example.com/*", "--cluster-issuer-namespace", CLUSTER_ISSUER_NAMESPACE,
+    "--cluster-issuer-use-policy", SESSION_USE_POLICY,
 )  # fmt: skip
 
 
@@ -117,6 +130,8 @@ class OperatorProcess:
         self.args = args or list(DEFAULT_ARGS)
         if command is None and "--min-duration" not in self.args:  # a previous release has no such flag
             self.args = [*self.args, *TEST_FLOORS]
+        if command is None and "--use-review-seconds" not in self.args:
+            self.args = [*self.args, *TEST_USE_REVIEW]
         # /metrics: HTTPS behind a TokenReview on its own port (the default), or plain on metrics_port as the
         # tests and benchmarks read it (and as a previous release serves it).
         self.secure_metrics_port = free_port() if secure_metrics else None
@@ -239,16 +254,23 @@ def certificate_manifest(
     secret_name: str | None = None,
     spec: Mapping[str, Any] | None = None,
     extra_spec: str = "",
+    requester: tuple[str, Sequence[str]] | None = ADMIN,
 ) -> str:
     """An MtlsCertificate with the partner guide's subject. `spec`: more spec fields as values (rendered by a YAML
-    dumper, so nothing is mistyped by hand); `extra_spec`: raw spec lines, for the bad-input tests that need them."""
+    dumper, so nothing is mistyped by hand); `extra_spec`: raw spec lines, for the bad-input tests that need them.
+    `requester`: (user, groups) recorded as who asks for it, as a user does where no MutatingAdmissionPolicy records
+    it (where one does, it writes the same for the tests' admin; None: nothing recorded)."""
     fields = textwrap.indent(yaml.safe_dump(dict(spec), sort_keys=False), "  ") if spec else ""
+    annotations = ""
+    if requester is not None:
+        recorded = {REQUESTED_BY: requester[0], REQUESTED_BY_GROUPS: groups_record(requester[1])}
+        annotations = "  annotations:\n" + textwrap.indent(yaml.safe_dump(recorded, sort_keys=False), "    ")
     return f"""
 apiVersion: mtls.dev/v1alpha1
 kind: MtlsCertificate
 metadata:
   name: {name}
-spec:
+{annotations}spec:
   secretName: {secret_name or name + "-tls"}
   commonName: {common_name}
   subject:
@@ -259,6 +281,11 @@ spec:
     organizationalUnit: IT
 {fields}{extra_spec}
 """
+
+
+def groups_record(groups: Sequence[str]) -> str:
+    """The groups annotation exactly as the chart's admission policies write and check it."""
+    return "[" + ", ".join(f'"{g}"' for g in groups) + "]"
 
 
 def condition(obj: dict[str, Any] | None, type_: str = "Ready") -> dict[str, Any]:
@@ -443,6 +470,40 @@ def chart_template_applied(kubectl: Kubectl, workdir: Path, template: str, *valu
         yield
     finally:
         kubectl.run("delete", "-f", str(path), "--ignore-not-found")
+
+
+MUTATING_POLICY_API = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
+
+
+def serves_mutating_policies(kubectl: Kubectl) -> bool:
+    names = kubectl.run("api-resources", "--api-group=admissionregistration.k8s.io", "-o", "name").stdout.split()
+    return any(name.startswith("mutatingadmissionpolicies") for name in names)
+
+
+def install_session_admission(kubectl: Kubectl) -> None:
+    """What `helm install` of release "session" puts in front of certificates: the ValidatingAdmissionPolicy that
+    checks `use` of cluster issuers and the requester records, and where the cluster serves one the
+    MutatingAdmissionPolicy that writes those records. Waited for until the apiserver applies them."""
+    chart = str(ROOT / "charts" / "mtls-operator")
+    templates = ["templates/admission-policy.yaml"]
+    extra: tuple[str, ...] = ()
+    if serves_mutating_policies(kubectl):
+        templates.append("templates/requester-policy.yaml")
+        extra = ("--api-versions", MUTATING_POLICY_API)
+    only = [arg for template in templates for arg in ("--show-only", template)]
+    rendered = helm(kubectl.kubeconfig, "template", SESSION_RELEASE, chart, *extra, *only).stdout
+    kubectl.run("apply", "-f", "-", input=rendered)
+    forged = certificate_manifest("record-probe", requester=("somebody-else", ()))
+
+    def judged() -> bool:
+        args = ("apply", "--dry-run=server", "-n", "default", "-o", "json", "-f", "-")
+        proc = kubectl.run(*args, input=forged, check=False)
+        if proc.returncode != 0:
+            return not extra  # refused by the validating policy: in force (where nothing rewrites the record first)
+        annotations = json.loads(proc.stdout)["metadata"].get("annotations") or {}
+        return bool(extra) and annotations.get(REQUESTED_BY) == ADMIN[0]  # rewritten by the mutating policy
+
+    wait_for(judged, timeout=30, what="the session's admission policies in force")
 
 
 def helm(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

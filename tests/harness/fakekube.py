@@ -29,6 +29,8 @@ class FakeKube:
         self.revocations: dict[Key, dict[str, Any]] = {}
         self.events: list[tuple[str, str, str, str]] = []  # (certificate name, type, reason, message)
         self.calls: list[str] = []
+        # RBAC for SubjectAccessReviews: (user or group, resource, name, verb) that are allowed
+        self.grants: set[tuple[str, str, str, str]] = set()
         self.health = ApiHealth()
         self._versions = itertools.count(1)
         # method name -> a callable raising (or returning None to let the call through), consumed once per call
@@ -269,6 +271,12 @@ class FakeKube:
         body["status"] = _merge_patch(body.get("status") or {}, status)
         body["metadata"]["resourceVersion"] = self._rv()
         return copy.deepcopy(body)
+
+    async def review_resource_access(
+        self, username: str, groups: tuple[str, ...], group: str, resource: str, name: str, verb: str
+    ) -> bool:
+        self._call("review_resource_access")
+        return any((subject, resource, name, verb) in self.grants for subject in (username, *groups))
 
     async def post_event(self, involved: Owner, event_type: str, reason: str, message: str) -> None:
         self._call("post_event")

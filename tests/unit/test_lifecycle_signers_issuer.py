@@ -41,6 +41,8 @@ class Platform:
         self.book.store_namespace({"metadata": {"name": NAMESPACE, "labels": {"team": "payments"}}})
         self.ca = self.put_ca("Platform CA")
         self.book.store_issuer(KIND, self.kube.add_issuer(KIND, issuer_body(policy)))
+        self.kube.grants.add(("dev", "clustermtlsissuers", "platform", "use"))
+        self.book.requester_records_checked = True  # as with the chart's admission policy (--cluster-issuer-use-policy)
 
     def put_ca(self, name: str) -> tuple[bytes, bytes]:
         ca = make_ca(name, now=self.clock.now)
@@ -49,8 +51,16 @@ class Platform:
         )
         return ca
 
-    def certificate(self, name: str = "client", **spec: Any) -> Lifecycle:
-        return Lifecycle(certificate_body(name, spec={**REF, **spec}), self.kube, issuers=self.book, clock=self.clock)
+    def certificate(self, name: str = "client", requester: str | None = "dev", **spec: Any) -> Lifecycle:
+        """A certificate asked for by `requester` (recorded as the admission policies record it), who holds `use`
+        on the issuer unless a test takes it away (None: nobody is recorded)."""
+        body = certificate_body(name, spec={**REF, **spec})
+        if requester is not None:
+            body["metadata"]["annotations"] = {
+                "mtls.dev/requested-by": requester,
+                "mtls.dev/requested-by-groups": '["team-payments", "system:authenticated"]',
+            }
+        return Lifecycle(body, self.kube, issuers=self.book, clock=self.clock)
 
     async def reconcile_issuer(self, users: list[Lifecycle]) -> dict[str, Any]:
         loader = users[0].reconciler.issuer_cas
@@ -238,3 +248,59 @@ async def test_the_issuers_crl_lists_what_was_revoked_and_is_not_signed_again_fo
     )
     assert {r.serial_number for r in crl} == {leaf_of(lc).serial_number}
     assert signed_by(crl, [x509.load_pem_x509_certificate(platform.ca[0])])
+
+
+# --- use, checked by the operator for the recorded requester (policy.useaccess) ------------------------------------
+
+
+async def test_a_certificate_nobody_is_recorded_as_asking_for_is_not_signed_by_a_cluster_issuer():
+    platform = Platform()
+    lc = platform.certificate(requester=None)
+    await lc.settle()
+    assert lc.ready["reason"] == "RequesterUnknown" and "mtls.dev/requested-by" in lc.ready["message"]
+    assert lc.secret() is None and lc.keys_generated == 0
+    assert "review_resource_access" not in platform.kube.calls  # nobody to ask about
+
+
+async def test_a_requester_without_use_is_refused_and_one_with_it_through_a_group_is_signed():
+    platform = Platform()
+    denied = platform.certificate("denied", requester="mallory")
+    await denied.settle()
+    assert denied.ready["reason"] == "UseNotAllowed" and "mallory" in denied.ready["message"]
+    assert denied.secret() is None and denied.keys_generated == 0
+    platform.kube.grants.add(("team-payments", "clustermtlsissuers", "platform", "use"))
+    allowed = platform.certificate("allowed", requester="erin")  # holds use only through the group
+    assert (await allowed.settle())["phase"] == "Ready"
+
+
+async def test_revoking_use_stops_the_next_renewal_and_the_certificate_in_service_keeps_serving():
+    platform = Platform()
+    lc = platform.certificate(duration="48h", renewBefore="24h")
+    await lc.settle()
+    serial = lc.status["serialNumber"]
+    platform.kube.grants.clear()
+    platform.clock.advance(hours=25)  # inside the renewal window; RBAC's remembered answer is long stale
+    status = await lc.settle()
+    assert lc.ready["reason"] == "UseNotAllowed", lc.ready
+    assert status["serialNumber"] == serial and lc.secret() is not None  # nothing replaced, nothing removed
+    assert "UseNotAllowed" in platform.kube.reasons()
+    platform.kube.grants.add(("dev", "clustermtlsissuers", "platform", "use"))
+    platform.clock.advance(minutes=2)
+    status = await lc.settle()
+    assert status["serialNumber"] != serial and lc.ready["reason"] == "Ready"
+
+
+async def test_an_issuer_open_to_its_selected_namespaces_asks_nobody():
+    platform = Platform({"openToSelectedNamespaces": True})
+    lc = platform.certificate(requester=None)
+    assert (await lc.settle())["phase"] == "Ready"
+    assert "review_resource_access" not in platform.kube.calls
+
+
+async def test_a_record_no_admission_policy_checks_is_not_believed():
+    platform = Platform()
+    platform.book.requester_records_checked = False  # no --cluster-issuer-use-policy: anyone could write any name
+    lc = platform.certificate(requester="dev")
+    await lc.settle()
+    assert lc.ready["reason"] == "RequesterUnknown" and "the record is not believed" in lc.ready["message"]
+    assert lc.secret() is None and "review_resource_access" not in platform.kube.calls

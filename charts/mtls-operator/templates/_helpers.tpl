@@ -78,6 +78,9 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - apiGroups: ["authentication.k8s.io"]
   resources: ["selfsubjectreviews"]
   verbs: ["create"]  # our own name, the requestedBy of the revocations we make (also in system:basic-user)
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]  # does a certificate's requester hold `use` on the cluster issuer (at every issuance)?
 {{- if .Values.issuers.admissionPolicy.enabled }}
 - apiGroups: ["admissionregistration.k8s.io"]
   resources: ["validatingadmissionpolicies", "validatingadmissionpolicybindings"]

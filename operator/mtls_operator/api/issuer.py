@@ -38,6 +38,9 @@ class IssuerPolicy:
     max_duration: datetime.timedelta | None = None
     keys: CsrPolicy = field(default_factory=CsrPolicy)  # of our own keys and of partners' CSRs alike
     sign_partner_csrs: bool = False  # spec.csr (outbound): off unless the issuer's owner allows it
+    # ClusterMtlsIssuer: sign for any certificate of a selected namespace, without asking RBAC whether its requester
+    # holds `use` (the owner's explicit choice; default: ask, and refuse a certificate with no recorded requester)
+    open_to_selected_namespaces: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ def _parse_issuer(kind: str, body: Mapping[str, Any]) -> IssuerSpec:
     policy = spec.get("policy") or {}
     if kind == ISSUER_KIND and policy.get("namespaceSelector") is not None:
         raise ValueError("spec.policy.namespaceSelector applies to a ClusterMtlsIssuer only")
+    if kind == ISSUER_KIND and policy.get("openToSelectedNamespaces") is not None:
+        raise ValueError("spec.policy.openToSelectedNamespaces applies to a ClusterMtlsIssuer only")
     subject = policy.get("allowedSubject") or {}
     unknown = sorted(set(subject) - set(SUBJECT_FIELDS))
     if unknown:
@@ -135,6 +140,7 @@ def _parse_issuer(kind: str, body: Mapping[str, Any]) -> IssuerSpec:
             max_duration=parse_duration(policy["maxDuration"]) if policy.get("maxDuration") else None,
             keys=parse_key_policy(policy.get("keys") or {}, "allowedAlgorithms"),
             sign_partner_csrs=policy.get("partnerCSRs") == "Allow",
+            open_to_selected_namespaces=policy.get("openToSelectedNamespaces") is True,
         ),
         rotation_spread=parse_duration(spread) if spread else DEFAULT_ROTATION_SPREAD,
         pkcs11=token,

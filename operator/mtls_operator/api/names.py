@@ -45,6 +45,12 @@ ROLLOUT_ANNOTATION = "mtls.dev/rollout-on-rotation"
 # Pods started with. Changing it is what rolls the workload (as `kubectl rollout restart` does with its own).
 SERIALS_ANNOTATION = "mtls.dev/certificate-serials"
 
+# On an MtlsCertificate: who asked for its spec, as the apiserver authenticated them (a username; a JSON list of
+# groups). Written at admission (the chart's MutatingAdmissionPolicy, or by the user and checked equal to them by the
+# ValidatingAdmissionPolicy); the operator asks RBAC, for that user, before it signs with a cluster issuer.
+REQUESTED_BY_ANNOTATION = "mtls.dev/requested-by"
+REQUESTED_BY_GROUPS_ANNOTATION = "mtls.dev/requested-by-groups"
+
 # --- Secret keys and types ------------------------------------------------------------------------------------
 TLS_CRT = "tls.crt"  # the leaf and its intermediates, in order
 TLS_KEY = "tls.key"

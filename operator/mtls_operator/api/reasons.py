@@ -221,6 +221,19 @@ REASONS: dict[str, Reason] = {
         "issuers is not in force, so the operator does not sign for cluster issuers "
         "(--cluster-issuer-use-policy).",
     ),
+    "RequesterUnknown": _certificate(
+        "Ready=False, Warning Event; a certificate in service keeps serving",
+        "A ClusterMtlsIssuer signs only for a requester who holds the RBAC verb use on it, and nobody is recorded "
+        "as this certificate's requester (annotation mtls.dev/requested-by, written at admission). Re-apply the "
+        "certificate (the chart's MutatingAdmissionPolicy records you), or the issuer's owner sets "
+        "spec.policy.openToSelectedNamespaces.",
+    ),
+    "UseNotAllowed": _certificate(
+        "Ready=False, Warning Event; a certificate in service keeps serving",
+        "The certificate's recorded requester no longer holds the RBAC verb use on the ClusterMtlsIssuer (asked "
+        "with a SubjectAccessReview at every issuance and renewal, remembered a minute): nothing is signed; the "
+        "certificate in service serves until it expires.",
+    ),
     "PolicyViolation": _certificate(
         READY_FALSE,
         "The issuer's policy (allowed names, subject, key, duration) refuses "

@@ -16,6 +16,7 @@ from mtls_operator.api.names import (
     signed_secret_name,
 )
 from mtls_operator.api.refs import IssuerRef
+from mtls_operator.api.requester import Requester, requester_of
 from mtls_operator.pki.csr import CsrPolicy, Subject
 from mtls_operator.pki.keys import KeySpec
 
@@ -76,6 +77,7 @@ class CertificateSpec:
     csr_policy: CsrPolicy = field(default_factory=CsrPolicy)  # outbound: which partner keys we sign
     csr_policy_given: bool = False  # spec.csrPolicy set: through an issuer it narrows the issuer's key policy
     pkcs12: Pkcs12Spec | None = None  # spec.keystores.pkcs12
+    requester: Requester | None = None  # who asked for this spec (api.requester), None when nobody is recorded
 
     @property
     def outbound(self) -> bool:
@@ -136,6 +138,7 @@ def _parse_spec(body: Mapping[str, Any]) -> CertificateSpec:
         signer=_parse_signer(name, spec.get("signer") or {}),
         partner_csr=spec.get("csr"),
         renewal_requested=(meta.get("annotations") or {}).get(RENEW_ANNOTATION) or None,
+        requester=requester_of(meta),
         publish_ca_configmap=published_configmap(body),
         delete_secrets_with_certificate=spec.get("secretDeletionPolicy") == "Delete",
         csr_policy=_parse_csr_policy(spec.get("csrPolicy") or {}),

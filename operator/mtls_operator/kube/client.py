@@ -429,6 +429,16 @@ class KubeIO:
         body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
         return bool(((await self._run(api.create_subject_access_review, body)).get("status") or {}).get("allowed"))
 
+    async def review_resource_access(
+        self, username: str, groups: tuple[str, ...], group: str, resource: str, name: str, verb: str
+    ) -> bool:
+        """A SubjectAccessReview: may this user `verb` the cluster-scoped object group/resource/name?"""
+        api = kubernetes.client.AuthorizationV1Api(self.api_client)
+        attributes = {"group": group, "resource": resource, "name": name, "verb": verb}
+        spec = {"user": username, "groups": list(groups), "resourceAttributes": attributes}
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+        return bool(((await self._run(api.create_subject_access_review, body)).get("status") or {}).get("allowed"))
+
     async def whoami(self) -> str:
         """The name the apiserver authenticates us as (a SelfSubjectReview: every authenticated user may ask)."""
         api = kubernetes.client.AuthenticationV1Api(self.api_client)

@@ -106,6 +106,8 @@ class Rejected:
     phase: str | None = None
     status: dict[str, Any] = field(default_factory=dict)
     events: list[EventTuple] = field(default_factory=list)
+    # When to ask again, for a refusal whose cause no watch event reports (RBAC: a binding given back)
+    retry_at: datetime.datetime | None = None
 
 
 @dataclass

@@ -36,6 +36,11 @@ class IssuerDirectory(Protocol):
         """Why cluster issuers may not sign now (their `use` admission policy is not in force), or None."""
         ...
 
+    def requester_records_believed(self) -> bool:
+        """Whether an admission policy checks the requester records (api.requester) in this installation: without
+        one, anyone may write any name into them, so they say nothing."""
+        ...
+
 
 @dataclass(frozen=True)
 class ResolvedIssuer:

@@ -27,6 +27,7 @@ from mtls_operator.api.status import format_time as timestamp
 from mtls_operator.hsm.token import TokenKeys
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.objects import Conflict, Owner, SecretView
+from mtls_operator.lifecycle.accessreviews import REVIEW_TTL, AccessReviews
 from mtls_operator.lifecycle.attempt import (
     Attempt,
     Deferred,
@@ -111,6 +112,7 @@ class Reconciler:
         issuers: IssuerDirectory | None = None,
         tokens: TokenKeys | None = None,
         floors: Floors | None = None,
+        use_review_ttl: datetime.timedelta = REVIEW_TTL,
     ) -> None:
         self.kube = kube
         self.floors = floors or Floors(datetime.timedelta(0), datetime.timedelta(0))
@@ -127,6 +129,7 @@ class Reconciler:
             clock=clock,
             issuers=issuers,
             kubernetes_signer_names=kubernetes_signer_names,
+            access=AccessReviews(kube, clock, use_review_ttl),
         )
         # One CA cache and one set of token sessions for the signers and the issuers' status (runtime.controller).
         self.issuer_cas = IssuerCALoader(CALoader(self.context), tokens or TokenKeys(()))
@@ -209,7 +212,8 @@ class Reconciler:
             if outcome.phase != phases.READY:
                 outcome.status = {**base, **outcome.status}
         if outcome.phase != phases.READY or trigger is None:
-            deferred = outcome.wake_at if trigger is None else None  # a replacement's own instant (Deferred)
+            # A replacement's own instant (Deferred), or when a refused issuance asks again (Rejected.retry_at)
+            deferred = outcome.wake_at
             wakes = [w for w in (next_wakeup(current, renew_at, now), deferred) if w is not None]
             outcome.wake_at = not_before or min(wakes, default=None)
         add_renewal_state(outcome, status, trigger, current, now)
@@ -329,6 +333,7 @@ class Reconciler:
             outcome = waiting(
                 a.spec, trigger, Condition(ConditionType.READY, "False", result.reason, result.message), result.phase
             )
+            outcome.wake_at = result.retry_at
         outcome.status.update(result.status)
         outcome.events = result.events + outcome.events
         return outcome

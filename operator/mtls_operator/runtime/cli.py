@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often that policy is looked at (30)",
     )
     run.add_argument(
+        "--use-review-seconds",
+        type=float,
+        default=60.0,
+        help="how long RBAC's answer on a certificate requester's `use` of a cluster issuer is remembered: a "
+        "revoked grant stops renewals within this (60)",
+    )
+    run.add_argument(
         "--shard-count",
         type=int,
         default=1,

@@ -153,6 +153,7 @@ class Controller:
             os.cpu_count() or 0,
         )
         self.issuers = IssuerBook(settings.cluster_issuer_namespace)
+        self.issuers.requester_records_checked = settings.cluster_issuer_use_policy is not None
         self.reconciler = Reconciler(
             kube,
             issuers=self.issuers,
@@ -164,6 +165,7 @@ class Controller:
             kubernetes_signer_names=settings.kubernetes_signer_names,
             tokens=tokens,
             floors=settings.floors,
+            use_review_ttl=datetime.timedelta(seconds=settings.use_review_seconds),
         )
         self.cache: dict[CertKey, CachedCertificate] = {}
         self._leadership = asyncio.Lock()

@@ -30,6 +30,8 @@ class IssuerBook:
         self._ca_of: dict[IssuerKey, set[SecretKey]] = {}  # the CA Secret, or the PIN's and the certificate's
         self.revocations = RevocationBook()
         self.use_policy: str | None = None  # set by the controller's check (lifecycle.policy.usepolicy)
+        # --cluster-issuer-use-policy given: an admission policy checks the requester records (api.requester)
+        self.requester_records_checked = False
 
     # --- lifecycle.issuers.IssuerDirectory ------------------------------------------------------------------
 
@@ -47,6 +49,9 @@ class IssuerBook:
 
     def use_policy_problem(self) -> str | None:
         return self.use_policy
+
+    def requester_records_believed(self) -> bool:
+        return self.requester_records_checked
 
     # --- fed by watch events ----------------------------------------------------------------------------------
 

@@ -128,6 +128,9 @@ class Settings:
     # cluster-issuer issuance within that, for two cheap GETs per replica.
     cluster_issuer_use_policy: str | None = None
     use_policy_check_seconds: float = 30.0
+    # How long RBAC's answer (a SubjectAccessReview) on a requester's `use` of a cluster issuer stands
+    # (lifecycle.accessreviews): a renewal wave asks once per requester and issuer, a revoked grant bites within it.
+    use_review_seconds: float = 60.0
     # The smallest spec.duration and spec.renewBefore served (lifecycle.policy.floors): an hour, so no object can
     # make the operator re-issue more than about once an hour by its spec; tests with 2-minute certificates lower it.
     floors: Floors = field(default_factory=Floors)
@@ -171,6 +174,7 @@ class Settings:
             cluster_issuer_namespace=args.cluster_issuer_namespace or default_namespace(),
             cluster_issuer_use_policy=args.cluster_issuer_use_policy or None,
             use_policy_check_seconds=args.use_policy_check_seconds,
+            use_review_seconds=args.use_review_seconds,
             floors=Floors(parse_duration(args.min_duration), parse_duration(args.min_renew_before)),
             verbose=args.verbose,
             shard=Shard(index, args.shard_count),

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from mtls_operator.aio.offload import CpuPool
 from mtls_operator.kube.client import KubeIO
+from mtls_operator.lifecycle.accessreviews import AccessReviews
 from mtls_operator.lifecycle.attempt import Attempt, Deferred, Issued, Rejected, SignResult
 from mtls_operator.lifecycle.issuers import IssuerDirectory
 from mtls_operator.lifecycle.keystore import KeyStore
@@ -31,6 +32,7 @@ class SignerContext:
     clock: Callable[[], datetime.datetime]
     issuers: IssuerDirectory | None = None
     kubernetes_signer_names: tuple[str, ...] = ()  # the allow-list of lifecycle.policy.signernames
+    access: AccessReviews | None = None  # RBAC's answers for requesters (None: nobody can be asked, so nobody may)
 
 
 class Signer(Protocol):

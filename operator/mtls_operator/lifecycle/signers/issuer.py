@@ -26,6 +26,7 @@ from mtls_operator.lifecycle.policy.carotation import PUBLISHED_RETRY, ca_move
 from mtls_operator.lifecycle.policy.issuance import IssuanceRequest, Violation, narrowed, violations
 from mtls_operator.lifecycle.policy.revocation import KEY_REVOKED, REVOKED, RevocationVerdict, after_revocation
 from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
+from mtls_operator.lifecycle.policy.useaccess import requester_needed, use_refusal
 from mtls_operator.lifecycle.policy.usepolicy import USE_POLICY_MISSING, refusal_message
 from mtls_operator.lifecycle.signers.base import SignerBase, SignerContext
 from mtls_operator.lifecycle.signers.ca import sign_with
@@ -134,8 +135,28 @@ class IssuerSigner(SignerBase):
             return Rejected(KEY_REVOKED, verdict.message, phase=phases.FAILED)
         if verdict is not None and verdict.blocks(trigger.reason):
             return Rejected(REVOKED, verdict.message, phase=phases.FAILED)
+        refusal = await self._use_refusal(a, issuer)
+        if refusal is not None:
+            return refusal
         fresh = verdict is not None and verdict.new_key
         return await self._issue(a, issuer, csr, trigger, fresh_key=fresh)
+
+    async def _use_refusal(self, a: Attempt, issuer: ResolvedIssuer) -> Rejected | None:
+        """policy.useaccess: a cluster issuer signs only for a requester RBAC lets use it (unless open to all)."""
+        key = issuer.spec.key
+        if not requester_needed(key.kind == CLUSTER_ISSUER_KIND, issuer.spec.policy.open_to_selected_namespaces):
+            return None
+        requester, access = a.spec.requester, self.ctx.access
+        believed = self.ctx.issuers is not None and self.ctx.issuers.requester_records_believed()
+        allowed = None
+        if requester is not None and believed and access is not None:
+            allowed = await access.may_use_cluster_issuer(requester, key.name)
+        refusal = use_refusal(str(key), requester, allowed, record_checked=believed)
+        if refusal is None:
+            return None
+        # RBAC changes reach us by no watch: ask again once its answer is stale (a binding given back is seen then).
+        retry = a.now + access.ttl if access is not None and requester is not None else None
+        return Rejected(refusal.reason, refusal.message, phase=phases.PENDING, retry_at=retry)
 
     def _revocation_verdict(
         self, a: Attempt, issuer: ResolvedIssuer, csr: x509.CertificateSigningRequest | None
@@ -190,6 +211,9 @@ class IssuerSigner(SignerBase):
         verdict = self._revocation_verdict(a, issuer, csr)
         if verdict is not None:  # revoked: never kept in service as if it were good
             if verdict.reissue_now:
+                refusal = await self._use_refusal(a, issuer)
+                if refusal is not None:
+                    return _reported(refusal)
                 trigger = Trigger(TriggerReason.REVOKED, verdict.message)
                 return await self._issue(a, issuer, csr, trigger, fresh_key=True)
             return Rejected(REVOKED, verdict.message, phase=phases.FAILED)
@@ -209,6 +233,9 @@ class IssuerSigner(SignerBase):
         configmap = a.spec.publish_ca_configmap
         if configmap and not await self._published(a.spec.namespace, configmap, issuer.fingerprint):
             return Deferred(a.now + PUBLISHED_RETRY, f"publishCA ConfigMap {configmap} does not carry the new CA yet")
+        refusal = await self._use_refusal(a, issuer)
+        if refusal is not None:
+            return _reported(refusal)
         message = f"{issuer.spec.key} has a new CA (fingerprint {issuer.fingerprint}): re-issued by it"
         return await self._issue(a, issuer, csr, Trigger(TriggerReason.ISSUER_ROTATED, message))
 
@@ -235,4 +262,5 @@ def _reported(refused: Rejected) -> Rejected:
         refused.reason,
         f"{refused.message}; the certificate in service is unchanged and keeps serving until it expires, "
         "but it will not be renewed until this is fixed",
+        retry_at=refused.retry_at,
     )

@@ -1,0 +1,41 @@
+"""SubjectAccessReviews of the `use` verb on cluster issuers for a certificate's requester, remembered a short
+while: a renewal wave of thousands of certificates of a few requesters asks RBAC a few times, not thousands, and a
+revoked binding takes effect within the TTL."""
+
+from __future__ import annotations
+
+import datetime
+from collections import OrderedDict
+from collections.abc import Callable
+
+from mtls_operator.api.names import CLUSTER_ISSUER_PLURAL, GROUP, USE_VERB
+from mtls_operator.api.requester import Requester
+from mtls_operator.kube.client import KubeIO
+
+REVIEW_TTL = datetime.timedelta(seconds=60)  # the default of --use-review-seconds (runtime.settings says why)
+MAX_REMEMBERED = 4096  # answers kept (requester, issuer); the oldest go first
+
+
+class AccessReviews:
+    def __init__(
+        self, kube: KubeIO, clock: Callable[[], datetime.datetime], ttl: datetime.timedelta = REVIEW_TTL
+    ) -> None:
+        self.kube = kube
+        self.clock = clock
+        self.ttl = ttl
+        self._answers: OrderedDict[tuple[Requester, str], tuple[datetime.datetime, bool]] = OrderedDict()
+
+    async def may_use_cluster_issuer(self, requester: Requester, issuer: str) -> bool:
+        key = (requester, issuer)
+        now = self.clock()
+        remembered = self._answers.get(key)
+        if remembered is not None and now - remembered[0] < self.ttl:
+            return remembered[1]
+        allowed = await self.kube.review_resource_access(
+            requester.username, requester.groups, GROUP, CLUSTER_ISSUER_PLURAL, issuer, USE_VERB
+        )
+        self._answers[key] = (now, allowed)
+        self._answers.move_to_end(key)
+        while len(self._answers) > MAX_REMEMBERED:
+            self._answers.popitem(last=False)
+        return allowed
