@@ -15,7 +15,7 @@ OLDEST_K8S  := 1.30.14
 OLDEST_SUITE := tests/e2e/test_crd_validation.py tests/e2e/test_packaging.py tests/e2e/test_issuers.py \
 	tests/e2e/test_least_privilege.py tests/e2e/test_manual_signer.py tests/e2e/test_ca_signer.py \
 	tests/e2e/test_kubernetes_signer.py tests/e2e/test_hsm_issuer.py tests/e2e/test_revocation.py \
-	tests/e2e/test_floors.py tests/e2e/test_secure_metrics.py
+	tests/e2e/test_floors.py tests/e2e/test_secure_metrics.py tests/e2e/test_on_behalf.py
 # Same place hack/tools.sh installs to: it honours XDG_CACHE_HOME, so the PATH must too.
 TOOLS_BIN   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mtls-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)

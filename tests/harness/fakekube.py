@@ -29,7 +29,7 @@ class FakeKube:
         self.revocations: dict[Key, dict[str, Any]] = {}
         self.events: list[tuple[str, str, str, str]] = []  # (certificate name, type, reason, message)
         self.calls: list[str] = []
-        # RBAC for SubjectAccessReviews: (user or group, resource, name, verb) that are allowed
+        # RBAC for SubjectAccessReviews: (user or group, resource, name, verb) that are allowed, in any namespace
         self.grants: set[tuple[str, str, str, str]] = set()
         self.health = ApiHealth()
         self._versions = itertools.count(1)
@@ -273,7 +273,14 @@ class FakeKube:
         return copy.deepcopy(body)
 
     async def review_resource_access(
-        self, username: str, groups: tuple[str, ...], group: str, resource: str, name: str, verb: str
+        self,
+        username: str,
+        groups: tuple[str, ...],
+        group: str,
+        resource: str,
+        name: str,
+        verb: str,
+        namespace: str = "",
     ) -> bool:
         self._call("review_resource_access")
         return any((subject, resource, name, verb) in self.grants for subject in (username, *groups))

@@ -221,6 +221,12 @@ REASONS: dict[str, Reason] = {
         "issuers is not in force, so the operator does not sign for cluster issuers "
         "(--cluster-issuer-use-policy).",
     ),
+    "SecretNotReadable": _certificate(
+        "Ready=False, Warning Event; a certificate in service keeps serving",
+        "The certificate names a Secret (signer.ca.secretName, signer.manual.signedSecretName, caFrom, the keystores' "
+        "passwordSecretRef) that its recorded requester may not get: the operator does not read it on their "
+        "behalf. Name a Secret they may read, or grant them get on it (asked again every minute).",
+    ),
     "RequesterUnknown": _certificate(
         "Ready=False, Warning Event; a certificate in service keeps serving",
         "A ClusterMtlsIssuer signs only for a requester who holds the RBAC verb use on it, and nobody is recorded "

@@ -430,11 +430,19 @@ class KubeIO:
         return bool(((await self._run(api.create_subject_access_review, body)).get("status") or {}).get("allowed"))
 
     async def review_resource_access(
-        self, username: str, groups: tuple[str, ...], group: str, resource: str, name: str, verb: str
+        self,
+        username: str,
+        groups: tuple[str, ...],
+        group: str,
+        resource: str,
+        name: str,
+        verb: str,
+        namespace: str = "",
     ) -> bool:
-        """A SubjectAccessReview: may this user `verb` the cluster-scoped object group/resource/name?"""
+        """A SubjectAccessReview: may this user `verb` the object group/resource/name (in `namespace`; "" for a
+        cluster-scoped one)?"""
         api = kubernetes.client.AuthorizationV1Api(self.api_client)
-        attributes = {"group": group, "resource": resource, "name": name, "verb": verb}
+        attributes = {"group": group, "resource": resource, "name": name, "verb": verb, "namespace": namespace}
         spec = {"user": username, "groups": list(groups), "resourceAttributes": attributes}
         body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
         return bool(((await self._run(api.create_subject_access_review, body)).get("status") or {}).get("allowed"))

@@ -17,6 +17,8 @@ from mtls_operator.api.names import CA_CRT, KEYSTORE_P12, PKCS12_SOURCE_ANNOTATI
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.kube.client import KubeIO
 from mtls_operator.kube.objects import SecretView
+from mtls_operator.lifecycle.accessreviews import AccessReviews
+from mtls_operator.lifecycle.onbehalf import unreadable
 from mtls_operator.pki import pkcs12
 from mtls_operator.pki.bundle import certificates_in
 from mtls_operator.pki.keys import load_private_key
@@ -38,9 +40,10 @@ class StoreUpdate:
 
 
 class JavaKeystores:
-    def __init__(self, kube: KubeIO, cpu: CpuPool) -> None:
+    def __init__(self, kube: KubeIO, cpu: CpuPool, access: AccessReviews | None = None) -> None:
         self.kube = kube
         self.cpu = cpu
+        self.access = access  # the password Secret is read only if the certificate's requester may (onbehalf)
 
     async def update_for(self, spec: CertificateSpec, pem: dict[str, bytes], live: SecretView | None) -> StoreUpdate:
         """The change that makes the stores match `pem` (tls.key, tls.crt, ca.crt as they will be in service)."""
@@ -67,14 +70,19 @@ class JavaKeystores:
         """The password, or a message naming what is missing."""
         assert spec.pkcs12 is not None
         ref = spec.pkcs12
+        field = "spec.keystores.pkcs12.passwordSecretRef"
+        now = self.access.clock() if self.access is not None else None
+        refused = await unreadable(self.access, spec, ref.password_secret, field, now) if now else None
+        if refused is not None:
+            return refused.message
         secret = await self.kube.get_secret(spec.namespace, ref.password_secret)
-        where = f"Secret {ref.password_secret} (spec.keystores.pkcs12.passwordSecretRef)"
+        where = f"Secret {ref.password_secret} ({field})"
         if secret is None:
             return f"{where} does not exist"
         value = secret.get(ref.password_key)
         if not value:
-            keys = ", ".join(sorted(secret.data)) or "none"
-            return f"{where} has no non-empty key {ref.password_key!r} (its keys: {keys})"
+            # Not the Secret's other key names: whoever wrote this reference may not be allowed to know them.
+            return f"{where} has no non-empty key {ref.password_key!r}"
         return value.rstrip(b"\r\n")  # `kubectl create secret --from-file` of an echoed file keeps the newline
 
 

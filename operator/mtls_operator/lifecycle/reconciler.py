@@ -120,7 +120,6 @@ class Reconciler:
         self.on_outcome = on_outcome
         cpu = CpuPool(cpu_threads, released_slot)
         self.keys = KeyStore(kube, cpu, on_key_generated)
-        self.stores = JavaKeystores(kube, cpu)
         self.verifier = CpuPool(VERIFY_THREADS, released_slot)
         self.context = SignerContext(
             kube=kube,
@@ -129,8 +128,11 @@ class Reconciler:
             clock=clock,
             issuers=issuers,
             kubernetes_signer_names=kubernetes_signer_names,
-            access=AccessReviews(kube, clock, use_review_ttl),
+            access=AccessReviews(
+                kube, clock, use_review_ttl, believed=issuers.requester_records_believed if issuers else lambda: False
+            ),
         )
+        self.stores = JavaKeystores(kube, cpu, self.context.access)
         # One CA cache and one set of token sessions for the signers and the issuers' status (runtime.controller).
         self.issuer_cas = IssuerCALoader(CALoader(self.context), tokens or TokenKeys(()))
         self.signers = build_signers(self.context, self.issuer_cas)

@@ -12,6 +12,7 @@ from mtls_operator.aio.offload import CpuPool
 from mtls_operator.api.names import TLS_CRT, TLS_KEY
 from mtls_operator.kube.objects import SecretView
 from mtls_operator.lifecycle.attempt import Attempt, Issued, Rejected, SignResult
+from mtls_operator.lifecycle.onbehalf import unreadable
 from mtls_operator.lifecycle.policy import readiness as phases
 from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
 from mtls_operator.lifecycle.signers.base import SignerBase, SignerContext
@@ -35,6 +36,9 @@ class CALoader:
     async def load(self, a: Attempt) -> tuple[CertificateAuthority, bytes] | Rejected:
         name = a.spec.signer.secret_name
         assert name is not None
+        refused = await unreadable(self.ctx.access, a.spec, name, "spec.signer.ca.secretName", a.now)
+        if refused is not None:
+            return refused
         return await self.load_from(a.spec.namespace, name, a.now, f"CA Secret {name}")
 
     async def load_from(

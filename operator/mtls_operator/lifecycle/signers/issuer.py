@@ -147,7 +147,7 @@ class IssuerSigner(SignerBase):
         if not requester_needed(key.kind == CLUSTER_ISSUER_KIND, issuer.spec.policy.open_to_selected_namespaces):
             return None
         requester, access = a.spec.requester, self.ctx.access
-        believed = self.ctx.issuers is not None and self.ctx.issuers.requester_records_believed()
+        believed = access is not None and access.believed()
         allowed = None
         if requester is not None and believed and access is not None:
             allowed = await access.may_use_cluster_issuer(requester, key.name)

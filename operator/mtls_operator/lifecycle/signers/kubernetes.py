@@ -16,6 +16,7 @@ from typing import Any
 from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.kube.objects import Refused
 from mtls_operator.lifecycle.attempt import Attempt, Issued, Rejected, SignResult, Waiting
+from mtls_operator.lifecycle.onbehalf import unreadable
 from mtls_operator.lifecycle.policy import readiness as phases
 from mtls_operator.lifecycle.policy.signernames import signer_name_refusal
 from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
@@ -128,6 +129,9 @@ class KubernetesSigner(SignerBase):
         if kind == "configMap":
             data = await self.ctx.kube.get_configmap_data(a.spec.namespace, name)
         else:
+            refused = await unreadable(self.ctx.access, a.spec, name, "spec.signer.kubernetes.caFrom", a.now)
+            if refused is not None:
+                return refused
             secret = await self.ctx.kube.get_secret(a.spec.namespace, name)
             data = None if secret is None else {k: v.decode(errors="replace") for k, v in secret.data.items()}
         what = f"{'ConfigMap' if kind == 'configMap' else 'Secret'} {name}"

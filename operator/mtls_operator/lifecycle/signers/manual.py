@@ -10,6 +10,7 @@ from mtls_operator.api.names import CA_CRT, TLS_CRT, TLS_KEY
 from mtls_operator.api.status import format_time as timestamp
 from mtls_operator.kube.objects import SecretView
 from mtls_operator.lifecycle.attempt import Attempt, Issued, PendingKey, Rejected, SignResult, Waiting
+from mtls_operator.lifecycle.onbehalf import unreadable
 from mtls_operator.lifecycle.policy.keymanager import LIVE
 from mtls_operator.lifecycle.policy.trigger import Trigger, TriggerReason
 from mtls_operator.lifecycle.signers.base import SignerBase
@@ -22,6 +23,9 @@ from mtls_operator.pki.keys import key_spec_of
 class ManualSigner(SignerBase):
     async def sign(self, a: Attempt, trigger: Trigger) -> SignResult:
         spec = a.spec
+        refused = await self._unreadable(a)
+        if refused is not None:
+            return refused
         signed = await self._signed_secret(a)
         if trigger.reason == TriggerReason.NO_CERTIFICATE and signed is not None and signed.get(TLS_KEY):
             return await self._bring_your_own(a, signed)
@@ -84,6 +88,9 @@ class ManualSigner(SignerBase):
         validity) replaces the current one once verified; a bad one only raises a condition and an Event."""
         if a.spec.outbound or a.live is None:
             return None
+        refused = await self._unreadable(a)
+        if refused is not None:
+            return refused
         signed = await self._signed_secret(a)
         if signed is None or _already_in_service(signed, a.live):
             return None
@@ -96,6 +103,11 @@ class ManualSigner(SignerBase):
             certificate_pem=signed.get(TLS_CRT),
             ca_pem=signed.get(CA_CRT),
         )
+
+    async def _unreadable(self, a: Attempt) -> Rejected | None:
+        assert a.spec.signer.secret_name is not None
+        field = "spec.signer.manual.signedSecretName"
+        return await unreadable(self.ctx.access, a.spec, a.spec.signer.secret_name, field, a.now)
 
     async def _signed_secret(self, a: Attempt) -> SecretView | None:
         assert a.spec.signer.secret_name is not None

@@ -1,0 +1,60 @@
+"""No confused deputy inside a namespace: a Secret a certificate names is read for its recorded requester only when
+RBAC lets that user read it (lifecycle.onbehalf), on the real apiserver with the session's admission policies
+recording (or checking) who asked."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+from harness.cluster import (
+    Kubectl,
+    OperatorProcess,
+    Partner,
+    certificate_manifest,
+    condition,
+    serves_mutating_policies,
+    wait_ready,
+    wait_reason,
+)
+
+AUTHENTICATED = ("system:authenticated",)
+
+
+def test_a_ca_key_the_requester_may_not_read_signs_nothing_for_them(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    recorded_by_admission = serves_mutating_policies(kubectl)
+    ca = Partner(tmp_path / "ca", name="Payments Internal CA")
+    kubectl.run("create", "secret", "tls", "payments-ca", "-n", namespace, f"--cert={ca.ca_crt}", f"--key={ca.ca_key}")
+    # mallory and dev may create certificates; only dev may read the namespace's Secrets.
+    kubectl.run("create", "role", "certificates", "-n", namespace, "--verb=get,list,create,update,patch",
+                "--resource=mtlscertificates.mtls.dev")  # fmt: skip
+    kubectl.run("create", "role", "secrets", "-n", namespace, "--verb=get", "--resource=secrets")
+    for user in ("mallory", "dev"):
+        kubectl.run("create", "rolebinding", f"certificates-{user}", "-n", namespace, "--role=certificates",
+                    f"--user={user}")  # fmt: skip
+    kubectl.run("create", "rolebinding", "secrets-dev", "-n", namespace, "--role=secrets", "--user=dev")
+
+    def apply_as(user: str, name: str) -> subprocess.CompletedProcess[str]:
+        spec = {"duration": "2160h", "signer": {"ca": {"secretName": "payments-ca"}}}
+        requester = None if recorded_by_admission else (user, AUTHENTICATED)
+        manifest = certificate_manifest(name, spec=spec, requester=requester)
+        return kubectl.run("apply", "--as", user, "-n", namespace, "-f", "-", input=manifest, check=False)
+
+    proc = apply_as("mallory", "borrowed")
+    assert proc.returncode == 0, proc.stderr
+    refused = condition(wait_reason(kubectl, namespace, "borrowed", "SecretNotReadable", timeout=30))
+    assert "mallory, recorded as this certificate's requester, may not read Secret payments-ca" in refused["message"]
+    assert "tls.crt" not in (kubectl.secret_data("borrowed-tls", namespace) or {})  # nothing signed with it
+    warnings = [e for e in kubectl.events(namespace) if e.get("reason") == "SecretNotReadable"]
+    assert warnings and all("tls.key" not in e["message"] for e in warnings)
+
+    proc = apply_as("dev", f"own-{uuid.uuid4().hex[:4]}")
+    assert proc.returncode == 0, proc.stderr
+    name = proc.stdout.split()[0].split("/")[-1]
+    wait_ready(kubectl, namespace, name)
+    # Given the right, mallory's certificate is signed without an edit (RBAC is asked again each minute; 2 s here).
+    kubectl.run("create", "rolebinding", "secrets-mallory", "-n", namespace, "--role=secrets", "--user=mallory")
+    wait_ready(kubectl, namespace, "borrowed", timeout=60)
