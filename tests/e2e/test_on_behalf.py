@@ -9,11 +9,15 @@ import uuid
 from pathlib import Path
 
 from harness.cluster import (
+    ADMIN,
+    ROOT,
     Kubectl,
     OperatorProcess,
     Partner,
     certificate_manifest,
     condition,
+    helm,
+    own_control_plane,
     serves_mutating_policies,
     wait_ready,
     wait_reason,
@@ -58,3 +62,31 @@ def test_a_ca_key_the_requester_may_not_read_signs_nothing_for_them(
     # Given the right, mallory's certificate is signed without an edit (RBAC is asked again each minute; 2 s here).
     kubectl.run("create", "rolebinding", "secrets-mallory", "-n", namespace, "--role=secrets", "--user=mallory")
     wait_ready(kubectl, namespace, "borrowed", timeout=60)
+
+
+def test_require_requester_refuses_a_certificate_nobody_is_recorded_for(tmp_path: Path) -> None:
+    """--require-requester (chart certificates.requireRequester, the 0.3 default): a certificate with no recorded
+    requester has no Secret read for it. A control plane of its own, with the validating policy only (as below
+    Kubernetes' MutatingAdmissionPolicy), so a record is there only when the user writes it."""
+    with own_control_plane(tmp_path / "plane", controller_manager=False) as (plane, kubectl):
+        kubectl.run("create", "namespace", "apps")
+        rendered = helm(plane.kubeconfig, "template", "mtls-operator", str(ROOT / "charts" / "mtls-operator"),
+                        "--show-only", "templates/admission-policy.yaml").stdout  # fmt: skip
+        kubectl.run("apply", "-f", "-", input=rendered)
+        ca = Partner(tmp_path / "ca", name="Apps CA")
+        kubectl.run("create", "secret", "tls", "apps-ca", "-n", "apps", f"--cert={ca.ca_crt}", f"--key={ca.ca_key}")
+        (tmp_path / "logs").mkdir()
+        args = ["-n", "apps", "--require-requester", "--cluster-issuer-use-policy", "mtls-operator-cluster-issuer-use"]
+        operator = OperatorProcess(plane.kubeconfig, tmp_path / "logs", args)
+        operator.start()
+        try:
+            spec = {"signer": {"ca": {"secretName": "apps-ca"}}}
+            kubectl.apply(certificate_manifest("unrecorded", spec=spec, requester=None), "apps")
+            refused = condition(wait_reason(kubectl, "apps", "unrecorded", "RequesterUnknown", timeout=30))
+            assert "Secret apps-ca (spec.signer.ca.secretName) is read only for" in refused["message"]
+            assert "tls.crt" not in (kubectl.secret_data("unrecorded-tls", "apps") or {})
+            kubectl.apply(certificate_manifest("recorded", spec=spec, requester=ADMIN), "apps")
+            wait_ready(kubectl, "apps", "recorded")
+        finally:
+            operator.stop()
+        assert "Traceback" not in operator.logs()

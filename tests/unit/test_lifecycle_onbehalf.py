@@ -85,3 +85,12 @@ async def test_a_password_secret_the_requester_may_not_read_is_not_read_and_its_
     said = lc.ready["message"] + " ".join(message for *_, message in kube.events)
     assert "username" not in said and "db-password" not in said and "hunter2" not in said
     assert "keystore.p12" not in (lc.secret() or {})
+
+
+async def test_with_require_requester_a_certificate_nobody_is_recorded_for_reads_no_secret():
+    lc = Lifecycle(asked_by(None, **CA_SIGNER), kube_with_ca(), issuers=believed())
+    assert lc.reconciler.context.access is not None
+    lc.reconciler.context.access.required = True  # --require-requester (chart certificates.requireRequester)
+    await lc.settle()
+    assert lc.ready["reason"] == "RequesterUnknown" and "Secret payments-ca" in lc.ready["message"]
+    assert lc.secret() is None and lc.keys_generated == 0

@@ -23,6 +23,7 @@ class AccessReviews:
         clock: Callable[[], datetime.datetime],
         ttl: datetime.timedelta = REVIEW_TTL,
         believed: Callable[[], bool] = lambda: False,
+        required: bool = False,
     ) -> None:
         self.kube = kube
         self.clock = clock
@@ -30,6 +31,7 @@ class AccessReviews:
         # Whether an admission policy checks the requester records (lifecycle.issuers.IssuerDirectory): without
         # one a record names whoever its writer liked, and no answer about that name means anything.
         self.believed = believed
+        self.required = required  # --require-requester: Secrets are read for a believed requester only
         self._answers: OrderedDict[tuple[Requester, str, str, str], tuple[datetime.datetime, bool]] = OrderedDict()
 
     async def may_use_cluster_issuer(self, requester: Requester, issuer: str) -> bool:

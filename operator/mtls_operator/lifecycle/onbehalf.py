@@ -4,7 +4,8 @@ A certificate names Secrets the operator then reads with its own rights: the CA 
 `manual` (which may carry a key: bring your own), the CA bundle of signer `kubernetes`, the keystores' password.
 Someone who may create certificates but not read Secrets could otherwise sign with another application's CA key or
 copy another application's key. So when a believed requester is recorded (api.requester), RBAC is asked whether that
-user may `get` the Secret, before it is read. Without one, 0.2 reads it as before (deprecated: 0.3 will refuse).
+user may `get` the Secret, before it is read. Without one, 0.2 reads it as before (deprecated) unless the operator
+runs with --require-requester, which refuses it (the 0.3 default).
 A refusal names the Secret and the field, never anything inside it.
 """
 
@@ -16,6 +17,7 @@ from mtls_operator.api.spec import CertificateSpec
 from mtls_operator.lifecycle.accessreviews import AccessReviews
 from mtls_operator.lifecycle.attempt import Rejected
 from mtls_operator.lifecycle.policy import readiness as phases
+from mtls_operator.lifecycle.policy.useaccess import REQUESTER_UNKNOWN
 
 SECRET_NOT_READABLE = "SecretNotReadable"
 
@@ -25,8 +27,17 @@ async def unreadable(
 ) -> Rejected | None:
     """A refusal when the certificate's requester may not get Secret `secret` (named by `field`), else None."""
     requester = spec.requester
-    if access is None or requester is None or not access.believed():
+    if access is None:
         return None
+    if requester is None or not access.believed():
+        if not access.required:
+            return None  # deprecated: read as before 0.2
+        message = (
+            f"Secret {secret} ({field}) is read only for this certificate's requester, and no requester is recorded "
+            "(annotation mtls.dev/requested-by, checked by the chart's admission policy): re-apply the certificate "
+            "where a MutatingAdmissionPolicy records it, or record yourself"
+        )
+        return Rejected(REQUESTER_UNKNOWN, message, phase=phases.PENDING)
     if await access.may_read_secret(requester, spec.namespace, secret):
         return None
     message = (

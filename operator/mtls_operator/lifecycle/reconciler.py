@@ -113,6 +113,7 @@ class Reconciler:
         tokens: TokenKeys | None = None,
         floors: Floors | None = None,
         use_review_ttl: datetime.timedelta = REVIEW_TTL,
+        require_requester: bool = False,
     ) -> None:
         self.kube = kube
         self.floors = floors or Floors(datetime.timedelta(0), datetime.timedelta(0))
@@ -129,7 +130,11 @@ class Reconciler:
             issuers=issuers,
             kubernetes_signer_names=kubernetes_signer_names,
             access=AccessReviews(
-                kube, clock, use_review_ttl, believed=issuers.requester_records_believed if issuers else lambda: False
+                kube,
+                clock,
+                use_review_ttl,
+                believed=issuers.requester_records_believed if issuers else lambda: False,
+                required=require_requester,
             ),
         )
         self.stores = JavaKeystores(kube, cpu, self.context.access)

@@ -136,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="the smallest spec.renewBefore served (1m)",
     )
+    run.add_argument(
+        "--require-requester",
+        action="store_true",
+        help="read a Secret a certificate names only for a recorded, believed requester who may get it; a "
+        "certificate without one is refused (RequesterUnknown). Default off in 0.2 (such Secrets are read as "
+        "before, deprecated); on in 0.3",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging (never logs key material)")
     return parser
 

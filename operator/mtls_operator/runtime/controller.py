@@ -166,6 +166,7 @@ class Controller:
             tokens=tokens,
             floors=settings.floors,
             use_review_ttl=datetime.timedelta(seconds=settings.use_review_seconds),
+            require_requester=settings.require_requester,
         )
         self.cache: dict[CertKey, CachedCertificate] = {}
         self._leadership = asyncio.Lock()

@@ -131,6 +131,10 @@ class Settings:
     # How long RBAC's answer (a SubjectAccessReview) on a requester's `use` of a cluster issuer stands
     # (lifecycle.accessreviews): a renewal wave asks once per requester and issuer, a revoked grant bites within it.
     use_review_seconds: float = 60.0
+    # Secrets a certificate names are read only for a believed requester who may get them (lifecycle.onbehalf); off:
+    # a certificate without such a record has them read as before 0.2 (deprecated; the default flips in 0.3, when
+    # every supported cluster can record requesters).
+    require_requester: bool = False
     # The smallest spec.duration and spec.renewBefore served (lifecycle.policy.floors): an hour, so no object can
     # make the operator re-issue more than about once an hour by its spec; tests with 2-minute certificates lower it.
     floors: Floors = field(default_factory=Floors)
@@ -175,6 +179,7 @@ class Settings:
             cluster_issuer_use_policy=args.cluster_issuer_use_policy or None,
             use_policy_check_seconds=args.use_policy_check_seconds,
             use_review_seconds=args.use_review_seconds,
+            require_requester=args.require_requester,
             floors=Floors(parse_duration(args.min_duration), parse_duration(args.min_renew_before)),
             verbose=args.verbose,
             shard=Shard(index, args.shard_count),
