@@ -61,6 +61,13 @@ def replica(kubectl: Kubectl, tmp_path: Path, name: str) -> OperatorProcess:
     return proc
 
 
+def one_leader(first: OperatorProcess, second: OperatorProcess) -> tuple[OperatorProcess, OperatorProcess]:
+    """(the one holding the Lease, the one standing by), once exactly one holds it."""
+    both = (first, second)
+    wait_for(lambda: sum(metric_sum(r, "mtls_operator_leader") for r in both) == 1, timeout=30, what="one leader")
+    return (first, second) if metric_sum(first, "mtls_operator_leader") == 1 else (second, first)
+
+
 def revision(kubectl: Kubectl, name: str) -> int:
     return int(((kubectl.get("mtlscertificate", name, NS) or {}).get("status") or {}).get("revision") or 0)
 
@@ -146,12 +153,7 @@ def test_the_crl_number_only_grows_across_a_leader_change(plane: Kubectl, tmp_pa
     first = replica(kubectl, tmp_path, "crl-a")
     second = replica(kubectl, tmp_path, "crl-b")
     try:
-        wait_for(
-            lambda: metric_sum(first, "mtls_operator_leader") + metric_sum(second, "mtls_operator_leader") == 1,
-            timeout=30,
-            what="one leader",
-        )
-        active, standby = (first, second) if metric_sum(first, "mtls_operator_leader") == 1 else (second, first)
+        active, standby = one_leader(first, second)
         kubectl.apply(yaml.safe_dump(issuer), NS)
         spec = {"duration": "2160h", "signer": {"issuerRef": {"kind": "MtlsIssuer", "name": "failover"}}}
         for name in ("f1", "f2"):
@@ -186,12 +188,7 @@ def test_graceful_stop_hands_the_lease_over_at_once(plane: Kubectl, tmp_path: Pa
     first = replica(kubectl, tmp_path, "g1")
     second = replica(kubectl, tmp_path, "g2")
     try:
-        wait_for(
-            lambda: metric_sum(first, "mtls_operator_leader") + metric_sum(second, "mtls_operator_leader") == 1,
-            timeout=30,
-            what="one leader",
-        )
-        active, standby = (first, second) if metric_sum(first, "mtls_operator_leader") == 1 else (second, first)
+        active, standby = one_leader(first, second)
         stopped = time.monotonic()
         active.stop()  # SIGTERM: stop writing, then release the Lease
         wait_for(lambda: metric_sum(standby, "mtls_operator_leader") == 1, timeout=15, what="standby takes over")

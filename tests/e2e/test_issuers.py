@@ -22,6 +22,7 @@ from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,
+    allow_certificates,
     certificate_manifest,
     chart_template_applied,
     condition,
@@ -261,11 +262,7 @@ def test_use_of_a_cluster_issuer_is_decided_by_rbac_at_admission(
     kubectl.run("apply", "-f", "-", input=cluster_issuer(issuer, secret))
     wait_issuer_ready(kubectl, issuer)
     # Both users may create certificates in the namespace; only alice may use the issuer.
-    kubectl.run("create", "role", "certificates", "-n", namespace, "--verb=get,list,create,update,patch",
-                "--resource=mtlscertificates.mtls.dev")  # fmt: skip
-    for user in ("alice", "bob"):
-        kubectl.run("create", "rolebinding", f"certificates-{user}", "-n", namespace, "--role=certificates",
-                    f"--user={user}")  # fmt: skip
+    allow_certificates(kubectl, namespace, "alice", "bob")
     # What the chart's README tells a platform team to grant (kubectl create clusterrole refuses custom verbs).
     use_role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -335,9 +332,7 @@ def test_the_operator_asks_rbac_for_the_recorded_requester_at_every_issuance(
     ca_secret(kubectl, issuer_namespace, secret, ca)
     kubectl.run("apply", "-f", "-", input=cluster_issuer(issuer, secret))
     wait_issuer_ready(kubectl, issuer)
-    kubectl.run("create", "role", "certificates", "-n", namespace, "--verb=get,list,create,update,patch",
-                "--resource=mtlscertificates.mtls.dev")  # fmt: skip
-    kubectl.run("create", "rolebinding", "certificates-carol", "-n", namespace, "--role=certificates", "--user=carol")
+    allow_certificates(kubectl, namespace, "carol")
     kubectl.run("apply", "-f", "-", input=use_clusterrole(issuer))
     grant = ("create", "clusterrolebinding", f"use-{issuer}-carol", f"--clusterrole=use-{issuer}", "--user=carol")
     kubectl.run(*grant)

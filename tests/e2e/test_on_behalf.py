@@ -14,6 +14,7 @@ from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,
+    allow_certificates,
     certificate_manifest,
     condition,
     helm,
@@ -33,12 +34,8 @@ def test_a_ca_key_the_requester_may_not_read_signs_nothing_for_them(
     ca = Partner(tmp_path / "ca", name="Payments Internal CA")
     kubectl.run("create", "secret", "tls", "payments-ca", "-n", namespace, f"--cert={ca.ca_crt}", f"--key={ca.ca_key}")
     # mallory and dev may create certificates; only dev may read the namespace's Secrets.
-    kubectl.run("create", "role", "certificates", "-n", namespace, "--verb=get,list,create,update,patch",
-                "--resource=mtlscertificates.mtls.dev")  # fmt: skip
+    allow_certificates(kubectl, namespace, "mallory", "dev")
     kubectl.run("create", "role", "secrets", "-n", namespace, "--verb=get", "--resource=secrets")
-    for user in ("mallory", "dev"):
-        kubectl.run("create", "rolebinding", f"certificates-{user}", "-n", namespace, "--role=certificates",
-                    f"--user={user}")  # fmt: skip
     kubectl.run("create", "rolebinding", "secrets-dev", "-n", namespace, "--role=secrets", "--user=dev")
 
     def apply_as(user: str, name: str) -> subprocess.CompletedProcess[str]:

@@ -283,6 +283,15 @@ metadata:
 """
 
 
+def allow_certificates(kubectl: Kubectl, namespace: str, *users: str) -> None:
+    """RBAC: these users may create and change MtlsCertificates in the namespace, nothing more."""
+    kubectl.run("create", "role", "certificates", "-n", namespace, "--verb=get,list,create,update,patch",
+                "--resource=mtlscertificates.mtls.dev")  # fmt: skip
+    for user in users:
+        kubectl.run("create", "rolebinding", f"certificates-{user}", "-n", namespace, "--role=certificates",
+                    f"--user={user}")  # fmt: skip
+
+
 def groups_record(groups: Sequence[str]) -> str:
     """The groups annotation exactly as the chart's admission policies write and check it."""
     return "[" + ", ".join(f'"{g}"' for g in groups) + "]"
