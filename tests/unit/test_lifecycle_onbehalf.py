@@ -94,3 +94,22 @@ async def test_with_require_requester_a_certificate_nobody_is_recorded_for_reads
     await lc.settle()
     assert lc.ready["reason"] == "RequesterUnknown" and "Secret payments-ca" in lc.ready["message"]
     assert lc.secret() is None and lc.keys_generated == 0
+
+
+async def test_rbac_is_asked_when_a_secret_is_put_to_use_not_at_every_look():
+    # A resync of thousands of certificates must not become thousands of reviews: an upload already in service
+    # and keystores already built from the current password are not used again, so nobody is asked.
+    kube = FakeKube()
+    kube.grants.update({("dev", "secrets", "client-signed", "get"), ("dev", "secrets", "store-pass", "get")})
+    kube.put_secret(NAMESPACE, "store-pass", {"password": b"changeit"})
+    keystores = {"keystores": {"pkcs12": {"passwordSecretRef": {"name": "store-pass", "key": "password"}}}}
+    lc = Lifecycle(asked_by("dev", **keystores), kube, issuers=believed())
+    status = await lc.settle()
+    kube.put_secret(NAMESPACE, "client-signed", {"tls.crt": partner_signs(status["csr"], CA, lc.clock.now)})
+    assert (await lc.settle())["phase"] == "Ready" and "keystore.p12" in (lc.secret() or {})
+    asked = kube.calls.count("review_resource_access")
+    assert asked == 2  # the upload when it was put in service, the password when the stores were built
+    for _ in range(5):
+        lc.clock.advance(minutes=5)  # every remembered answer long stale
+        await lc.reconcile()
+    assert kube.calls.count("review_resource_access") == asked

@@ -13,7 +13,7 @@ from mtls_operator.api.requester import Requester
 from mtls_operator.kube.client import KubeIO
 
 REVIEW_TTL = datetime.timedelta(seconds=60)  # the default of --use-review-seconds (runtime.settings says why)
-MAX_REMEMBERED = 4096  # answers kept (requester, issuer); the oldest go first
+MAX_REMEMBERED = 4096  # answers kept, one per (requester, object, verb); the oldest go first
 
 
 class AccessReviews:

@@ -39,6 +39,9 @@ class StoreUpdate:
         return bool(self.data or self.annotations)
 
 
+PASSWORD_FIELD = "spec.keystores.pkcs12.passwordSecretRef"
+
+
 class JavaKeystores:
     def __init__(self, kube: KubeIO, cpu: CpuPool, access: AccessReviews | None = None) -> None:
         self.kube = kube
@@ -58,25 +61,35 @@ class JavaKeystores:
             return removal  # turned off, or outbound (the partner holds the key)
         password = await self._password(spec)
         if isinstance(password, str):
-            removal.problem = password
+            removal.problem = await self._refusal(spec) or password
             return removal
         digest = pkcs12.source_digest(password, wanted.alias, pem[TLS_KEY], pem[TLS_CRT], pem.get(CA_CRT) or b"")
         if live is not None and live.annotations.get(PKCS12_SOURCE_ANNOTATION) == digest and KEYSTORE_KEY in live.data:
             return StoreUpdate()
+        # The password is put to use (or talked about) only for a requester who may read it: asked here, when the
+        # stores are (re)built, not at every look at certificates whose stores are current.
+        refusal = await self._refusal(spec)
+        if refusal is not None:
+            removal.problem = refusal
+            return removal
         stores = await self.cpu.run(_build, pem, wanted.alias, password)
         return StoreUpdate(stores, {PKCS12_SOURCE_ANNOTATION: digest})
+
+    async def _refusal(self, spec: CertificateSpec) -> str | None:
+        """Why the password Secret may not be used for this certificate's requester (lifecycle.onbehalf), or None."""
+        assert spec.pkcs12 is not None
+        access = self.access
+        if access is None:
+            return None
+        refused = await unreadable(access, spec, spec.pkcs12.password_secret, PASSWORD_FIELD, access.clock())
+        return None if refused is None else refused.message
 
     async def _password(self, spec: CertificateSpec) -> bytes | str:
         """The password, or a message naming what is missing."""
         assert spec.pkcs12 is not None
         ref = spec.pkcs12
-        field = "spec.keystores.pkcs12.passwordSecretRef"
-        now = self.access.clock() if self.access is not None else None
-        refused = await unreadable(self.access, spec, ref.password_secret, field, now) if now else None
-        if refused is not None:
-            return refused.message
         secret = await self.kube.get_secret(spec.namespace, ref.password_secret)
-        where = f"Secret {ref.password_secret} ({field})"
+        where = f"Secret {ref.password_secret} ({PASSWORD_FIELD})"
         if secret is None:
             return f"{where} does not exist"
         value = secret.get(ref.password_key)

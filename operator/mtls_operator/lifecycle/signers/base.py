@@ -32,7 +32,9 @@ class SignerContext:
     clock: Callable[[], datetime.datetime]
     issuers: IssuerDirectory | None = None
     kubernetes_signer_names: tuple[str, ...] = ()  # the allow-list of lifecycle.policy.signernames
-    access: AccessReviews | None = None  # RBAC's answers for requesters (None: nobody can be asked, so nobody may)
+    # RBAC's answers for requesters (None: nobody can be asked: cluster issuers refuse, named Secrets are read as
+    # before; the Reconciler always gives one)
+    access: AccessReviews | None = None
 
 
 class Signer(Protocol):

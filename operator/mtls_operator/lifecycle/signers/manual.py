@@ -23,10 +23,14 @@ from mtls_operator.pki.keys import key_spec_of
 class ManualSigner(SignerBase):
     async def sign(self, a: Attempt, trigger: Trigger) -> SignResult:
         spec = a.spec
-        refused = await self._unreadable(a)
-        if refused is not None:
-            return refused
         signed = await self._signed_secret(a)
+        # Its content is used only when there is an upload that is not in service yet: then, and only then, the
+        # requester must be allowed to read it (onbehalf). Asking RBAC at every look would be one review per
+        # certificate per minute at a resync of thousands.
+        if signed is not None and not _already_in_service(signed, a.live):
+            refused = await self._unreadable(a)
+            if refused is not None:
+                return refused
         if trigger.reason == TriggerReason.NO_CERTIFICATE and signed is not None and signed.get(TLS_KEY):
             return await self._bring_your_own(a, signed)
         pending = await self.ctx.keys.pending_key(a, trigger.reason != TriggerReason.NO_CERTIFICATE, persist=True)
@@ -88,12 +92,12 @@ class ManualSigner(SignerBase):
         validity) replaces the current one once verified; a bad one only raises a condition and an Event."""
         if a.spec.outbound or a.live is None:
             return None
-        refused = await self._unreadable(a)
-        if refused is not None:
-            return refused
         signed = await self._signed_secret(a)
         if signed is None or _already_in_service(signed, a.live):
             return None
+        refused = await self._unreadable(a)
+        if refused is not None:
+            return refused
         key, _ = await self.ctx.keys.stored_key(a.live)
         if key is None:
             return None
