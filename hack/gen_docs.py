@@ -350,6 +350,40 @@ def runbooks_index_page() -> str:
     return out.getvalue()
 
 
+# --- the dashboard's layout ------------------------------------------------------------------------------------
+
+DASHBOARD_COLORS = {"row": "#3f51b5", "stat": "#e8eaf6", "table": "#e0f2f1", "timeseries": "#fff3e0"}
+
+
+def dashboard_svg() -> str:
+    """The Grafana dashboard's panels where its JSON puts them (24 columns), titled and coloured by kind: a picture of
+    what an operator sees, drawn from the dashboard file itself (Grafana does not run here to be photographed)."""
+    from xml.sax.saxutils import escape
+
+    board = json.loads((ROOT / "manifests" / "grafana" / "mtls-certificates.json").read_text())
+    column, unit = 40, 22  # px per grid column, per grid row
+    panels = board["panels"]
+    height = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels) * unit + 2
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {24 * column + 2} {height}" '
+        f'font-family="Helvetica, Arial, sans-serif" role="img" aria-label="{escape(board["title"])} dashboard layout">'
+    ]
+    for panel in panels:
+        grid, kind = panel["gridPos"], panel.get("type", "")
+        x, y, w, h = grid["x"] * column + 1, grid["y"] * unit + 1, grid["w"] * column - 4, grid["h"] * unit - 4
+        fill = DASHBOARD_COLORS.get(kind, "#f3e5f5")
+        title = escape(panel.get("title", ""))
+        if kind == "row":
+            out.append(f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="3" fill="{fill}"/>')
+            out.append(f'<text x="{x + 8}" y="{y + 14}" font-size="13" font-weight="bold" fill="#fff">{title}</text>')
+            continue
+        out.append(f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="4" fill="{fill}" stroke="#9e9e9e"/>')
+        out.append(f'<text x="{x + 6}" y="{y + 16}" font-size="12" fill="#212121">{title}</text>')
+        out.append(f'<text x="{x + 6}" y="{y + h - 6}" font-size="10" fill="#757575">{escape(kind)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 # --- all pages --------------------------------------------------------------------------------------------------
 
 
@@ -365,6 +399,7 @@ def pages() -> dict[Path, str]:
     result[REFERENCE / "operator-flags.md"] = operator_flags_page()
     result[REFERENCE / "reasons.md"] = reasons_page()
     result[ROOT / "docs" / "operations" / "runbooks" / "index.md"] = runbooks_index_page()
+    result[ROOT / "docs" / "assets" / "dashboard-layout.svg"] = dashboard_svg()
     return result
 
 
