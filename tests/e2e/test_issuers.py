@@ -407,6 +407,33 @@ def test_the_operator_asks_rbac_for_the_recorded_requester_at_every_issuance(
     kubectl.run("delete", "clusterrole", f"use-{issuer}")
 
 
+def test_kubectl_mtls_record_writes_the_users_own_record_where_nothing_else_does(
+    kubectl: Kubectl, operator: OperatorProcess, issuer_namespace: str, namespace: str, tmp_path: Path
+) -> None:
+    """Without a record a cluster issuer signs nothing; `kubectl mtls record` writes the user's own (a metadata-only
+    change, which the validating policy checks names them), and the certificate is signed."""
+    ca = Partner(tmp_path / "ca", name="Record CA")
+    suffix = uuid.uuid4().hex[:6]
+    issuer, secret = f"record-{suffix}", f"record-ca-{suffix}"
+    ca_secret(kubectl, issuer_namespace, secret, ca)
+    kubectl.run("apply", "-f", "-", input=cluster_issuer(issuer, secret))
+    wait_issuer_ready(kubectl, issuer)
+    kubectl.apply(certificate_manifest("unrecorded", spec=issued(issuer)), namespace)
+    wait_ready(kubectl, namespace, "unrecorded")
+    # The record removed (a change of metadata only: no mutating policy writes it back) and a renewal asked for.
+    kubectl.run("annotate", "mtlscertificate", "unrecorded", "-n", namespace,
+                "mtls.dev/requested-by-", "mtls.dev/requested-by-groups-")  # fmt: skip
+    kubectl.plugin("renew", "unrecorded", "-n", namespace)
+    wait_reason(kubectl, namespace, "unrecorded", "RequesterUnknown", timeout=30)
+    out = kubectl.plugin("record", "unrecorded", "-n", namespace).stdout
+    assert f"{namespace}/unrecorded: recorded as requested by admin" in out, out
+    recorded = annotations_of(kubectl, namespace, "unrecorded")
+    assert recorded["mtls.dev/requested-by-groups"] == '["system:masters", "system:authenticated"]'
+    renewed = wait_reason(kubectl, namespace, "unrecorded", "Ready", timeout=60)
+    assert renewed["status"]["lastRenewalRequest"], renewed["status"]
+    assert "already recorded" in kubectl.plugin("record", "unrecorded", "-n", namespace).stdout
+
+
 def test_ca_rotation_reissues_every_certificate_over_the_spread(
     kubectl: Kubectl, operator: OperatorProcess, issuer_namespace: str, namespace: str, tmp_path: Path
 ) -> None:

@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from mtls_operator.api.requester import groups_record
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 TOOLS_BIN = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mtls-operator" / "bin"
@@ -290,11 +292,6 @@ def allow_certificates(kubectl: Kubectl, namespace: str, *users: str) -> None:
     for user in users:
         kubectl.run("create", "rolebinding", f"certificates-{user}", "-n", namespace, "--role=certificates",
                     f"--user={user}")  # fmt: skip
-
-
-def groups_record(groups: Sequence[str]) -> str:
-    """The groups annotation exactly as the chart's admission policies write and check it."""
-    return "[" + ", ".join(f'"{g}"' for g in groups) + "]"
 
 
 def condition(obj: dict[str, Any] | None, type_: str = "Ready") -> dict[str, Any]:

@@ -5,7 +5,7 @@ are in force (lifecycle.policy.usepolicy)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,11 @@ class Requester:
 
     def __str__(self) -> str:
         return self.username
+
+
+def groups_record(groups: Sequence[str]) -> str:
+    """The groups annotation exactly as the chart's admission policies write and check it: ["a", "b"]."""
+    return "[" + ", ".join(f'"{group}"' for group in groups) + "]"
 
 
 def requester_of(metadata: Mapping[str, Any]) -> Requester | None:

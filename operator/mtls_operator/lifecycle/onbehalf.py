@@ -35,7 +35,7 @@ async def unreadable(
         message = (
             f"Secret {secret} ({field}) is read only for this certificate's requester, and no requester is recorded "
             "(annotation mtls.dev/requested-by, checked by the chart's admission policy): re-apply the certificate "
-            "where a MutatingAdmissionPolicy records it, or record yourself"
+            "where a MutatingAdmissionPolicy records it, or record yourself (`kubectl mtls record NAME`)"
         )
         return Rejected(REQUESTER_UNKNOWN, message, phase=phases.PENDING)
     if await access.may_read_secret(requester, spec.namespace, secret):

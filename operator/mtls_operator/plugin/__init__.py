@@ -7,6 +7,7 @@
   check    the partner guide's troubleshooting list, with a real TLS handshake against --endpoint
   renew    ask the operator to renew now (new key and CSR for hand-signed certificates)
   revoke   take back a certificate an issuer of ours signed (an MtlsRevocation: the issuer's CRL lists it)
+  record   record yourself as the requester of certificates (where no admission policy records it for you)
 
 Uses the kubeconfig and namespace like kubectl does. Private keys are read only by `check` (in memory, for the
 handshake) and sent only by `import --key` (to the apiserver); they are never printed or written to disk.
@@ -24,12 +25,13 @@ from mtls_operator.plugin.basic import cmd_csr, cmd_import, cmd_status
 from mtls_operator.plugin.check import cmd_check
 from mtls_operator.plugin.common import PluginError, UsageError, namespace_of
 from mtls_operator.plugin.inspection import cmd_inspect
+from mtls_operator.plugin.record import cmd_record
 from mtls_operator.plugin.renew import cmd_renew
 from mtls_operator.plugin.revoke import cmd_revoke
 
 COMMANDS = {
     "csr": cmd_csr, "import": cmd_import, "status": cmd_status,
-    "inspect": cmd_inspect, "check": cmd_check, "renew": cmd_renew, "revoke": cmd_revoke,
+    "inspect": cmd_inspect, "check": cmd_check, "renew": cmd_renew, "revoke": cmd_revoke, "record": cmd_record,
 }  # fmt: skip
 
 
@@ -83,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument("--issuer", metavar="KIND/NAME", help="with --serial: MtlsIssuer/x or ClusterMtlsIssuer/y")
     rev.add_argument("--comment", help="free text for the record (a ticket, the partner's report)")
     rev.add_argument("--timeout", type=float, default=60, help="seconds to wait until the CRL lists it; 0: do not wait")
-    for p in (csr, imp, st, ins, chk, ren, rev):
+    rec = sub.add_parser("record", help="record yourself as the requester of certificates: NAME..., -l or --all")
+    rec.add_argument("names", nargs="*", metavar="NAME")
+    rec.add_argument("-l", "--selector", help="label selector")
+    rec.add_argument("--all", action="store_true", help="every certificate in the namespace (with -A: everywhere)")
+    rec.add_argument("-A", "--all-namespaces", action="store_true")
+    for p in (csr, imp, st, ins, chk, ren, rev, rec):
         p.add_argument("-n", "--namespace", dest="sub_namespace", help=argparse.SUPPRESS)
     return parser
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 from collections.abc import Sequence
@@ -71,3 +72,21 @@ def print_table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+
+
+def certificate_targets(args: argparse.Namespace, custom: Any, namespace: str) -> list[dict[str, Any]]:
+    """The certificates a command names: NAME..., -l SELECTOR or --all (with -A: in every namespace)."""
+    if args.names and (args.selector or args.all):
+        raise UsageError("give certificate names, or -l SELECTOR, or --all; not several of them")
+    if args.names:
+        if args.all_namespaces:
+            raise UsageError("names need one namespace: drop -A, or use -l / --all")
+        return [get_certificate(custom, namespace, name) for name in args.names]
+    if not (args.selector or args.all):
+        raise UsageError("say which certificates: NAME..., -l SELECTOR or --all")
+    selector = args.selector or ""
+    if args.all_namespaces:
+        found = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=selector)
+    else:
+        found = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, label_selector=selector)
+    return list(found.get("items", []))

@@ -12,28 +12,11 @@ from typing import Any
 
 from mtls_operator.api.names import GROUP, PLURAL, RENEW_ANNOTATION, VERSION
 from mtls_operator.api.status import MICRO_TIME_FORMAT, utcnow
-from mtls_operator.plugin.common import UsageError, get_certificate
-
-
-def _targets(args: argparse.Namespace, custom: Any, namespace: str) -> list[dict[str, Any]]:
-    if args.names and (args.selector or args.all):
-        raise UsageError("give certificate names, or -l SELECTOR, or --all; not several of them")
-    if args.names:
-        if args.all_namespaces:
-            raise UsageError("names need one namespace: drop -A, or use -l / --all")
-        return [get_certificate(custom, namespace, name) for name in args.names]
-    if not (args.selector or args.all):
-        raise UsageError("say which certificates: NAME..., -l SELECTOR or --all")
-    selector = args.selector or ""
-    if args.all_namespaces:
-        found = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=selector)
-    else:
-        found = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, label_selector=selector)
-    return list(found.get("items", []))
+from mtls_operator.plugin.common import certificate_targets
 
 
 def cmd_renew(args: argparse.Namespace, custom: Any, core: Any, namespace: str) -> int:
-    targets = _targets(args, custom, namespace)
+    targets = certificate_targets(args, custom, namespace)
     if not targets:
         print("no certificates matched")
         return 0

@@ -47,9 +47,9 @@ def use_refusal(
             REQUESTER_UNKNOWN,
             f"{issuer} signs only for a certificate whose requester holds the RBAC verb use on it, and nobody is "
             "recorded as this certificate's requester (annotation mtls.dev/requested-by, written at admission by the "
-            "chart's MutatingAdmissionPolicy; where the cluster has none, set it to your own user name and groups, "
-            "the admission policy checks them): re-apply the certificate, or the issuer's owner sets "
-            "spec.policy.openToSelectedNamespaces",
+            "chart's MutatingAdmissionPolicy; where the cluster has none, `kubectl mtls record NAME` writes yours, "
+            "the admission policy checks it): re-apply the certificate or record yourself, or the issuer's owner "
+            "sets spec.policy.openToSelectedNamespaces",
         )
     if not allowed:
         return UseRefusal(
