@@ -73,6 +73,23 @@ async def test_without_a_believed_record_the_secret_is_read_as_before():
     assert "review_resource_access" not in unchecked.kube.calls
 
 
+async def test_a_record_is_not_believed_while_the_policy_that_checks_it_is_not_in_force():
+    # The operator is configured with the policy (--cluster-issuer-use-policy) but it was deleted: any tenant could
+    # now write any name into the record, so with --require-requester nothing is read on its word.
+    book = believed()
+    book.use_policy = "the admission policy session-mtls-operator-cluster-issuer-use does not exist"
+    lc = Lifecycle(asked_by("payments-admin", **CA_SIGNER), kube_with_ca(), issuers=book)
+    lc.kube.grants.add(("payments-admin", "secrets", "payments-ca", "get"))
+    assert lc.reconciler.context.access is not None
+    lc.reconciler.context.access.required = True
+    await lc.settle()
+    assert lc.ready["reason"] == "RequesterUnknown" and lc.secret() is None
+    assert "review_resource_access" not in lc.kube.calls
+    book.use_policy = None  # back in force: the record is believed again, RBAC is asked
+    lc.clock.advance(minutes=2)
+    assert (await lc.settle())["phase"] == "Ready"
+
+
 async def test_a_password_secret_the_requester_may_not_read_is_not_read_and_its_keys_are_not_named():
     kube = kube_with_ca()
     kube.grants.add(("dev", "secrets", "payments-ca", "get"))

@@ -51,7 +51,8 @@ class IssuerBook:
         return self.use_policy
 
     def requester_records_believed(self) -> bool:
-        return self.requester_records_checked
+        # Configured is not enough: while the policy is deleted or unbound, a record names whoever wrote it.
+        return self.requester_records_checked and self.use_policy is None
 
     # --- fed by watch events ----------------------------------------------------------------------------------
 
