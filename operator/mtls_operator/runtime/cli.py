@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--use-review-seconds",
         type=float,
         default=60.0,
-        help="how long RBAC's answer on a certificate requester's `use` of a cluster issuer is remembered: a "
-        "revoked grant stops renewals within this (60)",
+        help="how long RBAC's answer for a certificate's requester (`use` of a cluster issuer, `get` of a Secret the "
+        "certificate names) is remembered: a revoked grant bites within this (60)",
     )
     run.add_argument(
         "--shard-count",

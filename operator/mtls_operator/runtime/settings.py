@@ -128,8 +128,9 @@ class Settings:
     # cluster-issuer issuance within that, for two cheap GETs per replica.
     cluster_issuer_use_policy: str | None = None
     use_policy_check_seconds: float = 30.0
-    # How long RBAC's answer (a SubjectAccessReview) on a requester's `use` of a cluster issuer stands
-    # (lifecycle.accessreviews): a renewal wave asks once per requester and issuer, a revoked grant bites within it.
+    # How long RBAC's answer (a SubjectAccessReview) for a requester stands — `use` of a cluster issuer, `get` of a
+    # named Secret (lifecycle.accessreviews): a renewal wave asks once per requester and object, a revoked grant
+    # bites within it.
     use_review_seconds: float = 60.0
     # Secrets a certificate names are read only for a believed requester who may get them (lifecycle.onbehalf); off:
     # a certificate without such a record has them read as before 0.2 (deprecated; the default flips in 0.3, when
