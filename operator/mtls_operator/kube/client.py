@@ -418,7 +418,6 @@ class KubeIO:
 
     async def review_access(self, user: Mapping[str, Any], path: str, verb: str) -> bool:
         """A SubjectAccessReview: may this user `verb` the non-resource URL `path`?"""
-        api = kubernetes.client.AuthorizationV1Api(self.api_client)
         spec = {
             "user": user.get("username"),
             "groups": user.get("groups") or [],
@@ -426,8 +425,7 @@ class KubeIO:
             "extra": user.get("extra") or {},
             "nonResourceAttributes": {"path": path, "verb": verb},
         }
-        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
-        return bool(((await self._run(api.create_subject_access_review, body)).get("status") or {}).get("allowed"))
+        return await self._access_allowed(spec)
 
     async def review_resource_access(
         self,
@@ -441,9 +439,11 @@ class KubeIO:
     ) -> bool:
         """A SubjectAccessReview: may this user `verb` the object group/resource/name (in `namespace`; "" for a
         cluster-scoped one)?"""
-        api = kubernetes.client.AuthorizationV1Api(self.api_client)
         attributes = {"group": group, "resource": resource, "name": name, "verb": verb, "namespace": namespace}
-        spec = {"user": username, "groups": list(groups), "resourceAttributes": attributes}
+        return await self._access_allowed({"user": username, "groups": list(groups), "resourceAttributes": attributes})
+
+    async def _access_allowed(self, spec: dict[str, Any]) -> bool:
+        api = kubernetes.client.AuthorizationV1Api(self.api_client)
         body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
         return bool(((await self._run(api.create_subject_access_review, body)).get("status") or {}).get("allowed"))
 
