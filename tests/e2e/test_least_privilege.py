@@ -34,6 +34,7 @@ from harness.cluster import (
     put_signed,
     service_account_kubeconfig,
     wait_certificate,
+    wait_certificates_admitted,
     wait_for,
     wait_ready,
 )
@@ -100,6 +101,7 @@ def test_the_chart_grants_exactly_what_the_operator_uses(
     helm(plane.kubeconfig, "install", "mtls-operator", str(CHART), "-n", "mtls-system", *VALUES)
     for crd in ("mtlscertificates", "mtlsissuers", "clustermtlsissuers", "mtlsrevocations"):
         kube.run("wait", "--for", "condition=established", "--timeout=60s", f"crd/{crd}.mtls.dev")
+    wait_certificates_admitted(kube, "a")
     pods = wait_for(
         lambda: json.loads(kube.run("get", "pods", "-n", "mtls-system", "-o", "json").stdout)["items"],
         timeout=60, what="the ReplicaSet controller creates the Pods (admitted as restricted)",

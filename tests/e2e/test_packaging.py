@@ -30,6 +30,7 @@ from harness.cluster import (
     helm,
     own_control_plane,
     service_account_kubeconfig,
+    wait_certificates_admitted,
     wait_for,
     wait_ready,
 )
@@ -243,6 +244,7 @@ def test_operator_as_service_account_issues_and_is_confined(
         kube.run("create", "namespace", ns)
     helm(plane.kubeconfig, "install", "mtls-operator", str(CHART), "-n", "mtls-system", "--set", "watchNamespaces={a}")
     kube.run("wait", "--for", "condition=established", "--timeout=60s", "crd/mtlscertificates.mtls.dev")
+    wait_certificates_admitted(kube, "a")
     sa_config = service_account_kubeconfig(plane, kube, "mtls-operator", "mtls-system", world_readable_dir)
     subject = "system:serviceaccount:mtls-system:mtls-operator"
 

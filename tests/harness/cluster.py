@@ -512,6 +512,20 @@ def install_session_admission(kubectl: Kubectl) -> None:
     wait_for(judged, timeout=30, what="the session's admission policies in force")
 
 
+def wait_certificates_admitted(kubectl: Kubectl, namespace: str) -> None:
+    """Until the apiserver admits an MtlsCertificate in `namespace` (a server-side dry run). Right after a CRD is
+    created next to a MutatingAdmissionPolicy that matches it, creates fail for a few seconds ("Resource kind …
+    not found … a delay between when CustomResourceDefinitions are created and when they are available"): the
+    policy needs the CRD's published schema, which trails `condition=established`."""
+    probe = certificate_manifest("admission-probe")
+
+    def admitted() -> bool:
+        args = ("apply", "--dry-run=server", "-n", namespace, "-f", "-")
+        return kubectl.run(*args, input=probe, check=False).returncode == 0
+
+    wait_for(admitted, timeout=60, what=f"MtlsCertificates admitted in {namespace}")
+
+
 def helm(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HELM_CACHE_HOME": "/tmp/mtls-helm-cache",
            "HELM_CONFIG_HOME": "/tmp/mtls-helm-config", "HELM_DATA_HOME": "/tmp/mtls-helm-data"}  # fmt: skip
