@@ -11,6 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 CPU_NICENESS = 10
+THREAD_PREFIX = "pki"
+
+
+def pool_threads() -> int:
+    """The CpuPools' worker threads still alive (idle, or computing something nobody will use after a stop)."""
+    return sum(1 for thread in threading.enumerate() if thread.name.startswith(THREAD_PREFIX + "_"))
 
 
 def _yield_to_the_loop() -> None:
@@ -28,13 +34,13 @@ class CpuPool:
         released_slot: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self.executor = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="pki", initializer=_yield_to_the_loop
+            max_workers=threads, thread_name_prefix=THREAD_PREFIX, initializer=_yield_to_the_loop
         )
         self.released_slot = released_slot or contextlib.nullcontext
 
     def close(self) -> None:
-        """At stop: work not started is dropped (a key generated for a CSR never published is worth nothing), and
-        the interpreter's exit waits only for what is running now, not for every queued job."""
+        """At stop: work not started is dropped (a key generated for a CSR never published is worth nothing); what
+        is running now is abandoned by runtime.cli's exit (an RSA-4096 key can take seconds more)."""
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:

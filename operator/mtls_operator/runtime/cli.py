@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 
 from mtls_operator import __version__
 
@@ -190,4 +192,21 @@ def run(args: argparse.Namespace) -> int:
         memo=kopf.Memo(operator=operator),
         memories=handlers.ForgetfulMemories(),
     )
+    _exit_without_waiting_for_cpu_work()
     return 0
+
+
+def _exit_without_waiting_for_cpu_work() -> None:
+    """The operator has stopped (its event loop is closed: nothing more is written to the API). A key generation or
+    signature still running in a CpuPool thread has nobody to hand its result to, yet the interpreter's exit would
+    join that thread: an RSA-4096 key on a busy node took the stop past 5 s. Its key was never stored nor its CSR
+    published, so it is dropped with the process."""
+    from mtls_operator.aio.offload import pool_threads
+
+    busy = pool_threads()
+    if busy:
+        logging.getLogger(__name__).info("stopped; %d CPU worker thread(s) left to end with the process", busy)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
