@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
 def _exit_without_waiting_for_cpu_work() -> None:
     """The operator has stopped (its event loop is closed: nothing more is written to the API). A key generation or
     signature still running in a CpuPool thread has nobody to hand its result to, yet the interpreter's exit would
-    join that thread: an RSA-4096 key on a busy node took the stop past 5 s. Its key was never stored nor its CSR
+    join that thread, and an RSA-4096 key on a busy node takes seconds. Its key was never stored nor its CSR
     published, so it is dropped with the process."""
     from mtls_operator.aio.offload import pool_threads
 
