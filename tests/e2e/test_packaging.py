@@ -26,6 +26,7 @@ from harness.cluster import (
     Kubectl,
     OperatorProcess,
     Partner,
+    admits,
     certificate_manifest,
     helm,
     own_control_plane,
@@ -146,12 +147,7 @@ def remove_admission_policies(kubectl: Kubectl) -> None:
         kubectl.run("delete", "validatingadmissionpolicybinding", name, "--ignore-not-found")
         kubectl.run("delete", "validatingadmissionpolicy", name, "--ignore-not-found")
     probe = certificate_manifest("floor-probe", spec={"duration": "2m", "renewBefore": "60s"})
-
-    def lifted() -> bool:
-        proc = kubectl.run("apply", "--dry-run=server", "-n", "default", "-f", "-", input=probe, check=False)
-        return proc.returncode == 0
-
-    wait_for(lifted, timeout=30, what="the floors policy no longer applied")
+    wait_for(lambda: admits(kubectl, probe, "default"), timeout=30, what="the floors policy no longer applied")
 
 
 def test_helm_install_and_uninstall(cluster: controlplane.ControlPlane, kubectl: Kubectl, namespace: str) -> None:

@@ -518,12 +518,13 @@ def wait_certificates_admitted(kubectl: Kubectl, namespace: str) -> None:
     not found … a delay between when CustomResourceDefinitions are created and when they are available"): the
     policy needs the CRD's published schema, which trails `condition=established`."""
     probe = certificate_manifest("admission-probe")
+    wait_for(lambda: admits(kubectl, probe, namespace), timeout=60, what=f"MtlsCertificates admitted in {namespace}")
 
-    def admitted() -> bool:
-        args = ("apply", "--dry-run=server", "-n", namespace, "-f", "-")
-        return kubectl.run(*args, input=probe, check=False).returncode == 0
 
-    wait_for(admitted, timeout=60, what=f"MtlsCertificates admitted in {namespace}")
+def admits(kubectl: Kubectl, manifest: str, namespace: str) -> bool:
+    """Whether the apiserver, admission included, would accept `manifest` in `namespace` now (a server-side dry run)."""
+    proc = kubectl.run("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=manifest, check=False)
+    return proc.returncode == 0
 
 
 def helm(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
